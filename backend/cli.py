@@ -1,0 +1,227 @@
+"""The ``curate`` command: one pipeline, the same code path as the Python API and the app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CurateError
+
+EPILOG = """examples:
+  curate run --source demo --workdir work
+  curate run --source ~/data/pets --workdir work --encoder resnet50 --weights swav_r50.pth
+  curate select --workdir work --keep 0.7 --strategy hard --out kept.csv
+  curate export-tree --workdir work --keep 0.7 --out kept_tree/
+  curate app --workdir work
+"""
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: pass e.g. 0.7") from None
+
+
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    from .scores import METRICS
+    from .select import BALANCES, STRATEGIES
+
+    p.add_argument("--workdir", required=True, help="the workdir of `curate run` (its latest run) or a run folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--keep", type=_fraction, metavar="FRACTION", help="share of examples to keep, 0 < f <= 1")
+    g.add_argument("--keep-count", type=int, metavar="N", help="number of examples to keep instead of a fraction")
+    p.add_argument("--strategy", choices=STRATEGIES, default="hard",
+                   help="hard: keep the highest difficulty (best with abundant data); easy: keep the lowest "
+                        "(best with scarce data); random: seeded uniform sample (default: hard)")
+    p.add_argument("--metric", default="ssl_prototype",
+                   help="difficulty column to rank by: " + ", ".join(METRICS) + " (default: ssl_prototype)")
+    p.add_argument("--balance", choices=BALANCES, default="none",
+                   help="keep the same fraction within each class or cluster (default: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random strategy (default: 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .embed import ENCODERS
+    from .projection import MAP_METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="curate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Find the redundant part of an image data set and prune it "
+                    "(self-supervised prototypes, Sorscher et al. 2022).")
+    parser.add_argument("--version", action="version", version=f"curation-studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="compute embeddings, clusters, difficulty scores and the 2-D map",
+                       description="Compute embeddings, spherical k-means clusters, difficulty scores and the "
+                                   "2-D map for a source; print the run directory. Stages are cached in the "
+                                   "workdir: the same inputs again are a cache hit, and an interrupted run "
+                                   "resumes where it stopped.")
+    r.add_argument("--source", required=True,
+                   help="demo | a folder of images (sub-folder per class = labels) | a .csv/.parquet manifest "
+                        "with a 'path' column (optional label, split) | torchvision:NAME (MNIST, FashionMNIST, "
+                        "KMNIST, CIFAR10, CIFAR100, SVHN) | a .npy/.parquet of embeddings")
+    r.add_argument("--workdir", required=True, help="folder for the cache and the runs (created if missing)")
+    r.add_argument("--encoder", default="pixels", choices=ENCODERS,
+                   help="embedding model (default: pixels, which needs no weights)")
+    r.add_argument("--weights", help="weights for a torchvision encoder: a state-dict FILE (e.g. self-supervised "
+                                     "SwAV/DINO ResNet-50), 'imagenet' (torch cache; default) or 'random'")
+    r.add_argument("--image-size", type=int, help="input size for the encoder (pixels: 32; torchvision: 224)")
+    r.add_argument("--k", type=int, help="number of k-means clusters (default: number of classes when "
+                                         "labelled, else round(sqrt(N/2)) clipped to 2..1000)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto = cuda when available)")
+    r.add_argument("--map", dest="map_method", default="umap", choices=MAP_METHODS,
+                   help="2-D map method (default: umap)")
+    r.add_argument("--seed", type=int, default=0, help="seed for k-means, the map and sampling (default: 0)")
+    r.add_argument("--data-root", help="root folder of torchvision data sets (default: $CURATE_DATA_ROOT or ./data)")
+    r.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    r.add_argument("--manifest", help="ids/paths/labels for a .npy of precomputed embeddings (same row order)")
+    r.add_argument("--limit", type=int, help="use at most N examples per split (seeded sample), for a quick look")
+    r.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    r.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers (default: min(4, cores))")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    s = sub.add_parser("select", help="write the kept subset (.csv/.parquet/.json/.txt) and its manifest",
+                       description="Write the kept subset. The format follows the --out ending: .csv, .parquet, "
+                                   ".json (one row per kept example with example_id, path, label, cluster, rank "
+                                   "and every score) or .txt (one path, or id, per line). FILE.manifest.json "
+                                   "beside it records everything needed to reproduce the list.")
+    _add_selection_args(s)
+    s.add_argument("--out", required=True, help="output file; its ending picks the format")
+
+    e = sub.add_parser("export-tree", help="build an ImageFolder tree of symlinks to the kept images",
+                       description="Build OUT/<label>/<image> symlinks to the kept images (sources are never "
+                                   "copied, moved or modified; array data sets are written as PNG).")
+    _add_selection_args(e)
+    e.add_argument("--out", required=True, help="output folder")
+
+    i = sub.add_parser("info", help="print the summary of a finished run")
+    i.add_argument("--workdir", required=True, help="workdir or run folder")
+    i.add_argument("--json", action="store_true", help="print as JSON")
+
+    a = sub.add_parser("app", help="open the Streamlit app on a finished run",
+                       description="Start the app at http://127.0.0.1:PORT (no usage statistics are sent).")
+    a.add_argument("--workdir", default="work", help="workdir with runs (default: ./work)")
+    a.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    a.add_argument("--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    a.add_argument("--allow-dir", action="append", default=[],
+                   help="another folder the app may read from or write to (repeatable)")
+
+    try:
+        from .scaling.cli import add_parser as add_scaling
+    except ImportError:
+        add_scaling = None
+    if add_scaling is not None:
+        add_scaling(sub)
+    return parser
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"run directory: {summary['run_dir']}")
+    for key in ("source", "examples", "holdout", "skipped", "image_size", "encoder", "embedding_dim", "k"):
+        print(f"  {key:14s} {summary[key]}")
+    print(f"  {'scores':14s} {', '.join(summary['scores'])}")
+    if summary.get("classes"):
+        counts = ", ".join(f"{c}: {n}" for c, n in summary["classes"].items())
+        print(f"  {'classes':14s} {len(summary['classes'])} ({counts})")
+
+
+def cmd_run(args) -> int:
+    from .pipeline import run_pipeline
+    from .progress import TqdmReporter
+
+    rep = TqdmReporter()
+    run = run_pipeline(args.source, args.workdir, encoder=args.encoder, weights=args.weights,
+                       image_size=args.image_size, k=args.k, seed=args.seed, device=args.device,
+                       map_method=args.map_method, data_root=args.data_root, download=args.download,
+                       manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
+                       num_workers=args.num_workers, reporter=rep)
+    rep.end_stage()
+    _print_summary(run.summary(), args.json)
+    if run.summary()["skipped"]:
+        print(f"  skipped files are listed in {run.dir / 'skipped.csv'}")
+    return 0
+
+
+def _selection(args):
+    from . import load_run, select_subset
+
+    run = load_run(args.workdir)
+    sel = select_subset(run, keep=args.keep, keep_count=args.keep_count, strategy=args.strategy,
+                        metric=args.metric, balance=args.balance, seed=args.seed)
+    return run, sel
+
+
+def cmd_select(args) -> int:
+    from .select import write_selection
+
+    _, sel = _selection(args)
+    out = write_selection(sel, args.out, force=args.force)
+    print(f"kept {sel.n_kept} of {sel.n_total} examples ({sel.n_kept / sel.n_total:.1%}) -> {out}")
+    print(f"manifest: {out.with_name(out.name + '.manifest.json')}")
+    return 0
+
+
+def cmd_export_tree(args) -> int:
+    from .select import export_tree
+
+    run, sel = _selection(args)
+    res = export_tree(run, sel, args.out, force=args.force)
+    how = f"{res['symlinks']} symlinks" if res["symlinks"] else f"{res['png_written']} PNG files (array data set)"
+    print(f"kept {sel.n_kept} of {sel.n_total} examples -> {res['out']} ({how})")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import load_run
+
+    _print_summary(load_run(args.workdir).summary(), args.json)
+    return 0
+
+
+def cmd_app(args) -> int:
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "curation_app" / "app.py"
+    if not app.exists():
+        raise CurateError(f"the app is not installed ({app} is missing): reinstall curation-studio")
+    workdir = Path(args.workdir).expanduser().resolve()
+    env = dict(os.environ, CURATE_WORKDIR=str(workdir),
+               CURATE_ALLOWED_DIRS=os.pathsep.join([str(workdir)] + [str(Path(d).resolve()) for d in args.allow_dir]))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+           "--server.address", args.address, "--server.port", str(args.port),
+           "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+    print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop")
+    return subprocess.call(cmd, env=env)
+
+
+COMMANDS = {"run": cmd_run, "select": cmd_select, "export-tree": cmd_export_tree, "info": cmd_info, "app": cmd_app}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except CurateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

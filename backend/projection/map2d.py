@@ -1,0 +1,85 @@
+"""2-D map: PCA to ~50 dims, UMAP on a sample, the rest placed by nearest neighbours.
+
+UMAP on a million points takes tens of minutes, so above ``fit_sample`` rows
+the map is fitted on a uniform sample and every other point is placed at the
+similarity-weighted mean of its 10 nearest sampled neighbours (in the PCA
+space).  Below it, UMAP sees every point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cluster.kmeans import CHUNK, l2_normalize
+from ..errors import CurateError
+
+MAP_METHODS = ("umap", "pca")
+
+
+class Projector2D:
+    """``fit_transform(x, rows)`` -> (len(rows), 2) float32 coordinates."""
+
+    def __init__(self, method: str = "umap", *, pca_dim: int = 50, fit_sample: int = 20000,
+                 n_neighbors: int = 15, min_dist: float = 0.1, random_state: int = 0):
+        self.method = method
+        self.pca_dim = pca_dim
+        self.fit_sample = fit_sample
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.random_state = random_state
+
+    def _pca(self, x, rows, sample):
+        xs = l2_normalize(x[sample])
+        self.mean_ = xs.mean(axis=0)
+        dim = min(self.pca_dim, xs.shape[1], max(2, len(sample) - 1))
+        _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
+        self.components_ = vt[:dim].astype(np.float32)
+        out = np.empty((len(rows), self.components_.shape[0]), np.float32)
+        for start in range(0, len(rows), CHUNK):
+            out[start:start + CHUNK] = (l2_normalize(x[rows[start:start + CHUNK]]) - self.mean_) @ self.components_.T
+        return out
+
+    def fit_transform(self, x: np.ndarray, rows: np.ndarray | None = None, progress=None) -> np.ndarray:
+        if self.method not in MAP_METHODS:
+            raise CurateError(f"unknown map method {self.method!r}: use one of {', '.join(MAP_METHODS)}")
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        n = len(rows)
+        rng = np.random.default_rng(self.random_state)
+        sample_pos = np.sort(rng.choice(n, size=min(n, self.fit_sample), replace=False))
+        z = self._pca(x, rows, rows[sample_pos])
+        if progress:
+            progress(1, 3)
+        if self.method == "pca" or n < 5:
+            out = np.zeros((n, 2), np.float32)
+            out[:, : min(2, z.shape[1])] = z[:, :2]
+            return out
+        try:
+            import umap
+        except ImportError:  # pragma: no cover
+            raise CurateError("the UMAP map needs umap-learn: pip install umap-learn (or use --map pca)") from None
+        import warnings
+
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(self.n_neighbors, max(2, len(sample_pos) - 1)),
+                            min_dist=self.min_dist, random_state=self.random_state,
+                            init="spectral" if len(sample_pos) > self.n_neighbors + 2 else "random")
+        fitted = reducer.fit_transform(z[sample_pos]).astype(np.float32)
+        if progress:
+            progress(2, 3)
+        out = np.empty((n, 2), np.float32)
+        out[sample_pos] = fitted
+        rest = np.setdiff1d(np.arange(n), sample_pos)
+        if len(rest):
+            import faiss
+
+            index = faiss.IndexFlatL2(z.shape[1])
+            index.add(np.ascontiguousarray(z[sample_pos]))
+            for start in range(0, len(rest), CHUNK):
+                pos = rest[start:start + CHUNK]
+                d, nn = index.search(np.ascontiguousarray(z[pos]), 10)
+                w = 1.0 / (np.sqrt(np.maximum(d, 0)) + 1e-6)
+                w /= w.sum(axis=1, keepdims=True)
+                out[pos] = np.einsum("nk,nkd->nd", w, fitted[nn])
+        if progress:
+            progress(3, 3)
+        return out

@@ -1,0 +1,56 @@
+"""Where examples come from.  :func:`resolve_source` turns a user spec into a Source.
+
+Specs: ``demo``; ``torchvision:NAME`` (with ``data_root``); a folder; a
+``.csv``/``.parquet`` manifest with a ``path`` column; a ``.npy`` or Parquet
+file of embeddings (optionally with ``manifest=``).  A prefix (``folder:``,
+``manifest:``, ``embeddings:``) forces the kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import CurateError
+from .arrays import TORCHVISION_SETS, load_demo, load_torchvision
+from .base import HOLDOUT_SPLITS, Source
+from .embeddings import load_embeddings
+from .folder import load_folder
+from .images import BadImage, open_rgb
+from .manifest import load_manifest
+
+__all__ = ["Source", "resolve_source", "BadImage", "open_rgb", "TORCHVISION_SETS", "HOLDOUT_SPLITS"]
+
+
+def resolve_source(spec: str, *, data_root=None, download: bool = False, manifest=None,
+                   labels: str = "auto") -> Source:
+    spec = str(spec).strip()
+    if not spec:
+        raise CurateError("empty --source: pass a folder, a manifest, torchvision:NAME, embeddings or demo")
+    if spec == "demo":
+        return load_demo(data_root, allow_download=True)
+    kind, _, rest = spec.partition(":")
+    if kind == "torchvision":
+        return load_torchvision(rest, data_root, download=download)
+    if kind in ("folder", "manifest", "embeddings") and rest:
+        path = Path(rest)
+    else:
+        kind, path = None, Path(spec)
+    path = path.expanduser()
+    if not path.exists():
+        raise CurateError(f"source {spec!r} does not exist: pass an existing folder or file, "
+                          "torchvision:NAME or demo")
+    if kind == "folder" or (kind is None and path.is_dir()):
+        return load_folder(path, labels=labels)
+    if kind == "embeddings" or (kind is None and path.suffix == ".npy"):
+        return load_embeddings(path, manifest)
+    if kind == "manifest" or (kind is None and path.suffix.lower() in (".csv", ".parquet")):
+        if kind is None and path.suffix == ".parquet":
+            cols = pd.read_parquet(path).columns if path.stat().st_size < 50_000_000 else \
+                __import__("pyarrow.parquet", fromlist=["x"]).read_schema(path).names
+            if "path" not in cols and ("embedding" in cols or len(cols) > 2):
+                return load_embeddings(path, manifest)
+        return load_manifest(path)
+    raise CurateError(f"cannot tell what {path.name} is: pass a folder, a .csv/.parquet manifest, "
+                      "a .npy of embeddings, or prefix it with folder:/manifest:/embeddings:")

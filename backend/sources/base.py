@@ -1,0 +1,83 @@
+"""The :class:`Source` interface: where examples come from.
+
+A source is an index table plus a way to load the image of each row.  The
+index has one row per example with columns
+
+``example_id``  stable id: relative path, or ``split/index`` for array sets
+``path``        absolute path of the image file, or None (array sources)
+``label``       class name as a string, or None (unlabelled)
+``split``       ``"train"`` (the pool that is scored and pruned) or
+                ``"test"`` (held out: never pruned, used for scaling estimates)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .images import open_rgb
+
+HOLDOUT_SPLITS = frozenset({"test", "val", "valid", "validation", "holdout"})
+INDEX_COLUMNS = ["example_id", "path", "label", "split"]
+
+
+@dataclass
+class Source:
+    """Examples from one place.  Build with :func:`backend.sources.resolve_source`."""
+
+    spec: str
+    kind: str  # demo | folder | manifest | torchvision | embeddings
+    index: pd.DataFrame
+    fingerprint: str
+    description: str
+    classes: list[str] | None = None
+    images: np.ndarray | None = None  # uint8 (N, H, W[, 3]) for array sources
+    embeddings: np.ndarray | None = None  # (N, D) for precomputed embeddings
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id or path, reason)
+    image_size: str = "varies"
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def has_images(self) -> bool:
+        return self.images is not None or self.index["path"].notna().any()
+
+    @property
+    def has_files(self) -> bool:
+        return self.images is None and self.index["path"].notna().any()
+
+    @property
+    def has_labels(self) -> bool:
+        return self.index["label"].notna().any()
+
+    def load_image(self, i: int) -> Image.Image:
+        """RGB image of row ``i``; raises BadImage for an unreadable file."""
+        if self.images is not None:
+            arr = self.images[i]
+            img = Image.fromarray(arr)
+            return img.convert("RGB") if img.mode != "RGB" else img
+        path = self.index["path"].iat[i]
+        if path is None or (isinstance(path, float) and np.isnan(path)):
+            raise ValueError("this source has no images (precomputed embeddings)")
+        return open_rgb(path)
+
+    def image_loader(self) -> Callable[[int], Image.Image]:
+        return self.load_image
+
+
+def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
+    n = len(example_id)
+    df = pd.DataFrame({
+        "example_id": pd.Series(list(example_id), dtype="string"),
+        "path": pd.Series(list(path) if path is not None else [None] * n, dtype="object"),
+        "label": pd.Series(list(label) if label is not None else [None] * n, dtype="object"),
+        "split": pd.Series(list(split) if split is not None else ["train"] * n, dtype="object"),
+    })
+    df["label"] = df["label"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    df["split"] = df["split"].map(lambda s: "test" if str(s).lower() in HOLDOUT_SPLITS else "train")
+    return df

@@ -1,0 +1,83 @@
+"""Precomputed embeddings: ``.npy`` (N x D) or Parquet, with an optional manifest."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CurateError
+from .base import Source, make_index
+from .manifest import read_table
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    bad_rows = []
+    for start in range(0, len(x), 65536):
+        chunk = np.asarray(x[start:start + 65536])
+        ok = np.isfinite(chunk).all(axis=1)
+        if not ok.all():
+            bad_rows.extend((start + np.flatnonzero(~ok)).tolist())
+    if bad_rows:
+        raise CurateError(f"{name} has NaN or inf in {len(bad_rows)} row(s) (first: row {bad_rows[0]}): "
+                          "fix or drop those rows and run again")
+
+
+def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Source:
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise CurateError(f"embeddings file {path} does not exist: check the path")
+    meta = None
+    if path.suffix == ".npy":
+        try:
+            x = np.load(path, mmap_mode="r")
+        except Exception as exc:  # noqa: BLE001
+            raise CurateError(f"cannot read {path.name} as a .npy array ({exc}): save it with numpy.save") from None
+    elif path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+        if "embedding" in df.columns:
+            x = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+            meta = df.drop(columns=["embedding"])
+        else:
+            num = df.select_dtypes("number")
+            other = [c for c in df.columns if c not in num.columns or c in ("label",)]
+            num = num.drop(columns=[c for c in ("label",) if c in num.columns])
+            x = num.to_numpy(np.float32)
+            meta = df[other] if other else None
+    else:
+        raise CurateError(f"embeddings must be .npy or .parquet, got {path.name}")
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
+        raise CurateError(f"{path.name} has shape {tuple(x.shape)}: embeddings must be a 2-D array "
+                          "N x D with N >= 1 rows and D >= 2 columns")
+    if not np.issubdtype(x.dtype, np.number):
+        raise CurateError(f"{path.name} holds {x.dtype} values: embeddings must be numbers")
+    _check_finite(x, path.name)
+    if manifest is not None:
+        meta = read_table(Path(manifest).expanduser().resolve())
+    n = x.shape[0]
+    if meta is not None and len(meta) != n:
+        raise CurateError(f"the manifest has {len(meta)} rows but {path.name} has {n}: "
+                          "they must match row for row")
+    if meta is None:
+        meta = pd.DataFrame(index=range(n))
+    ids = meta["example_id"].astype(str) if "example_id" in meta else (
+        meta["path"].astype(str) if "path" in meta else pd.Series([str(i) for i in range(n)]))
+    if ids.duplicated().any():
+        raise CurateError(f"example ids repeat in the manifest (e.g. {ids[ids.duplicated()].iloc[0]!r}): make them unique")
+    paths = meta["path"].astype(str) if "path" in meta else None
+    if paths is not None and manifest is not None:
+        base = Path(manifest).expanduser().resolve().parent
+        paths = [p if Path(p).is_absolute() else str(base / p) for p in paths]
+    labels = meta["label"] if "label" in meta else None
+    split = meta["split"] if "split" in meta else None
+    index = make_index(ids, paths, labels, split)
+    h = hashlib.sha256()
+    st = path.stat()
+    h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    h.update(pd.util.hash_pandas_object(index.astype(str), index=False).values.tobytes())
+    classes = sorted(index["label"].dropna().unique().tolist()) or None
+    return Source(spec=str(path), kind="embeddings", index=index, fingerprint=h.hexdigest()[:16],
+                  description=f"precomputed embeddings {path} ({n} x {x.shape[1]})",
+                  classes=classes, embeddings=x, image_size="n/a")

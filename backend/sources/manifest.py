@@ -1,0 +1,66 @@
+"""CSV / Parquet manifests with a ``path`` column and optional label, split, example_id."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import CurateError
+from .base import Source, make_index
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise CurateError(f"manifest {path} does not exist: check the path") from None
+    except Exception as exc:  # pandas/pyarrow raise many kinds
+        raise CurateError(f"cannot read manifest {path} ({type(exc).__name__}: {exc}): "
+                          "pass a CSV or Parquet file") from None
+
+
+def load_manifest(path: str | Path) -> Source:
+    path = Path(path).expanduser().resolve()
+    df = read_table(path)
+    if "path" not in df.columns:
+        raise CurateError(f"manifest {path.name} has no 'path' column (columns: "
+                          f"{', '.join(map(str, df.columns)) or 'none'}): add one with the image paths")
+    if len(df) == 0:
+        raise CurateError(f"manifest {path.name} has no rows: add one row per image")
+    base = path.parent
+    rel = df["path"].astype(str)
+    abs_paths = [p if os.path.isabs(p) else str((base / p).resolve()) for p in rel]
+    ids = df["example_id"].astype(str) if "example_id" in df.columns else rel
+    if ids.duplicated().any():
+        dup = ids[ids.duplicated()].iloc[0]
+        raise CurateError(f"manifest {path.name} lists {dup!r} twice: make paths/example_ids unique")
+    labels = df["label"] if "label" in df.columns else None
+    splits = df["split"] if "split" in df.columns else None
+    index = make_index(ids, abs_paths, labels, splits)
+
+    h = hashlib.sha256()
+    keep, skipped = [], []
+    for i, p in enumerate(abs_paths):
+        try:
+            st = os.stat(p)
+        except OSError:
+            skipped.append((ids.iat[i], "file not found"))
+            continue
+        if st.st_size == 0:
+            skipped.append((ids.iat[i], "empty file (0 bytes)"))
+            continue
+        keep.append(i)
+        h.update(f"{ids.iat[i]}\0{p}\0{index['label'].iat[i]}\0{index['split'].iat[i]}\0"
+                 f"{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    if not keep:
+        raise CurateError(f"none of the {len(df)} files in manifest {path.name} exist: "
+                          "relative paths resolve against the manifest's folder")
+    index = index.iloc[keep].reset_index(drop=True)
+    classes = sorted(index["label"].dropna().unique().tolist()) or None
+    return Source(spec=str(path), kind="manifest", index=index, fingerprint=h.hexdigest()[:16],
+                  description=f"manifest {path}", classes=classes, skipped=skipped)
