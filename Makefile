@@ -1,0 +1,57 @@
+# The README's two commands:
+#   make demo   install, compute everything on the demo data set, open the app
+#   make test   install the test extras and run the test suite
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+WORKDIR ?= work
+PORT    ?= 8501
+FASHION := /usr/share/datasets/fashion-mnist
+
+.PHONY: install install-test demo demo-data demo-run app test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Fashion-MNIST from Debian's package when we may install it; otherwise the demo
+# says which fallback it used (a torchvision root, a download, or sklearn's digits).
+demo-data:
+	@if [ -d $(FASHION) ]; then echo "demo data: $(FASHION)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) \
+	  || echo "could not install dataset-fashion-mnist; the demo will use a fallback"; \
+	else echo "Fashion-MNIST not installed (sudo apt-get install dataset-fashion-mnist); the demo will use a fallback"; fi
+
+demo-run: install demo-data
+	$(BIN)/curate run --source demo --workdir $(WORKDIR)
+	@if $(BIN)/curate scaling --help >/dev/null 2>&1; then $(BIN)/curate scaling --workdir $(WORKDIR); fi
+
+demo: demo-run app
+
+app: install
+	$(BIN)/curate app --workdir $(WORKDIR) --port $(PORT)
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+bench: install
+	$(BIN)/python benchmarks/bench_kmeans.py
+	$(BIN)/python benchmarks/bench_embed.py
+
+clean:
+	rm -rf $(WORKDIR) artifacts .pytest_cache
