@@ -81,10 +81,13 @@ class PixelsEncoder:
         x = raw[sample].astype(np.float32) / 255.0
         mean = x.mean(axis=0)
         dim = min(self.pca_dim, x.shape[0], x.shape[1])
-        # economy SVD of the centred sample: components are the right singular vectors
-        _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-        comps = vt[:dim].astype(np.float32)
-        explained = float((s[:dim] ** 2).sum() / max((s ** 2).sum(), 1e-12))
+        # randomized SVD of the centred sample: a full SVD of 20k x 3072 takes minutes on 2 cores
+        from sklearn.utils.extmath import randomized_svd
+
+        xc = x - mean
+        _, s, vt = randomized_svd(xc, n_components=dim, n_iter=4, random_state=seed)
+        comps = vt.astype(np.float32)
+        explained = float((s ** 2).sum() / max(float(np.einsum("ij,ij->", xc, xc)), 1e-12))
         step = 65536
         for start in range(0, len(raw), step):
             chunk = raw[start:start + step].astype(np.float32) / 255.0

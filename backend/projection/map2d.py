@@ -32,7 +32,12 @@ class Projector2D:
         xs = l2_normalize(x[sample])
         self.mean_ = xs.mean(axis=0)
         dim = min(self.pca_dim, xs.shape[1], max(2, len(sample) - 1))
-        _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
+        if dim < min(xs.shape) // 2:
+            from sklearn.utils.extmath import randomized_svd
+
+            _, _, vt = randomized_svd(xs - self.mean_, n_components=dim, n_iter=4, random_state=self.random_state)
+        else:
+            _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
         self.components_ = vt[:dim].astype(np.float32)
         out = np.empty((len(rows), self.components_.shape[0]), np.float32)
         for start in range(0, len(rows), CHUNK):
