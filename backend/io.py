@@ -18,6 +18,15 @@ import numpy as np
 import pandas as pd
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; move it onto ``dest`` on success."""
@@ -26,7 +35,10 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     fd, tmp = tempfile.mkstemp(
         prefix=f".{dest.name}.", suffix=suffix if suffix is not None else ".tmp" + dest.suffix,
         dir=dest.parent)
-    os.close(fd)
+    try:  # mkstemp makes 0600 files; give outputs the usual permissions (0666 minus the umask)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
@@ -65,6 +77,8 @@ def write_table(dest, df: pd.DataFrame) -> None:
 
 
 def _json_default(obj):
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
