@@ -36,7 +36,7 @@ from .scores import random_score, ssl_prototype, supervised_prototype
 from .sources import Source, resolve_source
 from .store import Stage, fingerprint
 
-STAGE_VERSIONS = {"embeddings": 1, "clusters": 1, "maps": 1, "runs": 1}
+STAGE_VERSIONS = {"embeddings": 1, "clusters": 1, "maps": 1, "runs": 2}
 LATEST = "latest.json"
 
 
@@ -228,8 +228,10 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
         skipped += [(idx["example_id"].iat[r], reason) for r, reason in sorted(failed_rows.items())]
         write_table(d / "skipped.csv", pd.DataFrame(skipped, columns=["example_id", "reason"]))
         write_npy(d / "centroids.npy", centroids)
-        emb_path = (Path(src.spec) if src.embeddings is not None and limit is None else None)
-        if src.embeddings is not None and limit is not None:
+        # a user's .npy is memory-mapped in place; a Parquet file or a limited subset is saved as .npy
+        emb_path = (Path(src.spec) if src.embeddings is not None and limit is None
+                    and Path(src.spec).suffix == ".npy" else None)
+        if src.embeddings is not None and emb_path is None:
             write_npy(d / "embeddings.npy", np.asarray(emb, np.float32))
         config = {
             "tool": "curation-studio", "version": __version__,
