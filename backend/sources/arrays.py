@@ -15,6 +15,7 @@ from ..errors import CurateError
 from .base import Source, make_index
 
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100", "SVHN")
+IDX_SETS = ("MNIST", "FashionMNIST", "KMNIST")  # stored as IDX files under <root>/<NAME>/raw/
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -62,7 +63,8 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def fashion_mnist_from_idx(folder: Path, spec: str, description: str) -> Source | None:
+def fashion_mnist_from_idx(folder: Path, spec: str, description: str, classes=None) -> Source | None:
+    """A Source from the four MNIST-style IDX files (``.gz`` or extracted) in ``folder``, or None."""
     names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
     splits = {}
@@ -74,7 +76,7 @@ def fashion_mnist_from_idx(folder: Path, spec: str, description: str) -> Source 
             continue
         splits[split] = (_read_idx(px), _read_idx(py))
     return array_source(spec, "demo" if spec == "demo" else "torchvision", description,
-                        splits, FASHION_CLASSES)
+                        splits, FASHION_CLASSES if classes is None else classes)
 
 
 def load_torchvision(name: str, root: str | Path | None, *, download: bool = False) -> Source:
@@ -89,6 +91,13 @@ def load_torchvision(name: str, root: str | Path | None, *, download: bool = Fal
         raise CurateError(f"torchvision is needed for torchvision:{match} ({exc}); "
                           "pip install torchvision") from None
     cls = getattr(tvd, match)
+    if match in IDX_SETS:
+        # torchvision only reads the extracted IDX files; the .gz originals (as Debian ships
+        # them, or as a download leaves them) are read directly, offline.
+        src = fashion_mnist_from_idx(root / match / "raw", f"torchvision:{match}",
+                                     f"torchvision {match} from {root} (IDX files)", list(cls.classes))
+        if src is not None:
+            return src
     splits, classes = {}, None
     for split in ("train", "test"):
         try:
