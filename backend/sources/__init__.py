@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import CurateError
 from .arrays import TORCHVISION_SETS, load_demo, load_torchvision
 from .base import HOLDOUT_SPLITS, Source
@@ -43,14 +41,23 @@ def resolve_source(spec: str, *, data_root=None, download: bool = False, manifes
                           "torchvision:NAME or demo")
     if kind == "folder" or (kind is None and path.is_dir()):
         return load_folder(path, labels=labels)
-    if kind == "embeddings" or (kind is None and path.suffix == ".npy"):
+    if kind == "embeddings" or (kind is None and path.suffix.lower() == ".npy"):
         return load_embeddings(path, manifest)
     if kind == "manifest" or (kind is None and path.suffix.lower() in (".csv", ".parquet")):
-        if kind is None and path.suffix == ".parquet":
-            cols = pd.read_parquet(path).columns if path.stat().st_size < 50_000_000 else \
-                __import__("pyarrow.parquet", fromlist=["x"]).read_schema(path).names
-            if "path" not in cols and ("embedding" in cols or len(cols) > 2):
+        if kind is None and path.suffix.lower() == ".parquet":
+            cols = _parquet_columns(path)
+            if "embedding" in cols or ("path" not in cols and len(cols) > 2):
                 return load_embeddings(path, manifest)
         return load_manifest(path)
     raise CurateError(f"cannot tell what {path.name} is: pass a folder, a .csv/.parquet manifest, "
                       "a .npy of embeddings, or prefix it with folder:/manifest:/embeddings:")
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+        raise CurateError(f"cannot read {path.name} as Parquet ({type(exc).__name__}: {exc}): "
+                          "pass a Parquet or CSV manifest, or a .npy of embeddings") from None

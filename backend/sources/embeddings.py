@@ -13,6 +13,9 @@ from .base import Source, make_index
 from .manifest import read_table
 
 
+META_COLUMNS = ("example_id", "path", "label", "split")
+
+
 def _check_finite(x: np.ndarray, name: str) -> None:
     bad_rows = []
     for start in range(0, len(x), 65536):
@@ -36,15 +39,22 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
         except Exception as exc:  # noqa: BLE001
             raise CurateError(f"cannot read {path.name} as a .npy array ({exc}): save it with numpy.save") from None
     elif path.suffix == ".parquet":
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+            raise CurateError(f"cannot read {path.name} as Parquet ({type(exc).__name__}: {exc}): "
+                              "save the embeddings with DataFrame.to_parquet or numpy.save") from None
         if "embedding" in df.columns:
-            x = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+            try:
+                x = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
+            except (ValueError, TypeError) as exc:
+                raise CurateError(f"the 'embedding' column of {path.name} cannot form an N x D array ({exc}): "
+                                  "every row needs a list of D numbers") from None
             meta = df.drop(columns=["embedding"])
         else:
-            num = df.select_dtypes("number")
-            other = [c for c in df.columns if c not in num.columns or c in ("label",)]
-            num = num.drop(columns=[c for c in ("label",) if c in num.columns])
-            x = num.to_numpy(np.float32)
+            # one numeric column per dimension; id/path/label/split columns are metadata even when numeric
+            other = [c for c in df.columns if c in META_COLUMNS or not pd.api.types.is_numeric_dtype(df[c])]
+            x = df.drop(columns=other).to_numpy(np.float32)
             meta = df[other] if other else None
     else:
         raise CurateError(f"embeddings must be .npy or .parquet, got {path.name}")
@@ -67,8 +77,8 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
     if ids.duplicated().any():
         raise CurateError(f"example ids repeat in the manifest (e.g. {ids[ids.duplicated()].iloc[0]!r}): make them unique")
     paths = meta["path"].astype(str) if "path" in meta else None
-    if paths is not None and manifest is not None:
-        base = Path(manifest).expanduser().resolve().parent
+    if paths is not None:  # relative paths resolve against the folder of the file that lists them
+        base = (Path(manifest).expanduser().resolve() if manifest is not None else path).parent
         paths = [p if Path(p).is_absolute() else str(base / p) for p in paths]
     labels = meta["label"] if "label" in meta else None
     split = meta["split"] if "split" in meta else None
