@@ -31,7 +31,7 @@ from .embed import compute_embeddings, get_encoder, resolve_device
 from .errors import CurateError
 from .io import read_json, write_json, write_npy, write_table
 from .progress import Reporter
-from .projection import Projector2D
+from .projection import MAP_METHODS, Projector2D
 from .scores import random_score, ssl_prototype, supervised_prototype
 from .sources import Source, resolve_source
 from .store import Stage, fingerprint
@@ -62,7 +62,7 @@ class RunConfig:
 def _limit_source(source: Source, limit: int | None, seed: int) -> tuple[Source, np.ndarray]:
     """Keep at most ``limit`` examples of each split (seeded); return (source, source rows)."""
     rows = np.arange(len(source))
-    if not limit:
+    if limit is None:
         return source, rows
     if limit < 1:
         raise CurateError(f"--limit must be a positive number of examples (got {limit})")
@@ -97,10 +97,12 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
                     manifest=manifest, limit=limit, kmeans_iters=kmeans_iters, batch_size=batch_size,
                     num_workers=num_workers)
     workdir = Path(workdir).expanduser().resolve()
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CurateError(f"cannot create workdir {workdir} ({exc.strerror}): pass a writable --workdir") from None
+    if workdir.exists() and not workdir.is_dir():
+        raise CurateError(f"workdir {workdir} is a file: pass a folder (new or existing) as --workdir")
+    if k is not None and int(k) < 1:
+        raise CurateError(f"--k must be at least 1 (got {k}): pass a positive number of clusters or leave it out")
+    if map_method not in MAP_METHODS:
+        raise CurateError(f"unknown map method {map_method!r}: use one of {', '.join(MAP_METHODS)}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -111,6 +113,20 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
              + (f", {len(src_full.skipped)} files skipped at scan" if src_full.skipped else ""))
     timings["source"] = time.perf_counter() - t0
     dev = resolve_device(device)
+    # problems visible before any work: refuse them before anything is written
+    n_train = int((src.index["split"] == "train").sum())
+    if n_train == 0:
+        raise CurateError(f"the source has no training examples (all {len(src)} are held out as test/val): "
+                          "put some examples in a train split")
+    if n_train == 1:
+        raise CurateError("the source has a single example: pruning needs at least 2 (and k-means at least k)")
+    if k is not None and n_train < int(k):
+        raise CurateError(f"{n_train} examples is fewer than k={k} clusters: pass --k {n_train} or less")
+    enc = get_encoder(encoder, weights=weights, image_size=image_size) if src.embeddings is None else None
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CurateError(f"cannot create workdir {workdir} ({exc.strerror}): pass a writable --workdir") from None
 
     # ---- embeddings ------------------------------------------------------
     t = time.perf_counter()
@@ -120,7 +136,6 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
         emb_info = {"dim": int(emb.shape[1]), "encoder": "precomputed"}
         rep.stage("embeddings", cached=True, detail="precomputed embeddings from the source")
     else:
-        enc = get_encoder(encoder, weights=weights, image_size=image_size)
         st = Stage(workdir, "embeddings", STAGE_VERSIONS["embeddings"],
                    {"source": src.fingerprint, "encoder": enc.identity})
         pool_rows = np.flatnonzero(src.index["split"].to_numpy() == "train")
@@ -145,15 +160,16 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
     pool = np.flatnonzero(ok & (split == "train"))
     holdout = np.flatnonzero(ok & (split != "train"))
     if len(pool) == 0:
-        raise CurateError("no usable examples in the source: every image failed to load "
-                          "(see the reasons printed above)" if failed_rows else
-                          "the source has no training examples: check --source")
+        first = next(iter(sorted(failed_rows.items())), (0, ""))
+        raise CurateError(f"no usable examples in the source: every image failed to load (e.g. "
+                          f"{src.index['example_id'].iat[first[0]]}: {first[1]}): check the files"
+                          if failed_rows else "the source has no training examples: check --source")
     if len(pool) == 1:
         raise CurateError("the source has a single usable example: pruning needs at least 2")
     labels = src.index["label"].to_numpy(object)
     has_labels = bool(pd.notna(labels[pool]).all())
     n_classes = len(set(labels[pool])) if has_labels else None
-    k_used = int(k) if k else default_k(len(pool), n_classes)
+    k_used = int(k) if k is not None else default_k(len(pool), n_classes)
 
     # ---- clusters + scores ----------------------------------------------
     t = time.perf_counter()

@@ -128,7 +128,9 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
         rows = fit_rows if fit_rows is not None else np.arange(n)
         rows = rows[ok[rows]]
         if len(rows) == 0:
-            raise CurateError("no image could be read: see skipped.csv for the reasons")
+            r, reason = failed[0] if failed else (0, "no examples")
+            raise CurateError(f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
+                              f"{reason}): check the files passed to --source")
         emb_path = out_dir / "embeddings.npy"
         dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
         with atomic_path(emb_path) as tmp:
