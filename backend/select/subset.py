@@ -184,6 +184,8 @@ def select_subset(run, *, keep: float | None = None, keep_count: int | None = No
 
 
 def _check_out(out: Path, force: bool) -> None:
+    if out.is_dir():
+        raise CurateError(f"{out} is a folder: pass a file name ending in {', '.join(FORMATS)} as --out")
     if out.exists() and not force:
         raise CurateError(f"{out} already exists: pass --force to overwrite it or choose another --out")
     parent = out.parent
@@ -245,44 +247,78 @@ def export_tree(run, sel: Selection, out_dir: str | Path, *, force: bool = False
 
         run = Run(find_run_dir(run))
     out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CurateError(f"{out_dir} is a file: export-tree writes a folder, choose another --out")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise CurateError(f"{out_dir} exists and is not empty: pass --force to replace it or choose another --out")
+        if not _is_export_tree(out_dir):
+            # --force replaces an earlier export, never a folder of real files (it could be the source)
+            raise CurateError(f"{out_dir} holds files that export-tree did not write: refusing to delete it "
+                              "even with --force; choose an empty or new --out")
     if not run.has_images:
         raise CurateError("this run has no images (precomputed embeddings without paths): "
                           "use `curate select --out kept.csv` instead")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise CurateError(f"cannot create {out_dir} ({exc.strerror}): choose a writable --out") from None
     pos_of = pd.Series(np.arange(run.n_examples), index=run.table["example_id"].astype(str))
     n_links = n_written = 0
     used: set[str] = set()
-    for _, r in sel.kept.iterrows():
-        label = str(r["label"]) if isinstance(r["label"], str) else "unlabelled"
-        label_dir = label.replace("/", "_") or "unlabelled"
-        path = r["path"] if isinstance(r["path"], str) and r["path"] else None
-        base = os.path.basename(path) if path else str(r["example_id"]).replace("/", "_") + ".png"
-        name = base
-        if f"{label_dir}/{name}" in used:  # same file name from different folders
-            name = hashlib.sha1(str(r["example_id"]).encode()).hexdigest()[:8] + "_" + base
-        used.add(f"{label_dir}/{name}")
-        (tmp / label_dir).mkdir(exist_ok=True)
-        dest = tmp / label_dir / name
-        if path:
-            os.symlink(path, dest)
-            n_links += 1
-        else:
-            img = run.load_image(int(pos_of[str(r["example_id"])]))
-            img.save(dest)
-            n_written += 1
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    try:
+        for _, r in sel.kept.iterrows():
+            label = str(r["label"]) if isinstance(r["label"], str) else "unlabelled"
+            label_dir = label.replace("/", "_").replace(os.sep, "_").strip() or "unlabelled"
+            if label_dir.startswith("."):  # never ".." (outside the tree) nor a hidden folder
+                label_dir = "_" + label_dir
+            path = r["path"] if isinstance(r["path"], str) and r["path"] else None
+            base = os.path.basename(path) if path else str(r["example_id"]).replace("/", "_") + ".png"
+            name = base
+            if f"{label_dir}/{name}" in used:  # same file name from different folders
+                name = hashlib.sha1(str(r["example_id"]).encode()).hexdigest()[:8] + "_" + base
+            used.add(f"{label_dir}/{name}")
+            (tmp / label_dir).mkdir(exist_ok=True)
+            dest = tmp / label_dir / name
+            if path:
+                os.symlink(path, dest)
+                n_links += 1
+            else:
+                img = run.load_image(int(pos_of[str(r["example_id"])]))
+                if img is None:
+                    raise CurateError(f"cannot load the image of {r['example_id']}: is the source still there?")
+                img.save(dest)
+                n_written += 1
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     man = sel.manifest()
     man["output"] = {"path": str(out_dir), "format": "imagefolder", "symlinks": n_links, "png_written": n_written}
     write_json(out_dir.with_name(out_dir.name + ".manifest.json"), man)
     return {"symlinks": n_links, "png_written": n_written, "out": str(out_dir)}
+
+
+def _is_export_tree(folder: Path) -> bool:
+    """True when ``folder`` is export-tree output: its manifest beside it, label folders of symlinks/PNGs."""
+    try:
+        out = json.loads(folder.with_name(folder.name + ".manifest.json").read_text()).get("output", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    if out.get("format") != "imagefolder" or out.get("path") != str(folder):
+        return False
+    for entry in folder.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
+            return False
+        for item in entry.iterdir():
+            if not (item.is_symlink() or (item.is_file() and item.suffix == ".png")):
+                return False
+    return True
 
 
 def _versions() -> dict:
