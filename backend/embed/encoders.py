@@ -109,7 +109,10 @@ class TorchvisionEncoder:
         self.size = int(image_size or default_size)
         if name.startswith("vit") and self.size != 224:
             raise CurateError(f"{name} needs --image-size 224 (got {self.size})")
-        model = torchvision.models.get_model(name, weights=None)
+        with torch.random.fork_rng(devices=[]):
+            # a fixed seed: "random" weights are the same every time, as their cache identity claims
+            torch.manual_seed(0)
+            model = torchvision.models.get_model(name, weights=None)
         weights_id = self._load_weights(model, enum_name, weights)
         _strip_head(model)
         model.eval()
@@ -131,7 +134,7 @@ class TorchvisionEncoder:
         import torchvision
 
         if weights in (None, "random", "none"):
-            return "random-init"
+            return "random-init-seed0"
         if weights == "imagenet":
             enum = getattr(torchvision.models, enum_name).DEFAULT
             fname = os.path.basename(enum.url)
