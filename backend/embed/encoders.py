@@ -167,9 +167,22 @@ class TorchvisionEncoder:
         for key in ("state_dict", "model", "teacher", "student"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
-        state = {_strip_prefix(k): v for k, v in state.items()}
-        result = model.load_state_dict(state, strict=False)
+        if not isinstance(state, dict):
+            raise CurateError(f"weights {path.name} hold a {type(state).__name__}, not a state dict: "
+                              "save them with torch.save(model.state_dict(), FILE)")
+        state = {_strip_prefix(str(k)): v for k, v in state.items()}
         head = ("fc.", "heads.", "classifier.")
+        own = model.state_dict()
+        wrong = [k for k, v in state.items()
+                 if k in own and tuple(getattr(v, "shape", ())) != tuple(own[k].shape)]
+        bad = [k for k in wrong if not k.startswith(head)]
+        if bad:
+            raise CurateError(f"weights {path.name} do not fit {self.name}: {bad[0]} has shape "
+                              f"{tuple(getattr(state[bad[0]], 'shape', ()))}, the model needs "
+                              f"{tuple(own[bad[0]].shape)}; pass weights for this architecture")
+        # a classifier head of another size does not matter: the head is removed
+        state = {k: v for k, v in state.items() if k not in wrong}
+        result = model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(head)]
         if missing:
             raise CurateError(f"weights {path.name} do not fit {self.name}: {len(missing)} tensors "
