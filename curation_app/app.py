@@ -1,0 +1,75 @@
+"""curation-studio app: the router.
+
+``curate app --workdir DIR`` runs ``streamlit run curation_app/app.py`` with
+``CURATE_WORKDIR`` (and ``CURATE_ALLOWED_DIRS``) set.  Pages live in
+``views/``; the settings they share live in ``st.session_state`` (see
+``state.py``) and are mirrored into the URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from curation_app import services, state
+from curation_app.components import settings as S
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="curation-studio", page_icon=":material/content_cut:", layout="wide")
+
+PAGES = [
+    st.Page(HERE / "views/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
+    st.Page(HERE / "views/map.py", title="Map", icon=":material/scatter_plot:", url_path="map"),
+    st.Page(HERE / "views/clusters.py", title="Clusters", icon=":material/workspaces:", url_path="clusters"),
+    st.Page(HERE / "views/difficulty.py", title="Difficulty", icon=":material/signal_cellular_alt:",
+            url_path="difficulty"),
+    st.Page(HERE / "views/prune.py", title="Prune", icon=":material/content_cut:", url_path="prune"),
+    st.Page(HERE / "views/export.py", title="Export", icon=":material/download:", url_path="export"),
+]
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### curation-studio")
+        st.caption(f"workdir: `{services.workdir()}`")
+        try:
+            run = state.current_run()
+        except Exception as exc:  # a damaged run folder: say so, let the Data page offer another
+            from backend import CurateError
+
+            if not isinstance(exc, (CurateError, OSError, ValueError, KeyError)):
+                raise
+            st.error(f"cannot open the selected run: {exc}")
+            return
+        if run is not None:
+            st.markdown(state.describe(run))
+            st.caption(f"run `{run.key}` · {run.n_examples:,} examples · k={run.k}")
+        for msg in st.session_state.get("s._url_problems", []):
+            st.warning(msg, icon=":material/link_off:")
+        with st.expander("Save or load settings"):
+            st.caption("The address bar also holds these settings: bookmark it to come back to this view.")
+            st.download_button("Save settings (JSON)", S.to_json(state.current()), file_name="curation-settings.json",
+                               mime="application/json", on_click="ignore", icon=":material/save:",
+                               key="settings.save")
+            up = st.file_uploader("Load settings", type=["json"], key="settings.load")
+            if up is not None and st.session_state.get("s._loaded_file") != up.file_id:
+                values, problems = S.from_json(up.getvalue())
+                st.session_state["s._loaded_file"] = up.file_id
+                state.apply(values)
+                for p in problems:
+                    st.warning(p)
+                if values:
+                    st.rerun()
+
+
+def main() -> None:
+    state.init()
+    page = st.navigation(PAGES, position="sidebar")
+    sidebar()
+    state.sync_url()  # widget callbacks ran before this script, so the settings are current
+    page.run()
+
+
+main()

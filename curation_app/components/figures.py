@@ -1,0 +1,244 @@
+"""Figure builders: arrays / DataFrames in, plotly Figures out.  Pure, no Streamlit.
+
+Every figure has a title, axis titles and a legend (or a colour bar) so it
+reads on its own in a screenshot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+KEPT_COLOUR = "#1f6fb4"
+PRUNED_COLOUR = "#c9ccd1"
+FULL_COLOUR = "#d9dde3"
+CUT_COLOUR = "#d62728"
+STRATEGY_COLOURS = {"hard": "#d62728", "easy": "#2ca02c", "random": "#7f7f7f"}
+STRATEGY_NAMES = {"hard": "keep hard", "easy": "keep easy", "random": "random"}
+PALETTE = qualitative.Plotly + qualitative.D3[1::2] + qualitative.Dark24 + qualitative.Light24
+MAX_LEGEND_GROUPS = 40
+BASE_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=55),
+                   font=dict(size=13), title=dict(x=0.0, xanchor="left"))
+
+
+def _layout(fig: go.Figure, **kw) -> go.Figure:
+    fig.update_layout(**{**BASE_LAYOUT, **kw})
+    return fig
+
+
+def marker_size(n: int) -> float:
+    """Smaller points for denser maps, so clusters stay visible."""
+    return 7 if n <= 2_000 else 5 if n <= 20_000 else 3 if n <= 200_000 else 2
+
+
+# ---------------------------------------------------------------------------
+# the map
+
+
+def map_figure(x: np.ndarray, y: np.ndarray, positions: np.ndarray, *, colour: str,
+               groups: np.ndarray | None = None, group_names: list[str] | None = None,
+               values: np.ndarray | None = None, kept: np.ndarray | None = None,
+               hover: np.ndarray | None = None, method: str = "map", title: str = "",
+               legend_title: str = "") -> go.Figure:
+    """WebGL scatter of the 2-D map.
+
+    ``colour`` is "group" (``groups`` codes with ``group_names``: one trace per
+    group, each with a legend entry), "value" (continuous ``values``, colour
+    bar) or "kept" (boolean ``kept``: pruned grey below, kept on top).  Every
+    trace carries the table ``positions`` of its points as ``customdata`` so a
+    box or lasso selection maps back to examples.
+    """
+    n = len(positions)
+    size = marker_size(n)
+    fig = go.Figure()
+    hover_tpl = ("%{text}<extra>%{fullData.name}</extra>" if hover is not None
+                 else "position %{customdata}<extra>%{fullData.name}</extra>")
+
+    def add(sel, name, **marker):
+        fig.add_trace(go.Scattergl(
+            x=x[sel], y=y[sel], mode="markers", name=name, customdata=positions[sel],
+            text=None if hover is None else hover[sel], hovertemplate=hover_tpl,
+            marker=dict(size=size, line=dict(width=0), **marker)))
+
+    if colour == "group":
+        assert groups is not None and group_names is not None
+        if len(group_names) <= MAX_LEGEND_GROUPS:
+            for g, name in enumerate(group_names):
+                sel = groups == g
+                if sel.any():
+                    add(sel, str(name), color=PALETTE[g % len(PALETTE)], opacity=0.8)
+        else:  # too many for a legend: one trace, colour by code
+            cols = np.asarray(PALETTE, dtype=object)[groups % len(PALETTE)]
+            add(np.ones(n, bool), f"{len(group_names)} {legend_title or 'groups'}", color=cols, opacity=0.8)
+    elif colour == "value":
+        assert values is not None
+        add(np.ones(n, bool), legend_title or "score", color=values, colorscale="Viridis", opacity=0.85,
+            colorbar=dict(title=dict(text=(legend_title or "score") + "<br>(higher = harder)"), thickness=14))
+    elif colour == "kept":
+        assert kept is not None
+        add(~kept, f"pruned ({int((~kept).sum()):,})", color=PRUNED_COLOUR, opacity=0.6)
+        add(kept, f"kept ({int(kept.sum()):,})", color=KEPT_COLOUR, opacity=0.85)
+    else:
+        raise ValueError(f"unknown colour mode {colour!r}")
+    _layout(fig, title=title, height=620, dragmode="select", hovermode="closest",
+            legend=dict(title=dict(text=legend_title), itemsizing="constant"),
+            xaxis=dict(title=f"{method} 1", zeroline=False),
+            yaxis=dict(title=f"{method} 2", zeroline=False))
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# counts
+
+
+def class_counts_figure(names: list[str], total: np.ndarray, kept: np.ndarray | None = None, *,
+                        title: str, what: str = "class", floor: int | None = None) -> go.Figure:
+    """Bars of examples per class (cluster): the full data in light grey, the kept part over it."""
+    names = [str(n) for n in names]
+    horizontal = len(names) > 12
+    fig = go.Figure()
+
+    def bar(vals, name, colour, text=None):
+        kw = dict(y=names, x=vals, orientation="h") if horizontal else dict(x=names, y=vals)
+        fig.add_trace(go.Bar(name=name, marker_color=colour, text=text, textposition="outside",
+                             cliponaxis=False, **kw))
+
+    if kept is None:
+        bar(total, "examples", KEPT_COLOUR, [f"{int(t):,}" for t in total])
+    else:
+        bar(total, "full data", FULL_COLOUR)
+        share = np.divide(kept, np.maximum(total, 1))
+        bar(kept, "kept", KEPT_COLOUR, [f"{s:.0%}" for s in share] if len(names) <= 40 else None)
+        fig.data[-1].update(textposition="inside", insidetextanchor="end", textangle=0,
+                            textfont=dict(color="white", size=11), constraintext="none",
+                            customdata=np.stack([total, share], axis=-1),
+                            hovertemplate="%{" + ("y" if horizontal else "x") + "}: %{" +
+                                          ("x" if horizontal else "y") +
+                                          ":,} of %{customdata[0]:,} kept (%{customdata[1]:.0%})<extra></extra>")
+    if floor:
+        (fig.add_vline if horizontal else fig.add_hline)(
+            floor, line=dict(color=CUT_COLOUR, dash="dot"), annotation_text=f"floor {floor}",
+            annotation_position="top right")
+    count_axis = dict(title="examples")
+    cat_axis = dict(title=what, type="category")
+    _layout(fig, title=title, barmode="overlay", bargap=0.25,
+            height=max(360, 24 * len(names) + 140) if horizontal else 420,
+            legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+            xaxis=count_axis if horizontal else cat_axis, yaxis=cat_axis if horizontal else count_axis)
+    if horizontal:
+        fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def score_histogram(edges: np.ndarray, kept: np.ndarray, pruned: np.ndarray, *, metric: str,
+                    cut: float | None = None, strategy: str = "hard", title: str = "") -> go.Figure:
+    """Stacked histogram of a score, kept and pruned parts, with the cut drawn when there is one."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = float(edges[1] - edges[0])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=centres, y=kept, width=width, name=f"kept ({int(kept.sum()):,})",
+                         marker_color=KEPT_COLOUR, marker_line_width=0))
+    fig.add_trace(go.Bar(x=centres, y=pruned, width=width, name=f"pruned ({int(pruned.sum()):,})",
+                         marker_color=PRUNED_COLOUR, marker_line_width=0))
+    if cut is not None:
+        side = "keep →" if strategy == "hard" else "← keep"
+        fig.add_vline(cut, line=dict(color=CUT_COLOUR, width=2, dash="dash"),
+                      annotation_text=f"cut {cut:.3f} ({side})",
+                      annotation_position="top right" if strategy == "hard" else "top left",
+                      annotation_font_color=CUT_COLOUR)
+    _layout(fig, title=title or f"Distribution of {metric}", barmode="stack", bargap=0, height=400,
+            legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
+            margin=dict(l=60, r=20, t=70, b=40),
+            xaxis=dict(title=f"{metric} (higher = harder)"), yaxis=dict(title="examples"))
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# scaling
+
+
+def scaling_figure(curves: pd.DataFrame, powerlaw: dict | None, frontier: pd.DataFrame | None, *,
+                   n_current: int | None = None, initial_fraction: float | None = None,
+                   title: str = "") -> go.Figure:
+    """Estimated held-out error against examples kept (log-log): one line per strategy with its
+    spread over seeds, the power law fitted to random pruning, the Pareto frontier, and the
+    current setting."""
+    c = curves
+    q = c["initial_fraction"].max() if initial_fraction is None else initial_fraction
+    c = c[np.isclose(c["initial_fraction"], q)]
+    fig = go.Figure()
+    for strategy in ("hard", "easy", "random"):
+        s = c[c["strategy"] == strategy].sort_values("n_kept")
+        if s.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=s["n_kept"], y=s["error_mean"], mode="lines+markers", name=STRATEGY_NAMES[strategy],
+            line=dict(color=STRATEGY_COLOURS[strategy], width=2),
+            error_y=dict(type="data", array=s["error_std"], visible=True, thickness=1.2, width=3),
+            customdata=np.stack([s["keep_fraction"], s["n_seeds"]], axis=-1),
+            hovertemplate="keep %{customdata[0]:.0%}: %{x:,} kept<br>error %{y:.2%} ± %{error_y.array:.2%}"
+                          "<br>%{customdata[1]} seeds<extra>%{fullData.name}</extra>"))
+    if powerlaw and powerlaw.get("ok") and powerlaw.get("a") is not None:
+        lo = float(powerlaw.get("n_min") or c["n_kept"].min())
+        hi = float(powerlaw.get("n_max") or c["n_kept"].max())
+        n = np.geomspace(max(lo, 1.0), max(hi, lo + 1), 60)
+        a, nu, cc = float(powerlaw["a"]), float(powerlaw["nu"]), float(powerlaw.get("c") or 0.0)
+        fig.add_trace(go.Scatter(
+            x=n, y=a * n ** (-nu) + cc, mode="lines", name=f"power law fit to random (ν = {nu:.2f})",
+            line=dict(color="#444", dash="dash", width=1.5),
+            hovertemplate="%{x:,.0f} kept: %{y:.2%}<extra>power law</extra>"))
+    if frontier is not None and len(frontier):
+        fr = frontier.sort_values("n_kept")
+        fig.add_trace(go.Scatter(
+            x=fr["n_kept"], y=fr["error_mean"], mode="lines", name="Pareto frontier (best at each size)",
+            line=dict(color="black", width=3), opacity=0.35, line_shape="hv",
+            hovertemplate="%{x:,} kept: %{y:.2%}<extra>frontier</extra>"))
+    if n_current:
+        fig.add_vline(n_current, line=dict(color=KEPT_COLOUR, width=2, dash="dot"),
+                      annotation_text=f"your setting: {n_current:,} kept", annotation_position="top left",
+                      annotation_font_color=KEPT_COLOUR)
+    _layout(fig, title=title or "Estimated held-out error vs examples kept", height=460,
+            legend=dict(orientation="v", x=1.0, xanchor="right", y=1.0, bgcolor="rgba(255,255,255,0.8)"),
+            xaxis=dict(title="examples kept (log scale)", type="log"),
+            yaxis=dict(title="held-out error (log scale)", type="log", tickformat=".1%"))
+    return fig
+
+
+def theory_figure(alphas: np.ndarray, curves: dict, fs: tuple, random: np.ndarray,
+                  frontier: tuple | None, *, theta_deg: float, pool_alpha: float) -> go.Figure:
+    """Perceptron theory: error against alpha_prune for several keep fractions f, keep hard
+    (solid) and keep easy (dashed), the random-pruning reference and the Pareto frontier."""
+    fig = go.Figure()
+    for i, f in enumerate(fs):
+        colour = qualitative.Set1[i % len(qualitative.Set1)]
+        for strategy, dash in (("hard", "solid"), ("easy", "dash")):
+            fig.add_trace(go.Scatter(
+                x=alphas, y=curves[(strategy, f)], mode="lines", name=f"f = {f:g}, {STRATEGY_NAMES[strategy]}",
+                legendgroup=f"f{f}", line=dict(color=colour, dash=dash, width=2),
+                hovertemplate=f"f = {f:g}, {STRATEGY_NAMES[strategy]}<br>α_prune %{{x:.2g}}: error %{{y:.3f}}"
+                              "<extra></extra>"))
+    fig.add_trace(go.Scatter(x=alphas, y=random, mode="lines", name="random pruning (f = 1 curve)",
+                             line=dict(color="black", dash="dot", width=2),
+                             hovertemplate="random: α %{x:.2g}, error %{y:.3f}<extra></extra>"))
+    if frontier is not None:
+        fa, fe = frontier
+        fig.add_trace(go.Scatter(x=fa, y=fe, mode="lines", name=f"Pareto frontier (pool α ≤ {pool_alpha:g})",
+                                 line=dict(color="black", width=5), opacity=0.3,
+                                 hovertemplate="frontier: α %{x:.2g}, error %{y:.3f}<extra></extra>"))
+    _layout(fig, title=f"Perceptron theory: test error vs examples kept per dimension (θ = {theta_deg:g}°)",
+            height=480, legend=dict(x=1.02, xanchor="left", y=1.0, font=dict(size=11)),
+            margin=dict(l=60, r=10, t=60, b=55),
+            xaxis=dict(title="α_prune = examples kept / input dimension (log scale)", type="log"),
+            yaxis=dict(title="test error (log scale)", type="log"))
+    return fig
+
+
+def cluster_sizes_figure(summary: pd.DataFrame, kept: np.ndarray | None, *, title: str) -> go.Figure:
+    """Cluster sizes (sorted largest first) with the kept part."""
+    s = summary.sort_values("size", ascending=False)
+    names = [str(c) for c in s["cluster"]]
+    total = s["size"].to_numpy()
+    k = None if kept is None else kept[s.index.to_numpy()]
+    return class_counts_figure(names, total, k, title=title, what="cluster")

@@ -1,0 +1,81 @@
+"""The paged image gallery (a fragment: paging reruns only the gallery)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from curation_app import services
+
+
+def captions(table: pd.DataFrame, positions: np.ndarray, score: str | None) -> list[str]:
+    """``id · label · score`` for each position."""
+    rows = table.iloc[np.asarray(positions, dtype=np.int64)]
+    out = []
+    for _, r in rows.iterrows():
+        parts = [str(r["example_id"])]
+        if isinstance(r["label"], str):
+            parts.append(r["label"])
+        if score and score in rows.columns:
+            parts.append(f"{score.replace('_prototype', '')}={float(r[score]):.3f}")
+        out.append(" · ".join(parts))
+    return out
+
+
+def strip(run, positions, *, score: str | None = None, width: int = services.THUMB_PX,
+          empty: str = "nothing to show", with_captions: bool = True) -> None:
+    """One row of thumbnails with captions (no paging)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) == 0:
+        st.caption(empty)
+        return
+    if not run.has_images:
+        st.dataframe(_rows(run, positions, score), hide_index=True, width="stretch")
+        return
+    imgs, caps = [], []
+    for p, c in zip(positions, captions(run.table, positions, score)):
+        data = services.thumbnail(str(run.dir), run.key, int(p))
+        if data is not None:
+            imgs.append(data)
+            caps.append(c)
+    if imgs:
+        st.image(imgs, caption=caps if with_captions else None, width=width)
+    missing = len(positions) - len(imgs)
+    if missing:
+        st.caption(f"{missing} image(s) could not be read")
+
+
+def _rows(run, positions, score):
+    cols = ["example_id", "label", "cluster", "centroid_sim"] + ([score] if score and score != "centroid_sim" else [])
+    return run.table.iloc[positions][[c for c in cols if c in run.table.columns]]
+
+
+@st.fragment
+def gallery(run, positions, *, key: str, score: str | None = None, page_size: int = 24,
+            title: str | None = None) -> None:
+    """Paged thumbnails of ``positions`` (in the given order) with ids, labels and scores."""
+    positions = np.asarray(positions, dtype=np.int64)
+    n = len(positions)
+    if title:
+        st.markdown(f"**{title}**")
+    if n == 0:
+        st.caption("no examples")
+        return
+    pages = max(1, math.ceil(n / page_size))
+    pkey = f"gallery.{key}.page"
+    page = 1
+    if pages > 1:
+        if int(st.session_state.get(pkey, 1)) > pages:
+            st.session_state[pkey] = pages
+        c1, c2 = st.columns([1, 3])
+        page = int(c1.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=pkey))
+        c2.caption(f"{n:,} examples · showing {(page - 1) * page_size + 1:,}-{min(page * page_size, n):,}")
+    else:
+        st.caption(f"{n:,} example(s)")
+    chunk = positions[(page - 1) * page_size: page * page_size]
+    strip(run, chunk, score=score)
+    with st.expander("These examples as a table"):
+        st.dataframe(_rows(run, chunk, score), hide_index=True, width="stretch")

@@ -1,0 +1,188 @@
+"""Everything the pages share that is slow to make, cached.  The only module that uses
+Streamlit's caches.
+
+``st.cache_resource`` holds the shared heavy objects (a :class:`backend.Run`
+with its table, one :class:`backend.Ranking` per (run, strategy, metric,
+balance, seed), the per-run group codes); ``st.cache_data`` holds small
+derived frames, thumbnails (keyed by run key + position) and theory curves.
+A cached function takes the run *folder* (a string) and, where the content
+could change under the same folder, the run key.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import backend
+from curation_app.components import paths, summaries
+
+THUMB_PX = 96
+
+
+# ---------------------------------------------------------------------------
+# where we are
+
+
+def workdir() -> Path:
+    return paths.workdir_from_env()
+
+
+def allowed_dirs() -> list[Path]:
+    return paths.allowed_dirs()
+
+
+def list_runs() -> list[dict]:
+    """Finished runs of the workdir, latest first (cheap: reads the run.json files)."""
+    return paths.list_runs(workdir())
+
+
+# ---------------------------------------------------------------------------
+# the run and its derived arrays
+
+
+@st.cache_resource(show_spinner="Loading the run...", max_entries=4)
+def load_run(run_dir: str) -> backend.Run:
+    run = backend.Run(run_dir)
+    run.table  # noqa: B018 - read the table once, here, not in a page
+    return run
+
+
+@st.cache_resource(show_spinner="Ranking the examples...", max_entries=16)
+def ranking(run_dir: str, strategy: str, metric: str, balance: str, seed: int) -> backend.Ranking:
+    """The keep order for these settings; the slider only calls ``.mask(n_keep)`` on it."""
+    return backend.Ranking(load_run(run_dir).table, strategy=strategy, metric=metric, balance=balance, seed=seed)
+
+
+@st.cache_resource(max_entries=8)
+def group_codes(run_dir: str, column: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(codes, names, totals) of "label" or "cluster" for fast per-group counts."""
+    t = load_run(run_dir).table
+    if column == "cluster":
+        c = t["cluster"].to_numpy().astype(np.int64)
+        names = [str(i) for i in range(int(c.max()) + 1)] if len(c) else []
+    else:
+        c, names = summaries.codes(t[column])
+    return c, names, np.bincount(c, minlength=len(names))
+
+
+@st.cache_resource(max_entries=8)
+def score_array(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores as float64, histogram bin edges) of one score column."""
+    s = load_run(run_dir).table[metric].to_numpy(np.float64)
+    return s, summaries.score_edges(s)
+
+
+@st.cache_resource(max_entries=4)
+def map_sample(run_dir: str, max_points: int = summaries.MAP_MAX_POINTS) -> np.ndarray:
+    """Positions drawn on the map: all, or a sample stratified by cluster above ``max_points``."""
+    t = load_run(run_dir).table
+    return summaries.stratified_sample(t["cluster"].to_numpy(), max_points, seed=0)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cluster_summary(run_dir: str, run_key: str, metric: str) -> pd.DataFrame:
+    return summaries.cluster_summary(load_run(run_dir).table, metric)
+
+
+@st.cache_resource(max_entries=4)
+def cluster_extremes(run_dir: str, n: int = 4) -> dict:
+    return summaries.cluster_extremes(load_run(run_dir).table, n)
+
+
+def selection(run_dir: str, settings: dict) -> backend.Selection:
+    """The kept subset for the settings, as ``curate select`` makes it (the ranking is cached)."""
+    from curation_app.components.settings import n_keep
+
+    run = load_run(run_dir)
+    rk = ranking(run_dir, settings["strategy"], settings["metric"], settings["balance"], settings["seed"])
+    if settings.get("keep_mode") == "count" and settings.get("keep_count"):
+        kw = {"keep_count": n_keep(settings, run.n_examples)}
+    else:
+        kw = {"keep": float(settings["keep"])}
+    return backend.select_subset(run, **kw, strategy=settings["strategy"], metric=settings["metric"],
+                                 balance=settings["balance"], seed=settings["seed"], ranking=rk)
+
+
+# ---------------------------------------------------------------------------
+# images
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def thumbnail(run_dir: str, run_key: str, position: int, px: int = THUMB_PX) -> bytes | None:
+    """PNG bytes of one example, about ``px`` pixels on its long side (None if unreadable).
+
+    Small images (28x28) are enlarged by a whole factor without smoothing so
+    pixels stay sharp; large ones are shrunk.  Made only when a page shows it.
+    """
+    from PIL import Image
+
+    img = load_run(run_dir).load_image(int(position))
+    if img is None:
+        return None
+    w, h = img.size
+    if max(w, h) < px:
+        f = max(1, px // max(w, h))
+        img = img.resize((w * f, h * f), Image.NEAREST)
+    elif max(w, h) > px:
+        img = img.copy()
+        img.thumbnail((px, px))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# scaling (backend.scaling is optional: the pages say what is missing)
+
+
+def scaling_api():
+    """(load_scaling, estimate_scaling, None) or (None, None, what is missing)."""
+    try:
+        from backend.scaling import estimate_scaling, load_scaling
+    except ImportError as exc:
+        return None, None, (f"the scaling-curve estimate is not available in this installation: "
+                            f"backend.scaling does not provide load_scaling / estimate_scaling ({exc})")
+    return load_scaling, estimate_scaling, None
+
+
+def theory_api():
+    """(error_curve, pareto_frontier, None) or (None, None, what is missing)."""
+    try:
+        from backend.scaling.theory import error_curve, pareto_frontier
+    except ImportError as exc:
+        return None, None, (f"the perceptron theory is not available in this installation: "
+                            f"backend.scaling.theory does not provide error_curve / pareto_frontier ({exc})")
+    return error_curve, pareto_frontier, None
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def scaling_result(run_dir: str, run_key: str, metric: str):
+    """The cached empirical estimate for (run, metric), or None when not computed yet."""
+    load, _, missing = scaling_api()
+    if missing:
+        return None
+    return load(load_run(run_dir), metric=metric)
+
+
+THEORY_FS = (0.2, 0.4, 0.6, 0.8)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def theory_curves(theta_deg: float, pool_alpha: float, n_alpha: int = 16) -> dict:
+    """Theory curves (error vs alpha_prune) for THEORY_FS, keep hard/easy, random, frontier."""
+    import math
+
+    error_curve, pareto_frontier, missing = theory_api()
+    if missing:
+        raise RuntimeError(missing)
+    theta = math.radians(theta_deg)
+    alphas = np.geomspace(0.1, max(pool_alpha, 0.2), n_alpha)
+    curves = {(s, f): error_curve(alphas, f, theta, s) for f in THEORY_FS for s in ("hard", "easy")}
+    random = error_curve(alphas, 1.0, theta, "hard")
+    fa, fe, _, _ = pareto_frontier(alphas, pool_alpha, theta, fs=THEORY_FS)
+    return {"alphas": alphas, "curves": curves, "random": random, "frontier": (fa, fe)}

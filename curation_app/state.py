@@ -1,0 +1,131 @@
+"""Settings shared by all pages, kept in ``st.session_state`` and mirrored into the URL.
+
+Canonical values live under ``"s.<name>"`` (never a widget key, so they
+survive page switches: Streamlit forgets the state of widgets a page does not
+draw).  A page's widget gets its own key from :func:`bind`, is filled from
+the canonical value before it is drawn, and copies its value back on change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from curation_app import services
+from curation_app.components import settings as S
+
+PREFIX = "s."
+
+
+def get(name: str) -> Any:
+    return st.session_state[PREFIX + name]
+
+
+def put(name: str, value: Any) -> None:
+    st.session_state[PREFIX + name] = value
+
+
+def current() -> dict:
+    return {k: get(k) for k in S.DEFAULTS}
+
+
+def apply(values: dict) -> None:
+    for k, v in values.items():
+        if k in S.DEFAULTS:
+            put(k, v)
+
+
+def init() -> None:
+    """Once per session: defaults, then whatever the URL carries."""
+    if st.session_state.get("s._init"):
+        return
+    apply(dict(S.DEFAULTS))
+    query = {k: st.query_params.get(k) for k in S.QUERY_KEYS if k in st.query_params}
+    values, problems = S.parse_settings(query)
+    apply(values)
+    st.session_state["s._url_problems"] = problems
+    st.session_state["s._init"] = True
+
+
+def sync_url() -> None:
+    """Write the settings into the URL (only when they changed) so a link brings the view back."""
+    want = S.to_query(current())
+    have = {k: st.query_params.get(k) for k in st.query_params}
+    if want != have:
+        st.query_params.from_dict(want)
+
+
+# ---------------------------------------------------------------------------
+# widgets bound to a setting
+
+
+def _copy_back(wkey: str, name: str, extra: dict | None) -> None:
+    put(name, st.session_state[wkey])
+    if extra:
+        apply(extra)
+
+
+def bind(name: str, page: str, *, value: Any = None, extra: dict | None = None) -> dict:
+    """kwargs (key, on_change, args) for a widget showing setting ``name`` on ``page``.
+
+    ``value`` overrides what the widget shows (e.g. a derived count); ``extra``
+    settings are applied too when the widget changes.
+    """
+    wkey = f"w.{page}.{name}"
+    st.session_state[wkey] = get(name) if value is None else value
+    return {"key": wkey, "on_change": _copy_back, "args": (wkey, name, extra)}
+
+
+# ---------------------------------------------------------------------------
+# the current run
+
+
+def current_run():
+    """The selected run (cached), or None when the workdir has none.  Fixes a stale run key."""
+    runs = services.list_runs()
+    if not runs:
+        return None
+    keys = {r["key"]: r for r in runs}
+    key = get("run")
+    if key not in keys:
+        if key is not None:
+            st.session_state["s._url_problems"] = st.session_state.get("s._url_problems", []) + [
+                f"run {key!r} is not in {services.workdir()}: showing the latest run"]
+        key = runs[0]["key"]
+        put("run", key)
+    run = services.load_run(keys[key]["dir"])
+    _fix_for_run(run)
+    return run
+
+
+def _fix_for_run(run) -> None:
+    """Settings that do not fit this run fall back to ones that do."""
+    if get("metric") not in run.score_columns:
+        put("metric", run.score_columns[0] if run.score_columns else "ssl_prototype")
+    if get("balance") == "class" and not run.has_labels:
+        put("balance", "none")
+
+
+def require_run():
+    """The current run, or stop the page with a pointer to the Data page."""
+    run = current_run()
+    if run is None:
+        st.info(f"There is no finished run in {services.workdir()} yet: start one on the Data page.")
+        st.page_link("views/data.py", label="Go to the Data page", icon=":material/database:")
+        st.stop()
+    return run
+
+
+def n_keep(run) -> int:
+    return S.n_keep(current(), run.n_examples)
+
+
+def describe(run) -> str:
+    """One line: what the current settings keep."""
+    s = current()
+    k = n_keep(run)
+    how = {"hard": "keep hard", "easy": "keep easy", "random": "random"}[s["strategy"]]
+    metric = "" if s["strategy"] == "random" else f" by {s['metric']}"
+    bal = "" if s["balance"] == "none" else f", balanced per {s['balance']}"
+    return f"Keeping **{k:,} of {run.n_examples:,}** ({k / run.n_examples:.1%}): {how}{metric}{bal}"

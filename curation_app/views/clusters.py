@@ -1,0 +1,89 @@
+"""Clusters: one card per k-means cluster; click through to all members."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from curation_app import services, state
+from curation_app.components import figures, gallery, summaries
+
+CARDS_PER_PAGE = 12
+SORTS = {"size": ("size", "Size"), "tightness": ("tightness", "Tightness (mean similarity to the centroid = "
+                                                 "redundancy)"),
+         "purity": ("purity", "Class purity"), "difficulty": ("mean_difficulty", "Mean difficulty"),
+         "kept": ("kept_share", "Share kept")}
+
+run = state.require_run()
+rd = str(run.dir)
+s = state.current()
+metric = s["metric"]
+
+st.title("Clusters")
+summary = services.cluster_summary(rd, run.key, metric).copy()
+k = state.n_keep(run)
+mask = services.ranking(rd, s["strategy"], metric, s["balance"], s["seed"]).mask(k)
+cl_codes, cl_names, cl_total = services.group_codes(rd, "cluster")
+kept = summaries.group_counts(cl_codes, len(cl_names), mask)
+summary["kept"] = kept[summary["cluster"].to_numpy()]
+summary["kept_share"] = summary["kept"] / summary["size"]
+
+focus = st.session_state.get("clusters.focus")
+if focus is not None and focus in set(summary["cluster"]):
+    row = summary.set_index("cluster").loc[focus]
+    st.subheader(f"Cluster {focus}: all {int(row['size']):,} members, most prototypical first")
+    if st.button("Back to all clusters", icon=":material/arrow_back:", key="clusters.back"):
+        st.session_state.pop("clusters.focus", None)
+        st.rerun()
+    gallery.gallery(run, summaries.members_by_centrality(run.table, int(focus)), key=f"cluster.{focus}",
+                    score=metric, page_size=36)
+    st.stop()
+
+st.caption(f"{len(summary):,} clusters of spherical k-means on the embeddings. Prototypes are the members closest "
+           f"to the centroid, outliers the farthest. {state.describe(run)}.")
+
+c1, c2 = st.columns([2, 1])
+sort_key = c1.radio("Sort by", list(SORTS), format_func=lambda v: SORTS[v][1], horizontal=True, key="clusters.sort")
+desc = c2.toggle("Largest first", value=True, key="clusters.desc")
+col = SORTS[sort_key][0]
+if col == "purity" and not run.has_labels:
+    st.caption("No labels: purity is undefined, sorted by size instead.")
+    col = "size"
+summary = summary.sort_values([col, "cluster"], ascending=[not desc, True], na_position="last")
+
+with st.expander("Cluster sizes and what the current setting keeps", icon=":material/bar_chart:"):
+    st.plotly_chart(figures.cluster_sizes_figure(services.cluster_summary(rd, run.key, metric), kept,
+                                                 title="Cluster sizes: full data and kept"), key="clusters.sizes")
+
+pages = max(1, math.ceil(len(summary) / CARDS_PER_PAGE))
+page = 1
+if pages > 1:
+    page = int(st.number_input(f"Page of clusters (of {pages})", min_value=1, max_value=pages, step=1,
+                               key="clusters.page"))
+extremes = services.cluster_extremes(rd, 4)
+
+
+def _open(c: int) -> None:
+    st.session_state["clusters.focus"] = c
+
+
+rows = summary.iloc[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]
+for start in range(0, len(rows), 3):
+    cols = st.columns(3)
+    for col_, (_, r) in zip(cols, rows.iloc[start:start + 3].iterrows()):
+        c = int(r["cluster"])
+        with col_.container(border=True):
+            st.markdown(f"#### Cluster {c}")
+            purity = (f"{r['purity']:.0%} {r['top_class']}" if run.has_labels else "n/a")
+            st.markdown(f"**{int(r['size']):,}** examples · purity **{purity}**  \n"
+                        f"tightness **{r['tightness']:.3f}** · mean {metric} **{r['mean_difficulty']:.3f}**  \n"
+                        f"kept now **{int(r['kept']):,}** ({r['kept_share']:.0%})")
+            st.progress(float(r["kept_share"]), text=f"kept {r['kept_share']:.0%}")
+            proto, outl = extremes.get(c, ([], []))
+            st.caption("Prototypes (nearest the centroid)")
+            gallery.strip(run, proto, width=64, with_captions=False)
+            st.caption("Outliers (farthest)")
+            gallery.strip(run, outl, width=64, with_captions=False)
+            st.button(f"All {int(r['size']):,} members", key=f"clusters.open.{c}", on_click=_open, args=(c,),
+                      icon=":material/arrow_forward:")

@@ -1,0 +1,78 @@
+"""Export: the kept list as a download or a file, byte-identical to `curate select`."""
+
+from __future__ import annotations
+
+import shlex
+import streamlit as st
+
+import backend
+from curation_app import services, state
+from curation_app.components import paths
+from curation_app.components import settings as S
+
+FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "JSON": ".json", "TXT (one path or id per line)": ".txt",
+           "ImageFolder tree of symlinks": "tree"}
+MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json",
+        ".txt": "text/plain"}
+
+run = state.require_run()
+rd = str(run.dir)
+s = state.current()
+
+st.title("Export")
+st.markdown(state.describe(run) + ".")
+sel = services.selection(rd, s)
+cli = ["curate", "select", "--workdir", str(run.dir)] + S.cli_selection_args(s, run.n_examples)
+
+fmt_name = st.radio("Format", list(FORMATS), horizontal=True, key="export.format")
+fmt = FORMATS[fmt_name]
+if fmt == "tree" and not run.has_images:
+    st.warning("This run has no images (precomputed embeddings without paths): choose a list format.")
+    st.stop()
+
+stem = f"kept_{s['strategy']}_{sel.n_kept}"
+c1, c2 = st.columns(2)
+with c1:
+    st.markdown("#### Download")
+    if fmt == "tree":
+        st.caption("A symlink tree lives on disk: write it to a folder on the right.")
+    else:
+        st.download_button(f"Download {stem}{fmt}", data=lambda: backend.render_selection(sel, fmt),
+                           file_name=f"{stem}{fmt}", mime=MIME[fmt], on_click="ignore", type="primary",
+                           icon=":material/download:", key="export.download")
+        st.caption(f"{sel.n_kept:,} rows: example_id, path, label, cluster, rank and every score. "
+                   "The same bytes as:")
+        st.code(shlex.join(cli + ["--out", f"{stem}{fmt}"]), language="bash", wrap_lines=True)
+
+with c2:
+    st.markdown("#### Write to a folder")
+    default = services.workdir() / "selections" / (stem + ("" if fmt == "tree" else fmt))
+    out_text = st.text_input("Path" if fmt != "tree" else "Folder", value=str(default), key=f"export.path.{stem}{fmt}")
+    overwrite = st.checkbox("Overwrite if it exists", key="export.force")
+    if st.button("Write", icon=":material/save:", key="export.write"):
+        out, err = paths.check_path(out_text, services.allowed_dirs(), what="output path")
+        if err:
+            st.error(err)
+        else:
+            try:
+                if fmt == "tree":
+                    if out.suffix:
+                        raise backend.CurateError(f"{out.name} looks like a file: give a folder for the tree")
+                    res = backend.export_tree(run, sel, out, force=overwrite)
+                    how = (f"{res['symlinks']:,} symlinks" if res["symlinks"]
+                           else f"{res['png_written']:,} PNG files (array data set)")
+                    st.success(f"Wrote {res['out']} ({how}) and {res['out']}.manifest.json")
+                else:
+                    if out.suffix.lower() != fmt:
+                        raise backend.CurateError(f"{out.name} does not end in {fmt}: end the path with {fmt} "
+                                                  f"for {fmt_name}")
+                    written = backend.write_selection(sel, out, force=overwrite)
+                    st.success(f"Wrote {written} and {written.name}.manifest.json beside it "
+                               f"({sel.n_kept:,} rows).")
+            except backend.CurateError as exc:
+                st.error(str(exc))
+
+st.markdown("#### Manifest")
+st.caption("Written beside the list as `<file>.manifest.json`: what was kept and how to reproduce it. "
+           "Writing adds an `output` block (path, format, rows, sha256 of the file).")
+st.json(sel.manifest(), expanded=2)

@@ -1,0 +1,172 @@
+"""The app in a real Chromium: every page renders, the slider moves the kept count, the CSV download
+is byte-identical to `curate select`, and a screenshot of every page is saved for a person to look at.
+
+Needs /usr/bin/chromium and the playwright Python package (never `playwright install`); skips itself
+otherwise.  Screenshots go to artifacts/screenshots/ (or $CURATE_ARTIFACTS/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "curation_app" / "app.py"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+PAGES = ["data", "map", "clusters", "difficulty", "prune", "export"]
+CHART_PAGES = {"data", "map", "difficulty", "prune"}
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _screens_dir() -> Path:
+    base = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts")
+    d = base / "screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(app_workdir):
+    port = _free_port()
+    env = dict(os.environ, CURATE_WORKDIR=str(app_workdir), CURATE_ALLOWED_DIRS=str(app_workdir))
+    log = open(Path(app_workdir) / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=str(app_workdir))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start: " + (Path(app_workdir) / "streamlit.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+        pg = ctx.new_page()
+        pg.set_default_timeout(30_000)
+        yield pg
+        ctx.close()
+        browser.close()
+
+
+def settle(pg, charts: bool = False) -> None:
+    """Wait until the script run finished (and the plotly charts drew)."""
+    pg.wait_for_selector('[data-testid="stApp"]')
+    time.sleep(0.3)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    if charts:
+        pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+        time.sleep(0.8)  # plotly draws lazily
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+def shot(pg, path: Path) -> None:
+    """Screenshot of the whole page: the viewport grows to the content (Streamlit scrolls inside a
+    container, so full_page alone would cut it), images and charts finish drawing first."""
+    h = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    pg.set_viewport_size({"width": 1440, "height": int(min(h + 40, 9000))})
+    time.sleep(1.0)  # plotly relayouts to the new size
+    pg.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
+    pg.screenshot(path=str(path))
+    pg.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def goto_page(pg, title: str) -> None:
+    """Switch page via the sidebar navigation (keeps the session and its settings)."""
+    pg.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    settle(pg, charts=title.lower() in CHART_PAGES)
+
+
+def kept_text(pg) -> str:
+    return pg.locator('[data-testid="stMetric"]', has_text="Kept").first.locator(
+        '[data-testid="stMetricValue"]').inner_text()
+
+
+def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
+    shots = _screens_dir()
+    pg = page
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+
+    pg.goto(server + "/")  # the Data page is the default page
+    settle(pg, charts=True)
+    assert pg.get_by_text("Examples (pool)").count() >= 1
+    shot(pg, shots / "1_data.png")
+
+    for i, name in enumerate(["Map", "Clusters", "Difficulty"], start=2):
+        goto_page(pg, name)
+        assert pg.locator('[data-testid="stException"]').count() == 0, f"{name} raised"
+        if name == "Clusters":
+            pg.wait_for_selector('[data-testid="stImage"] img')
+        shot(pg, shots / f"{i}_{name.lower()}.png")
+
+    goto_page(pg, "Prune")
+    before = kept_text(pg)
+    assert before.replace(",", "").startswith("280 of 400"), before  # default keep 0.7 of 400
+    slider = pg.get_by_role("slider", name="Keep fraction")
+    slider.focus()
+    for _ in range(5):
+        slider.press("ArrowLeft")
+        time.sleep(0.15)
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')].some(e => e.innerText.startsWith('260 of'))",
+        timeout=30_000)
+    settle(pg, charts=True)
+    assert kept_text(pg).replace(",", "").startswith("260 of 400")
+    assert re.search(r"[?&]keep=0\.65", pg.url), pg.url  # the setting is mirrored into the URL
+    shot(pg, shots / "5_prune.png")
+
+    goto_page(pg, "Export")
+    assert pg.get_by_text("Keeping").first.is_visible()
+    with pg.expect_download() as dl:
+        pg.get_by_role("button", name=re.compile(r"Download kept_hard_260\.csv")).click()
+    got = tmp_path / "from_app.csv"
+    dl.value.save_as(got)
+    shot(pg, shots / "6_export.png")
+
+    ref = tmp_path / "from_cli.csv"
+    curate = Path(sys.executable).with_name("curate")
+    cmd = ([str(curate)] if curate.exists() else [sys.executable, "-m", "backend.cli"])
+    subprocess.run(cmd + ["select", "--workdir", str(app_workdir), "--keep", "0.65", "--strategy", "hard",
+                          "--metric", "ssl_prototype", "--balance", "none", "--seed", "0", "--out", str(ref)],
+                   check=True, capture_output=True)
+    assert got.read_bytes() == ref.read_bytes()
+    assert not errors, errors
