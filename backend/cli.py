@@ -139,12 +139,14 @@ def cmd_run(args) -> int:
     from .progress import TqdmReporter
 
     rep = TqdmReporter()
-    run = run_pipeline(args.source, args.workdir, encoder=args.encoder, weights=args.weights,
-                       image_size=args.image_size, k=args.k, seed=args.seed, device=args.device,
-                       map_method=args.map_method, data_root=args.data_root, download=args.download,
-                       manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
-                       num_workers=args.num_workers, reporter=rep)
-    rep.end_stage()
+    try:
+        run = run_pipeline(args.source, args.workdir, encoder=args.encoder, weights=args.weights,
+                           image_size=args.image_size, k=args.k, seed=args.seed, device=args.device,
+                           map_method=args.map_method, data_root=args.data_root, download=args.download,
+                           manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
+                           num_workers=args.num_workers, reporter=rep)
+    finally:
+        rep.end_stage()  # close a progress bar, so an error message starts on its own line
     _print_summary(run.summary(), args.json)
     if run.summary()["skipped"]:
         print(f"  skipped files are listed in {run.dir / 'skipped.csv'}")
