@@ -36,7 +36,7 @@ from .scores import random_score, ssl_prototype, supervised_prototype
 from .sources import Source, resolve_source
 from .store import Stage, fingerprint
 
-STAGE_VERSIONS = {"embeddings": 1, "clusters": 1, "maps": 1, "runs": 2}
+STAGE_VERSIONS = {"embeddings": 1, "clusters": 1, "maps": 1, "runs": 3}
 LATEST = "latest.json"
 
 

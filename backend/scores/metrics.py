@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -48,6 +50,7 @@ def supervised_prototype(x: np.ndarray, labels: np.ndarray, rows: np.ndarray | N
 
 def random_score(example_ids, seed: int = 0) -> np.ndarray:
     """Uniform [0, 1) from a keyed hash of each example_id: stable when the set changes."""
-    key = f"curate-random-{int(seed):06d}"[:16].ljust(16, "0")
+    # pandas wants a 16-character key; hash the seed into it so that every seed gives its own scores
+    key = hashlib.sha256(f"curate-random-{int(seed)}".encode()).hexdigest()[:16]
     h = pd.util.hash_pandas_object(pd.Series(example_ids, dtype="string"), index=False, hash_key=key)
     return (h.to_numpy(np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
