@@ -23,6 +23,22 @@ BASE_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=55),
                    font=dict(size=13), title=dict(x=0.0, xanchor="left"))
 
 
+def log_ticks(lo: float, hi: float, *, percent: bool = False, max_ticks: int = 8) -> tuple[list, list]:
+    """Readable ticks for a log axis: 1-2-5 steps (1-1.5-2-3-5-7 when the range is narrow)."""
+    lo, hi = max(float(lo), 1e-12), max(float(hi), float(lo) * 1.0001)
+    vals = []
+    for mant in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        e0, e1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+        vals = [m * 10.0 ** e for e in range(e0, e1 + 1) for m in mant if lo <= m * 10.0 ** e <= hi]
+        if len(vals) >= 4:
+            break
+    if len(vals) > max_ticks:
+        vals = vals[:: int(np.ceil(len(vals) / max_ticks))]
+    text = [(f"{v:.0%}" if v >= 0.1 else f"{v:.1%}") if percent else f"{v:,.0f}" if v >= 1 else f"{v:g}"
+            for v in vals]
+    return vals, text
+
+
 def _layout(fig: go.Figure, **kw) -> go.Figure:
     fig.update_layout(**{**BASE_LAYOUT, **kw})
     return fig
@@ -87,6 +103,20 @@ def map_figure(x: np.ndarray, y: np.ndarray, positions: np.ndarray, *, colour: s
             xaxis=dict(title=f"{method} 1", zeroline=False),
             yaxis=dict(title=f"{method} 2", zeroline=False))
     return fig
+
+
+def selected_positions(fig: go.Figure, points) -> np.ndarray:
+    """Table positions of the points of a plotly selection event (``selection.points``) on a
+    :func:`map_figure`: each point names its trace and index; the trace's customdata holds positions."""
+    out = []
+    for p in points or []:
+        cn, pi = p.get("curve_number"), p.get("point_index")
+        if cn is None or pi is None or not (0 <= cn < len(fig.data)):
+            continue
+        cd = fig.data[cn].customdata
+        if cd is not None and 0 <= pi < len(cd):
+            out.append(int(cd[pi]))
+    return np.unique(np.asarray(out, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------
@@ -196,13 +226,20 @@ def scaling_figure(curves: pd.DataFrame, powerlaw: dict | None, frontier: pd.Dat
             line=dict(color="black", width=3), opacity=0.35, line_shape="hv",
             hovertemplate="%{x:,} kept: %{y:.2%}<extra>frontier</extra>"))
     if n_current:
-        fig.add_vline(n_current, line=dict(color=KEPT_COLOUR, width=2, dash="dot"),
-                      annotation_text=f"your setting: {n_current:,} kept", annotation_position="top left",
-                      annotation_font_color=KEPT_COLOUR)
-    _layout(fig, title=title or "Estimated held-out error vs examples kept", height=460,
-            legend=dict(orientation="v", x=1.0, xanchor="right", y=1.0, bgcolor="rgba(255,255,255,0.8)"),
-            xaxis=dict(title="examples kept (log scale)", type="log"),
-            yaxis=dict(title="held-out error (log scale)", type="log", tickformat=".1%"))
+        fig.add_vline(n_current, line=dict(color=KEPT_COLOUR, width=2, dash="dot"))
+        fig.add_annotation(x=np.log10(n_current), y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                           text=f"your setting: {n_current:,} kept", font=dict(color=KEPT_COLOUR))
+    xs = np.concatenate([np.asarray(tr.x, dtype=float) for tr in fig.data if tr.x is not None] +
+                        ([np.array([n_current], float)] if n_current else []))
+    ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data if tr.y is not None])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    xt = log_ticks(np.nanmin(xs), np.nanmax(xs)) if len(xs) else ([], [])
+    yt = log_ticks(ys.min() * 0.95, ys.max() * 1.05, percent=True) if len(ys) else ([], [])
+    _layout(fig, title=title or "Estimated held-out error vs examples kept", height=500,
+            legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+            margin=dict(l=70, r=20, t=80, b=60),
+            xaxis=dict(title="examples kept (log scale)", type="log", tickvals=xt[0], ticktext=xt[1]),
+            yaxis=dict(title="held-out error (log scale)", type="log", tickvals=yt[0], ticktext=yt[1]))
     return fig
 
 
@@ -227,11 +264,16 @@ def theory_figure(alphas: np.ndarray, curves: dict, fs: tuple, random: np.ndarra
         fig.add_trace(go.Scatter(x=fa, y=fe, mode="lines", name=f"Pareto frontier (pool α ≤ {pool_alpha:g})",
                                  line=dict(color="black", width=5), opacity=0.3,
                                  hovertemplate="frontier: α %{x:.2g}, error %{y:.3f}<extra></extra>"))
+    ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    xt = log_ticks(float(np.min(alphas)), float(np.max(alphas)))
+    yt = log_ticks(ys.min() * 0.95, ys.max() * 1.05, percent=True) if len(ys) else ([], [])
     _layout(fig, title=f"Perceptron theory: test error vs examples kept per dimension (θ = {theta_deg:g}°)",
-            height=480, legend=dict(x=1.02, xanchor="left", y=1.0, font=dict(size=11)),
-            margin=dict(l=60, r=10, t=60, b=55),
-            xaxis=dict(title="α_prune = examples kept / input dimension (log scale)", type="log"),
-            yaxis=dict(title="test error (log scale)", type="log"))
+            height=500, legend=dict(x=1.02, xanchor="left", y=1.0, font=dict(size=11)),
+            margin=dict(l=70, r=10, t=60, b=55),
+            xaxis=dict(title="α_prune = examples kept / input dimension (log scale)", type="log",
+                       tickvals=xt[0], ticktext=xt[1]),
+            yaxis=dict(title="test error (log scale)", type="log", tickvals=yt[0], ticktext=yt[1]))
     return fig
 
 

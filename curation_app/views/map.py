@@ -62,14 +62,8 @@ else:
 event = st.plotly_chart(fig, key="map.chart", on_select="rerun", selection_mode=("box", "lasso", "points"),
                         config={"scrollZoom": True, "displaylogo": False})
 
-points = (event or {}).get("selection", {}).get("points", []) if event else []
-selected = []
-for p in points:
-    cn, pi = p.get("curve_number"), p.get("point_index")
-    if cn is None or pi is None or cn >= len(fig.data):
-        continue
-    selected.append(int(fig.data[cn].customdata[pi]))
-selected = np.unique(np.asarray(selected, dtype=np.int64))
+points = event.selection.points if event is not None and "selection" in event else []
+selected = figures.selected_positions(fig, points)
 
 st.subheader("Selected images")
 if len(selected) == 0:
