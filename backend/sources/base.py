@@ -78,6 +78,15 @@ def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
         "label": pd.Series(list(label) if label is not None else [None] * n, dtype="object"),
         "split": pd.Series(list(split) if split is not None else ["train"] * n, dtype="object"),
     })
-    df["label"] = df["label"].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    df["label"] = df["label"].map(_label_name)
     df["split"] = df["split"].map(lambda s: "test" if str(s).lower() in HOLDOUT_SPLITS else "train")
     return df
+
+
+def _label_name(v) -> str | None:
+    """A class name: None when missing; integer-valued floats (a numeric column with gaps) without ".0"."""
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)

@@ -15,8 +15,13 @@ SPLIT_NAMES = HOLDOUT_SPLITS | {"train"}
 
 def _walk(root: Path):
     """Yield (relative posix path, size, mtime_ns) for every file below root, sorted."""
-    out = []
+    out, seen = [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlinked folder seen before (a link back up would loop forever)
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
