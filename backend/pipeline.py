@@ -254,7 +254,7 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "params": {"source": source, "encoder": encoder if src.embeddings is None else "precomputed",
                        "weights": weights, "image_size": image_size, "k": k_used, "k_requested": k, "seed": seed,
-                       "device": dev, "map_method": map_method, "data_root": data_root, "manifest": manifest,
+                       "device": dev, "map_method": map_method, "data_root": _abs(data_root), "manifest": _abs(manifest),
                        "limit": limit, "kmeans_iters": kmeans_iters},
             "source": {"spec": src.spec, "kind": src.kind, "description": src.description,
                        "fingerprint": src_full.fingerprint, "limited_fingerprint": src.fingerprint,
@@ -273,6 +273,11 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
         rep.end_stage()
     write_json(workdir / LATEST, {"run": str(run_st.dir.relative_to(workdir))})
     return Run(run_st.dir)
+
+
+def _abs(path: str | None) -> str | None:
+    """An absolute path, so the run can re-open its source from any working folder."""
+    return str(Path(path).expanduser().resolve()) if path else path
 
 
 def find_run_dir(path: str | Path) -> Path:

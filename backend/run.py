@@ -79,8 +79,15 @@ class Run:
         """The source re-opened (for images of array data sets)."""
         from .sources import resolve_source
 
+        from .errors import CurateError
+
         p = self.config["params"]
-        return resolve_source(p["source"], data_root=p.get("data_root"), manifest=p.get("manifest"))
+        src = resolve_source(p["source"], data_root=p.get("data_root"), manifest=p.get("manifest"))
+        if src.fingerprint != self.config["source"]["fingerprint"]:
+            # e.g. the demo found another copy of its data from another folder: its images would not match
+            raise CurateError(f"the source {p['source']!r} is not the one this run was computed on "
+                              f"({src.description}): run `curate run` again")
+        return src
 
     def load_image(self, position: int):
         """RGB PIL image of the example at ``position`` in :attr:`table` (or None)."""
