@@ -267,3 +267,43 @@ def test_example_ids_are_stable_across_reruns(image_folder_copy, tmp_path, fast_
     assert len(merged) == first.n_examples
     assert (merged["path"] == merged["path_new"]).all()
     np.testing.assert_array_equal(merged["random"], merged["random_new"])
+
+
+def test_symlink_loop_and_numeric_labels(tmp_path, image_folder):
+    root = tmp_path / "loop"
+    (root / "a").mkdir(parents=True)
+    for p in sorted(image_folder.rglob("*.png"))[:5]:
+        shutil.copy(p, root / "a" / p.name)
+    os.symlink("..", root / "a" / "back")  # a link back up must not loop
+    src = resolve_source(str(root))
+    assert len(src) == 5 and all(eid.count("/") == 1 for eid in src.index["example_id"])
+
+    files = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*.png"))[:3]
+    pd.DataFrame({"path": files, "label": [1, None, 0]}).to_csv(tmp_path / "m.csv", index=False)
+    shutil.copytree(image_folder, tmp_path / "imgs")
+    (tmp_path / "imgs" / "m.csv").write_bytes((tmp_path / "m.csv").read_bytes())
+    src = resolve_source(str(tmp_path / "imgs" / "m.csv"))
+    assert src.index["label"].iat[0] == "1" and src.index["label"].iat[2] == "0"  # not "1.0"
+    assert pd.isna(src.index["label"].iat[1]) and src.classes == ["0", "1"]
+
+
+def test_a_run_reopens_its_array_source_from_anywhere(fashion_root, tmp_path, monkeypatch, fast_kwargs):
+    monkeypatch.chdir(fashion_root.parent)
+    run = run_pipeline("torchvision:FashionMNIST", tmp_path / "work", data_root="tvroot", limit=20, **fast_kwargs)
+    assert run.config["params"]["data_root"] == str(fashion_root)
+    monkeypatch.chdir("/")
+    from backend import load_run
+
+    again = load_run(tmp_path / "work")
+    img = again.load_image(0)
+    row = int(again.table["source_row"].iat[0])
+    np.testing.assert_array_equal(np.asarray(img), np.asarray(again.source.load_image(row)))
+    # a different data set behind the same spec is refused, not shown
+    again.config["source"]["fingerprint"] = "0" * 16
+    with pytest.raises(CurateError, match="not the one this run was computed on"):
+        _fresh_source(again)
+
+
+def _fresh_source(run):
+    run.__dict__.pop("source", None)
+    return run.source
