@@ -58,6 +58,21 @@ def _collate(items):
     return (torch.stack([t for t, _, _ in items]), [r for _, r, _ in items], [e for _, _, e in items])
 
 
+def _drop_foreign_markers(chunks_dir: Path, n: int, chunk_size: int) -> None:
+    """Forget every finished-chunk marker if any was written with another chunking."""
+    markers = sorted(chunks_dir.glob("*.json"))
+    for marker in markers:
+        try:
+            c = int(marker.stem)
+            rows = json.loads(marker.read_text())["rows"]
+        except (ValueError, KeyError, OSError, TypeError):
+            rows, c = None, -1
+        if rows != [c * chunk_size, min(n, (c + 1) * chunk_size)]:
+            for m in markers:
+                m.unlink(missing_ok=True)
+            return
+
+
 def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = "cpu",
                        batch_size: int = 256, num_workers: int | None = None,
                        chunk_size: int = 16384, progress: ProgressFn | None = None,
@@ -92,6 +107,7 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
         num_workers = min(4, os.cpu_count() or 1)
     encoder.to(device)
     n_chunks = (n + chunk_size - 1) // chunk_size
+    _drop_foreign_markers(chunks_dir, n, chunk_size)
     done_rows = sum(min(chunk_size, n - c * chunk_size) for c in range(n_chunks)
                     if (chunks_dir / f"{c:06d}.json").exists())
     if progress:
@@ -109,6 +125,10 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
         for batch, brows, errors in loader:
             feats = encoder.forward(batch)
             feats = feats.cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)
+            bad = [i for i, e in enumerate(errors) if e]
+            if bad:  # a failed image gets a zero row, not the encoder's output for a blank input
+                feats = np.array(feats, copy=True)
+                feats[bad] = 0
             raw[brows[0]:brows[-1] + 1] = feats.astype(encoder.raw_dtype, copy=False)
             failed.extend((r, e) for r, e in zip(brows, errors) if e)
             done_rows += len(brows)
