@@ -211,3 +211,16 @@ def test_permission_denied_is_a_reason_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(images.Image, "open", deny)
     with pytest.raises(BadImage, match="unreadable: permission denied"):
         open_rgb(path)
+
+
+def test_failed_image_gets_a_zero_row_with_a_cnn(small_image_folder, tmp_path, fast_kwargs):
+    cls = sorted(p.name for p in small_image_folder.iterdir())[0]
+    (small_image_folder / cls / "broken.png").write_bytes(_corrupt_png())
+    run = run_pipeline(str(small_image_folder), tmp_path / "w", encoder="resnet18", weights="random",
+                       image_size=32, **fast_kwargs)
+    emb = np.asarray(run.embeddings)
+    assert emb.shape[0] == 25 and run.n_examples == 24
+    (failed_row,) = set(range(25)) - set(run.table["row"])
+    assert not emb[failed_row].any()
+    assert emb[run.table["row"]].any(axis=1).all()
+    assert list(pd.read_csv(run.dir / "skipped.csv")["example_id"]) == [f"{cls}/broken.png"]

@@ -135,3 +135,23 @@ def test_cli_interrupt_exits_130_and_resumes(image_folder, tmp_path, capsys, cou
     assert main(args) == 0
     assert counted_forward["calls"] == 4
     assert "run directory:" in capsys.readouterr().out
+
+
+def test_resume_with_another_chunking_starts_over(image_folder, tmp_path, fast_kwargs, counted_forward, monkeypatch):
+    kw = {**fast_kwargs, "batch_size": 40}
+    work = tmp_path / "work"
+    counted_forward["fail_at"] = 3
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(str(image_folder), work, **kw)
+    # the next attempt chunks by 64 rows: the two 40-row markers cannot be trusted
+    from backend.embed import runner
+
+    monkeypatch.setattr(pipeline, "compute_embeddings", functools.partial(runner.compute_embeddings, chunk_size=64))
+    counted_forward.update(calls=0, fail_at=None)
+    resumed = run_pipeline(str(image_folder), work, **kw)
+    assert counted_forward["calls"] == 7  # chunks of 64, 64, 64, 8 rows in batches of 40: everything again
+    (emb_dir,) = (work / "embeddings").iterdir()
+    assert sorted(p.name for p in (emb_dir / "chunks").iterdir()) == [f"{c:06d}.json" for c in range(4)]
+    monkeypatch.setattr(pipeline, "compute_embeddings", runner.compute_embeddings)
+    straight = run_pipeline(str(image_folder), tmp_path / "other", **kw)
+    np.testing.assert_array_equal(np.asarray(resumed.embeddings), np.asarray(straight.embeddings))
