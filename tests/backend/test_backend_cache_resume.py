@@ -49,6 +49,10 @@ def test_same_inputs_are_a_cache_hit_and_k_reuses_embeddings(image_folder, tmp_p
     assert other_k.dir != first.dir and other_k.k == 4 and other_k.table["cluster"].nunique() == 4
     assert other_k.config["stages"]["embeddings"] == first.config["stages"]["embeddings"]
 
+    # the preprocessing is part of the embeddings' cache key
+    _, stages = _run(image_folder, work, fast_kwargs, image_size=16)
+    assert stages["embeddings"] is False
+
     # another seed re-clusters and re-maps but keeps the embeddings
     _, stages = _run(image_folder, work, fast_kwargs, seed=1)
     assert stages["embeddings"] and not stages["clusters"] and not stages["map"]

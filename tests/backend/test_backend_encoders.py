@@ -120,3 +120,13 @@ def test_missing_imagenet_weights_offline_is_a_one_line_error(tmp_path, monkeypa
     assert len(lines) == 1 and "--weights" in lines[0] and "Traceback" not in err
     assert not work.exists()  # nothing written
     assert not any(hub.rglob("*.pth"))  # nothing downloaded
+
+
+def test_other_backbones_by_name():
+    r50 = get_encoder("resnet50", weights="random", image_size=64)
+    assert r50.raw_dim == 2048 and r50.identity["image_size"] == 64
+    with pytest.raises(CurateError, match="vit_b_16 needs --image-size 224"):
+        get_encoder("vit_b_16", weights="random", image_size=32)
+    from backend.embed import ENCODERS
+
+    assert {"pixels", "resnet18", "resnet50", "vit_b_16"} <= set(ENCODERS)

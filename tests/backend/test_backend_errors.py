@@ -96,6 +96,8 @@ RUN_ERRORS = {
     "missing torchvision root": (lambda t: "torchvision:MNIST", ["--data-root", "{tmp}/nothing"],
                                  ["not found", "--download"]),
     "missing source": (lambda t: t / "does-not-exist", [], ["does not exist"]),
+    "unknown device": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--device", "tpu"], ["unknown device"]),
+    "unknown map": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--map", "tsne"], None),
     "k = 0": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--k", "0"], ["--k must be at least 1"]),
     "negative limit": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--limit", "-3"], ["--limit"]),
 }
@@ -107,8 +109,27 @@ def test_run_errors(case, tmp_path, capsys):
     source = make(tmp_path)
     work = tmp_path / "work"
     extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
-    cli_error(capsys, ["run", "--source", str(source), "--workdir", str(work), "--map", "pca", *extra], *match)
+    args = ["run", "--source", str(source), "--workdir", str(work), *extra]
+    if "--map" not in extra:
+        args += ["--map", "pca"]
+    if match is None:  # rejected by argparse (a choices list): usage + exit 2
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    else:
+        cli_error(capsys, args, *match)
     assert not work.exists()  # refused before anything was written
+
+
+def test_cuda_without_a_gpu(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    np.save(tmp_path / "e.npy", np.ones((10, 3), np.float32))
+    cli_error(capsys, ["run", "--source", str(tmp_path / "e.npy"), "--workdir", str(tmp_path / "w"),
+                       "--device", "cuda"], "no CUDA GPU", "--device cpu")
+    assert not (tmp_path / "w").exists()
 
 
 def test_fewer_examples_than_k(small_image_folder, tmp_path, capsys):

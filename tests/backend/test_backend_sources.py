@@ -307,3 +307,30 @@ def test_a_run_reopens_its_array_source_from_anywhere(fashion_root, tmp_path, mo
 def _fresh_source(run):
     run.__dict__.pop("source", None)
     return run.source
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    import gzip
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+def test_torchvision_mnist_idx_files_from_a_local_root(tmp_path, fashion_arrays):
+    """MNIST as torchvision leaves it (gzipped IDX under <root>/MNIST/raw), generated here."""
+    x, y, _ = fashion_arrays
+    grey = x if x.ndim == 3 else x.mean(axis=3).astype(np.uint8)
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte.gz", grey[:150])
+    _write_idx(raw / "train-labels-idx1-ubyte.gz", y[:150].astype(np.uint8))
+    _write_idx(raw / "t10k-images-idx3-ubyte.gz", grey[150:])
+    _write_idx(raw / "t10k-labels-idx1-ubyte.gz", y[150:].astype(np.uint8))
+    src = resolve_source("torchvision:mnist", data_root=str(tmp_path / "root"))
+    assert src.spec == "torchvision:MNIST" and len(src) == len(grey)
+    assert (src.index["split"] == "train").sum() == 150
+    assert src.classes[0] == "0 - zero" and src.index["label"].iat[0] == src.classes[int(y[0])]
+    np.testing.assert_array_equal(np.asarray(src.load_image(3))[..., 0], grey[3])
+    assert src.index["example_id"].iat[150] == "test/0"
