@@ -24,6 +24,8 @@ PER_CLASS = 20  # 200 images in the shared folder
 
 
 def has_fashion_mnist() -> bool:
+    if os.environ.get("CURATE_TEST_NO_FASHION"):  # exercise the generated-images fallback
+        return False
     return (FASHION_DIR / "train-images-idx3-ubyte.gz").exists() and \
         (FASHION_DIR / "train-labels-idx1-ubyte.gz").exists()
 
@@ -98,6 +100,18 @@ def write_image_folder(root: Path, images, labels, classes, *, layout: str = "cl
         Image.fromarray(arr).save(p, quality=95) if ext == ".jpg" else Image.fromarray(arr).save(p)
         paths.append(p)
     return paths
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path | None:
+    """Debian's Fashion-MNIST IDX folder, or None when the package is not installed."""
+    return FASHION_DIR if has_fashion_mnist() else None
+
+
+@pytest.fixture(scope="session")
+def image_writer():
+    """:func:`write_image_folder` for tests (import conftest would be ambiguous across test folders)."""
+    return write_image_folder
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ from backend import CurateError, run_pipeline
 from backend.sources import resolve_source
 from backend.sources.folder import load_folder
 
-from conftest import FASHION_DIR, has_fashion_mnist, write_image_folder
-
 
 def _rel_ids(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -38,10 +36,10 @@ def test_imagefolder_labels_come_from_folders(image_folder, fashion_arrays):
     assert "labels from sub-folders" in src.description
 
 
-def test_unlabelled_folder_is_read_recursively(tmp_path, fashion_arrays):
+def test_unlabelled_folder_is_read_recursively(tmp_path, fashion_arrays, image_writer):
     x, y, classes = fashion_arrays
     root = tmp_path / "flat"
-    write_image_folder(root, x[:30], y[:30], classes, layout="flat")
+    image_writer(root, x[:30], y[:30], classes, layout="flat")
     Image.fromarray(x[30]).save(root / "at_root.png")  # an image at the top: no class layout
     src = resolve_source(str(root))
     assert len(src) == 31
@@ -54,10 +52,10 @@ def test_unlabelled_folder_is_read_recursively(tmp_path, fashion_arrays):
     assert not forced.has_labels
 
 
-def test_split_class_layout_holds_out_the_test_split(tmp_path, fashion_arrays, fast_kwargs):
+def test_split_class_layout_holds_out_the_test_split(tmp_path, fashion_arrays, fast_kwargs, image_writer):
     x, y, classes = fashion_arrays
     root = tmp_path / "split"
-    write_image_folder(root, x[:60], y[:60], classes, layout="split")
+    image_writer(root, x[:60], y[:60], classes, layout="split")
     src = resolve_source(str(root))
     n_test = sum(1 for i in range(60) if i % 5 == 0)
     assert (src.index["split"] == "test").sum() == n_test
@@ -115,12 +113,12 @@ def test_manifest_prefix_and_example_id_column(tmp_path, image_folder):
 # ---- torchvision data sets ---------------------------------------------------------------
 
 @pytest.fixture
-def fashion_root(tmp_path) -> Path:
-    if not has_fashion_mnist():
+def fashion_root(tmp_path, fashion_dir) -> Path:
+    if fashion_dir is None:
         pytest.skip("Debian's dataset-fashion-mnist files are not installed")
     raw = tmp_path / "tvroot" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in FASHION_DIR.glob("*.gz"):
+    for f in fashion_dir.glob("*.gz"):
         os.symlink(f, raw / f.name)
     return tmp_path / "tvroot"
 
@@ -214,13 +212,13 @@ def test_parquet_embeddings_list_and_wide(tmp_path, fast_kwargs):
 
 # ---- the demo ----------------------------------------------------------------------------
 
-def test_demo_says_which_source_it_used(tmp_path, monkeypatch):
+def test_demo_says_which_source_it_used(tmp_path, monkeypatch, fashion_dir):
     monkeypatch.chdir(tmp_path)  # no ./data here
     monkeypatch.delenv("CURATE_DATA_ROOT", raising=False)
     src = resolve_source("demo")
     assert src.kind == "demo" and "test" in set(src.index["split"])
-    if has_fashion_mnist():
-        assert "Fashion-MNIST" in src.description and str(FASHION_DIR) in src.description
+    if fashion_dir is not None:
+        assert "Fashion-MNIST" in src.description and str(fashion_dir) in src.description
         assert len(src) == 70000
     import backend.sources.arrays as arrays
 
