@@ -186,3 +186,15 @@ def theory_curves(theta_deg: float, pool_alpha: float, n_alpha: int = 16) -> dic
     random = error_curve(alphas, 1.0, theta, "hard")
     fa, fe, _, _ = pareto_frontier(alphas, pool_alpha, theta, fs=THEORY_FS)
     return {"alphas": alphas, "curves": curves, "random": random, "frontier": (fa, fe)}
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def theory_figure(theta_deg: float, pool_alpha: float):
+    """The theory chart itself, cached: it does not depend on the slider, so a slider move
+    (which reruns the whole page, fragments included) does not rebuild it."""
+    from curation_app.components import figures
+
+    t = theory_curves(theta_deg, pool_alpha)
+    fig = figures.theory_figure(t["alphas"], t["curves"], THEORY_FS, t["random"], t["frontier"],
+                                theta_deg=theta_deg, pool_alpha=pool_alpha)
+    return fig, t

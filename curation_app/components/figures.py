@@ -19,7 +19,8 @@ STRATEGY_COLOURS = {"hard": "#d62728", "easy": "#2ca02c", "random": "#7f7f7f"}
 STRATEGY_NAMES = {"hard": "keep hard", "easy": "keep easy", "random": "random"}
 PALETTE = qualitative.Plotly + qualitative.D3[1::2] + qualitative.Dark24 + qualitative.Light24
 MAX_LEGEND_GROUPS = 40
-BASE_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=55),
+# No template: Streamlit applies its own theme, and a plotly template costs ~25 ms per figure.
+BASE_LAYOUT = dict(margin=dict(l=60, r=20, t=60, b=55),
                    font=dict(size=13), title=dict(x=0.0, xanchor="left"))
 
 
@@ -37,6 +38,27 @@ def log_ticks(lo: float, hi: float, *, percent: bool = False, max_ticks: int = 8
     text = [(f"{v:.0%}" if v >= 0.1 else f"{v:.1%}") if percent else f"{v:,.0f}" if v >= 1 else f"{v:g}"
             for v in vals]
     return vals, text
+
+
+def rule(axis: str, value: float, *, colour: str, dash: str = "dash", width: float = 2, text: str = "",
+         log: bool = False, side: str = "right") -> tuple[dict, dict | None]:
+    """(shape, annotation) of a full-height (axis "x") or full-width (axis "y") line at ``value``.
+
+    Layout dicts, cheaper than ``add_vline`` (which validates subplots each time); on a log axis
+    the annotation position is log10(value), as plotly wants.
+    """
+    pos = float(np.log10(value)) if log else float(value)
+    if axis == "x":
+        shape = dict(type="line", xref="x", yref="paper", x0=value, x1=value, y0=0, y1=1,
+                     line=dict(color=colour, dash=dash, width=width))
+        ann = dict(x=pos, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False, text=text,
+                   xanchor="left" if side == "right" else "right", font=dict(color=colour)) if text else None
+    else:
+        shape = dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=value, y1=value,
+                     line=dict(color=colour, dash=dash, width=width))
+        ann = dict(x=1.0, xref="paper", xanchor="right", y=pos, yref="y", yanchor="bottom", showarrow=False,
+                   text=text, font=dict(color=colour), bgcolor="rgba(255,255,255,0.8)") if text else None
+    return shape, ann
 
 
 def _layout(fig: go.Figure, **kw) -> go.Figure:
@@ -147,13 +169,15 @@ def class_counts_figure(names: list[str], total: np.ndarray, kept: np.ndarray | 
                             hovertemplate="%{" + ("y" if horizontal else "x") + "}: %{" +
                                           ("x" if horizontal else "y") +
                                           ":,} of %{customdata[0]:,} kept (%{customdata[1]:.0%})<extra></extra>")
+    shapes, anns = [], []
     if floor:
-        (fig.add_vline if horizontal else fig.add_hline)(
-            floor, line=dict(color=CUT_COLOUR, dash="dot"), annotation_text=f"floor {floor}",
-            annotation_position="top right")
+        sh, an = rule("x" if horizontal else "y", floor, colour=CUT_COLOUR, dash="dot", width=1.5,
+                      text=f"floor {floor}")
+        shapes.append(sh)
+        anns.append(an)
     count_axis = dict(title="examples")
     cat_axis = dict(title=what, type="category")
-    _layout(fig, title=title, barmode="overlay", bargap=0.25,
+    _layout(fig, title=title, barmode="overlay", bargap=0.25, shapes=shapes, annotations=anns,
             height=max(360, 24 * len(names) + 140) if horizontal else 420,
             legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
             xaxis=count_axis if horizontal else cat_axis, yaxis=cat_axis if horizontal else count_axis)
@@ -172,13 +196,14 @@ def score_histogram(edges: np.ndarray, kept: np.ndarray, pruned: np.ndarray, *, 
                          marker_color=KEPT_COLOUR, marker_line_width=0))
     fig.add_trace(go.Bar(x=centres, y=pruned, width=width, name=f"pruned ({int(pruned.sum()):,})",
                          marker_color=PRUNED_COLOUR, marker_line_width=0))
+    shapes, anns = [], []
     if cut is not None:
-        side = "keep →" if strategy == "hard" else "← keep"
-        fig.add_vline(cut, line=dict(color=CUT_COLOUR, width=2, dash="dash"),
-                      annotation_text=f"cut {cut:.3f} ({side})",
-                      annotation_position="top right" if strategy == "hard" else "top left",
-                      annotation_font_color=CUT_COLOUR)
+        sh, an = rule("x", cut, colour=CUT_COLOUR, text=f"cut {cut:.3f} ({'keep →' if strategy == 'hard' else '← keep'})",
+                      side="right" if strategy == "hard" else "left")
+        shapes.append(sh)
+        anns.append(an)
     _layout(fig, title=title or f"Distribution of {metric}", barmode="stack", bargap=0, height=400,
+            shapes=shapes, annotations=anns,
             legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
             margin=dict(l=60, r=20, t=70, b=40),
             xaxis=dict(title=f"{metric} (higher = harder)"), yaxis=dict(title="examples"))
@@ -225,17 +250,20 @@ def scaling_figure(curves: pd.DataFrame, powerlaw: dict | None, frontier: pd.Dat
             x=fr["n_kept"], y=fr["error_mean"], mode="lines", name="Pareto frontier (best at each size)",
             line=dict(color="black", width=3), opacity=0.35, line_shape="hv",
             hovertemplate="%{x:,} kept: %{y:.2%}<extra>frontier</extra>"))
+    shapes, anns = [], []
     if n_current:
-        fig.add_vline(n_current, line=dict(color=KEPT_COLOUR, width=2, dash="dot"))
-        fig.add_annotation(x=np.log10(n_current), y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                           text=f"your setting: {n_current:,} kept", font=dict(color=KEPT_COLOUR))
+        sh, an = rule("x", n_current, colour=KEPT_COLOUR, dash="dot", text=f"your setting: {n_current:,} kept",
+                      log=True, side="left")
+        shapes.append(sh)
+        anns.append(an)
     xs = np.concatenate([np.asarray(tr.x, dtype=float) for tr in fig.data if tr.x is not None] +
                         ([np.array([n_current], float)] if n_current else []))
     ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data if tr.y is not None])
     ys = ys[np.isfinite(ys) & (ys > 0)]
     xt = log_ticks(np.nanmin(xs), np.nanmax(xs)) if len(xs) else ([], [])
     yt = log_ticks(ys.min() * 0.95, ys.max() * 1.05, percent=True) if len(ys) else ([], [])
-    _layout(fig, title=title or "Estimated held-out error vs examples kept", height=500,
+    _layout(fig, title=title or "Estimated held-out error vs examples kept", height=500, shapes=shapes,
+            annotations=anns,
             legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
             margin=dict(l=70, r=20, t=80, b=60),
             xaxis=dict(title="examples kept (log scale)", type="log", tickvals=xt[0], ticktext=xt[1]),

@@ -102,8 +102,6 @@ def theory() -> None:
     pool = c2.select_slider("Pool size α_tot (examples per input dimension before pruning)", options=POOLS,
                             value=10, key="theory.pool")
     with st.spinner("Solving the theory curves (θ > 0 takes up to a minute the first time)..."):
-        t = services.theory_curves(float(theta), float(pool))
-    fig = figures.theory_figure(t["alphas"], t["curves"], services.THEORY_FS, t["random"], t["frontier"],
-                                theta_deg=theta, pool_alpha=pool)
+        fig, t = services.theory_figure(float(theta), float(pool))
     st.plotly_chart(fig, key="theory.fig")
     st.markdown(summaries.theory_reading(t["alphas"], t["curves"], services.THEORY_FS, theta))

@@ -87,6 +87,16 @@ def page(server):
         browser.close()
 
 
+T0 = [time.perf_counter()]
+
+
+def step(name: str) -> None:
+    """Elapsed time per step on stderr (pytest shows it on failure, or with -s)."""
+    now = time.perf_counter()
+    print(f"[browser] {name}: {now - T0[0]:.1f} s", file=sys.stderr)
+    T0[0] = now
+
+
 def settle(pg, charts: bool = False) -> None:
     """Wait until the script run finished (and the plotly charts drew)."""
     pg.wait_for_selector('[data-testid="stApp"]')
@@ -98,15 +108,34 @@ def settle(pg, charts: bool = False) -> None:
     pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
 
 
-def shot(pg, path: Path) -> None:
-    """Screenshot of the whole page: the viewport grows to the content (Streamlit scrolls inside a
-    container, so full_page alone would cut it), images and charts finish drawing first."""
-    h = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    pg.set_viewport_size({"width": 1440, "height": int(min(h + 40, 9000))})
-    time.sleep(1.0)  # plotly relayouts to the new size
+def shot(pg, path: Path) -> None:  # noqa: D401
+    """Screenshot of the whole page: the viewport grows to the content (Streamlit scrolls inside
+    its main container, so full_page alone would cut it) until the height is stable; images and
+    charts finish drawing first."""
+    last = -1
+    for _ in range(10):
+        h = pg.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+        if h == last:
+            break
+        last = h
+        pg.set_viewport_size({"width": 1440, "height": int(min(h + 40, 9000))})
+        time.sleep(0.6)  # plotly relayouts to the new size
     pg.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
     pg.screenshot(path=str(path))
     pg.set_viewport_size({"width": 1440, "height": 1000})
+    step(f"screenshot {path.name}")
+
+
+def box_select(pg) -> None:
+    """Drag a box over the middle of the first plotly chart (its drag mode is box select)."""
+    box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
+    x1, y1 = box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    pg.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    pg.mouse.move(x1, y1, steps=5)
+    pg.mouse.up()
 
 
 def goto_page(pg, title: str) -> None:
@@ -131,11 +160,17 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     assert pg.get_by_text("Examples (pool)").count() >= 1
     shot(pg, shots / "1_data.png")
 
-    for i, name in enumerate(["Map", "Clusters", "Difficulty"], start=2):
+    goto_page(pg, "Map")
+    box_select(pg)
+    pg.wait_for_selector("text=selected, hardest first", timeout=30_000)
+    pg.wait_for_selector('[data-testid="stImage"] img', timeout=30_000)  # the gallery of the selection
+    settle(pg)
+    shot(pg, shots / "2_map.png")
+
+    for i, name in enumerate(["Clusters", "Difficulty"], start=3):
         goto_page(pg, name)
         assert pg.locator('[data-testid="stException"]').count() == 0, f"{name} raised"
-        if name == "Clusters":
-            pg.wait_for_selector('[data-testid="stImage"] img')
+        pg.wait_for_selector('[data-testid="stImage"] img')
         shot(pg, shots / f"{i}_{name.lower()}.png")
 
     goto_page(pg, "Prune")
@@ -153,6 +188,18 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     assert kept_text(pg).replace(",", "").startswith("260 of 400")
     assert re.search(r"[?&]keep=0\.65", pg.url), pg.url  # the setting is mirrored into the URL
     shot(pg, shots / "5_prune.png")
+    pg.get_by_role("tab", name="Theory (perceptron)").click()
+    pg.wait_for_selector("text=Perceptron theory", timeout=60_000)
+    settle(pg, charts=True)
+    shot(pg, shots / "5b_prune_theory.png")
+    pg.get_by_role("tab", name="Estimated on your data").click()
+    estimate = pg.get_by_role("button", name=re.compile("Estimate scaling curves"))
+    if estimate.count():  # backend.scaling is installed: run the estimate from the app (a few seconds)
+        estimate.click()
+        pg.wait_for_selector("text=Estimated held-out error vs examples kept", timeout=120_000)
+        settle(pg, charts=True)
+        assert pg.get_by_text(re.compile("At your full data size")).count() >= 1  # the recommendation
+        shot(pg, shots / "5c_prune_estimate.png")
 
     goto_page(pg, "Export")
     assert pg.get_by_text("Keeping").first.is_visible()
