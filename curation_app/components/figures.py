@@ -35,9 +35,23 @@ def log_ticks(lo: float, hi: float, *, percent: bool = False, max_ticks: int = 8
             break
     if len(vals) > max_ticks:
         vals = vals[:: int(np.ceil(len(vals) / max_ticks))]
+    vals = [float(f"{v:.6g}") for v in vals]
     text = [(f"{v:.0%}" if v >= 0.1 else f"{v:.1%}") if percent else f"{v:,.0f}" if v >= 1 else f"{v:g}"
             for v in vals]
     return vals, text
+
+
+def log_axis(title: str, values: np.ndarray, *, percent: bool = False, pad: float = 1.08) -> dict:
+    """A log axis whose range covers the finite positive ``values`` (times ``pad`` either side)
+    with readable ticks inside that range."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return dict(title=title, type="log")
+    lo, hi = float(v.min()) / pad, float(v.max()) * pad
+    vals, text = log_ticks(lo, hi, percent=percent)
+    return dict(title=title, type="log", range=[float(np.log10(lo)), float(np.log10(hi))], tickvals=vals,
+                ticktext=text)
 
 
 def rule(axis: str, value: float, *, colour: str, dash: str = "dash", width: float = 2, text: str = "",
@@ -260,14 +274,11 @@ def scaling_figure(curves: pd.DataFrame, powerlaw: dict | None, frontier: pd.Dat
                         ([np.array([n_current], float)] if n_current else []))
     ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data if tr.y is not None])
     ys = ys[np.isfinite(ys) & (ys > 0)]
-    xt = log_ticks(np.nanmin(xs), np.nanmax(xs)) if len(xs) else ([], [])
-    yt = log_ticks(ys.min() * 0.95, ys.max() * 1.05, percent=True) if len(ys) else ([], [])
+    xaxis = log_axis("examples kept (log scale)", xs)
+    yaxis = log_axis("held-out error (log scale)", ys, percent=True)
     _layout(fig, title=title or "Estimated held-out error vs examples kept", height=500, shapes=shapes,
-            annotations=anns,
-            legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
-            margin=dict(l=70, r=20, t=80, b=60),
-            xaxis=dict(title="examples kept (log scale)", type="log", tickvals=xt[0], ticktext=xt[1]),
-            yaxis=dict(title="held-out error (log scale)", type="log", tickvals=yt[0], ticktext=yt[1]))
+            annotations=anns, legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+            margin=dict(l=70, r=20, t=80, b=60), xaxis=xaxis, yaxis=yaxis)
     return fig
 
 
@@ -293,15 +304,12 @@ def theory_figure(alphas: np.ndarray, curves: dict, fs: tuple, random: np.ndarra
                                  line=dict(color="black", width=5), opacity=0.3,
                                  hovertemplate="frontier: α %{x:.2g}, error %{y:.3f}<extra></extra>"))
     ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data])
-    ys = ys[np.isfinite(ys) & (ys > 0)]
-    xt = log_ticks(float(np.min(alphas)), float(np.max(alphas)))
-    yt = log_ticks(ys.min() * 0.95, ys.max() * 1.05, percent=True) if len(ys) else ([], [])
     _layout(fig, title=f"Perceptron theory: test error vs examples kept per dimension (θ = {theta_deg:g}°)",
             height=500, legend=dict(x=1.02, xanchor="left", y=1.0, font=dict(size=11)),
             margin=dict(l=70, r=10, t=60, b=55),
-            xaxis=dict(title="α_prune = examples kept / input dimension (log scale)", type="log",
-                       tickvals=xt[0], ticktext=xt[1]),
-            yaxis=dict(title="test error (log scale)", type="log", tickvals=yt[0], ticktext=yt[1]))
+            xaxis=log_axis("α_prune = examples kept / input dimension (log scale)", np.asarray(alphas, float),
+                           pad=1.0),
+            yaxis=log_axis("test error (log scale)", ys, percent=True))
     return fig
 
 

@@ -394,3 +394,44 @@ def test_settings_file_round_trip(app_workdir, monkeypatch):
     assert len(at.sidebar.get("download_button")) == 1
     values, problems = S.from_json(S.to_json(dict(S.DEFAULTS, keep=0.25, strategy="random", seed=3)))
     assert not problems and values["keep"] == 0.25 and values["strategy"] == "random" and values["seed"] == 3
+
+
+def test_settings_file_upload_applies_settings(app_workdir, monkeypatch):
+    from curation_app.components import settings as S
+
+    at = make_app(app_workdir, monkeypatch)
+    body = S.to_json(dict(S.DEFAULTS, keep=0.25, strategy="easy", balance="cluster", floor=4)).encode()
+    at.file_uploader(key="settings.load").set_value(("curation-settings.json", body, "application/json")).run()
+    assert not at.exception
+    goto(at, "prune")
+    assert metric(at, "Kept") == "100 of 400"
+    assert at.radio(key="w.prune.strategy").value == "easy"
+    assert at.radio(key="w.prune.balance").value == "cluster"
+    assert at.number_input(key="w.prune.floor").value == 4
+    at.file_uploader(key="settings.load").set_value(("bad.json", b"{not json", "application/json")).run()
+    assert "not a settings file" in texts(at, "warning")
+
+
+def test_data_page_lists_skipped_files(image_folder_copy, tmp_path, monkeypatch):
+    broken = next(p for p in image_folder_copy.iterdir() if p.is_dir()) / "broken.png"
+    broken.write_bytes(b"this is not a png")
+    work = tmp_path / "w"
+    backend.run_pipeline(str(image_folder_copy), work, map_method="pca", num_workers=0, device="cpu")
+    at = make_app(work, monkeypatch)
+    assert metric(at, "Skipped files") == "1"
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["example_id", "reason"] and "broken.png" in table.iloc[0]["example_id"]
+    assert [b.label for b in at.main.get("download_button")] == ["Download skipped.csv"]
+
+
+def test_map_page_samples_above_the_limit(app_workdir, app_run, monkeypatch):
+    from curation_app import services
+    from curation_app.components import summaries
+
+    monkeypatch.setattr(services, "map_sample", lambda run_dir: summaries.stratified_sample(
+        app_run.table["cluster"].to_numpy(), 100, seed=0))
+    at = make_app(app_workdir, monkeypatch)
+    goto(at, "map")
+    assert "Showing a sample of 100 of 400 examples" in texts(at, "info")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["title"]["text"].startswith("2-D map of 400 examples")
