@@ -77,6 +77,12 @@ def score_array(run_dir: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return s, summaries.score_edges(s)
 
 
+@st.cache_resource(max_entries=8)
+def score_order(run_dir: str, metric: str) -> np.ndarray:
+    """Positions sorted by ``metric``, easiest first (ties by position)."""
+    return np.argsort(score_array(run_dir, metric)[0], kind="stable")
+
+
 @st.cache_resource(max_entries=4)
 def map_sample(run_dir: str, max_points: int = summaries.MAP_MAX_POINTS) -> np.ndarray:
     """Positions drawn on the map: all, or a sample stratified by cluster above ``max_points``."""

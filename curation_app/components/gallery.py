@@ -32,8 +32,9 @@ def strip(run, positions, *, score: str | None = None, width: int = services.THU
     if len(positions) == 0:
         st.caption(empty)
         return
-    if not run.has_images:
-        st.dataframe(_rows(run, positions, score), hide_index=True, width="stretch")
+    if not run.has_images:  # precomputed embeddings without files: the rows instead of pictures
+        cols = None if with_captions else ["example_id", "label", "centroid_sim"]
+        st.dataframe(_rows(run, positions, score, cols), hide_index=True, width="stretch")
         return
     imgs, caps = [], []
     for p, c in zip(positions, captions(run.table, positions, score)):
@@ -48,8 +49,8 @@ def strip(run, positions, *, score: str | None = None, width: int = services.THU
         st.caption(f"{missing} image(s) could not be read")
 
 
-def _rows(run, positions, score):
-    cols = ["example_id", "label", "cluster", "centroid_sim"] + ([score] if score and score != "centroid_sim" else [])
+def _rows(run, positions, score, cols=None):
+    cols = cols or ["example_id", "label", "cluster", "centroid_sim"] + ([score] if score and score != "centroid_sim" else [])
     return run.table.iloc[positions][[c for c in cols if c in run.table.columns]]
 
 

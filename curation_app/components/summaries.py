@@ -100,12 +100,11 @@ def members_by_centrality(table: pd.DataFrame, cluster: int) -> np.ndarray:
     return idx[np.argsort(-sim, kind="stable")]
 
 
-def extremes_in(scores: np.ndarray, within: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(easiest, hardest) positions among ``within`` (all when None): lowest and highest scores first."""
-    idx = np.arange(len(scores)) if within is None else np.asarray(within)
-    s = scores[idx]
-    order = np.argsort(s, kind="stable")
-    return idx[order[:n]], idx[order[::-1][:n]]
+def extremes_in(order: np.ndarray, within: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(easiest, hardest) positions: the first and last ``n`` of ``order`` (positions sorted by score,
+    easiest first) where the boolean ``within`` holds (everywhere when None); hardest come hardest first."""
+    idx = order if within is None else order[within[order]]
+    return idx[:n], idx[::-1][:n]
 
 
 def histogram(scores: np.ndarray, edges: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from curation_app import services, state
@@ -22,20 +21,20 @@ scopes = ["all examples"] + (["one class"] if run.has_labels else []) + ["one cl
 scope = c2.radio("Within", scopes, horizontal=True, key="difficulty.scope")
 within, where = None, "all examples"
 if scope == "one class":
-    _, names, _ = services.group_codes(rd, "label")
+    lab_codes, names, _ = services.group_codes(rd, "label")
     cls = c3.selectbox("Class", names, key="difficulty.class")
-    within, where = np.flatnonzero(t["label"].astype(str).to_numpy() == cls), f"class {cls}"
+    within, where = lab_codes == names.index(cls), f"class {cls}"
 elif scope == "one cluster":
-    _, names, totals = services.group_codes(rd, "cluster")
+    cl_codes, names, totals = services.group_codes(rd, "cluster")
     cl = c3.selectbox("Cluster", [int(c) for c in names if totals[int(c)] > 0],
                       format_func=lambda c: f"{c} ({totals[c]:,} examples)", key="difficulty.cluster")
-    within, where = np.flatnonzero(t["cluster"].to_numpy() == cl), f"cluster {cl}"
+    within, where = cl_codes == cl, f"cluster {cl}"
 
 s = state.current()
 metric = s["metric"]
 scores, edges = services.score_array(rd, metric)
 n_show = st.slider("Examples per row", min_value=4, max_value=48, value=12, step=4, key="difficulty.n")
-easy, hard = summaries.extremes_in(scores, within, n_show)
+easy, hard = summaries.extremes_in(services.score_order(rd, metric), within, n_show)
 
 st.subheader(f"Easiest in {where}")
 gallery.strip(run, easy, score=metric)
@@ -44,9 +43,8 @@ gallery.strip(run, hard, score=metric)
 
 k = state.n_keep(run)
 mask = services.ranking(rd, s["strategy"], metric, s["balance"], s["seed"]).mask(k)
-sub = np.ones(len(scores), bool) if within is None else np.isin(np.arange(len(scores)), within)
-kept_h = summaries.histogram(scores, edges, mask & sub)
-all_h = summaries.histogram(scores, edges, sub)
+kept_h = summaries.histogram(scores, edges, mask if within is None else mask & within)
+all_h = summaries.histogram(scores, edges, within)
 cut = summaries.cut_value(scores, mask, s["strategy"], s["balance"])
 st.plotly_chart(figures.score_histogram(edges, kept_h, all_h - kept_h, metric=metric, cut=cut, strategy=s["strategy"],
                                         title=f"{metric} in {where}, with the current cut ({k:,} of {len(t):,} kept "
