@@ -144,9 +144,10 @@ def lower_envelope(points: pd.DataFrame, n_col: str = "n_kept", err_col: str = "
 def beats_powerlaw(frontier: pd.DataFrame, fit: dict, *, sigmas: float = BEATS_SIGMAS) -> dict:
     """Where the frontier's pruned points lie below the power law by more than ``sigmas`` standard errors.
 
-    Only pruned frontier points (``keep_fraction < 1``) inside the fitted size
-    range count; the uncertainty combines the fit's standard error at ``n``
-    with the frontier point's standard error over seeds.  ``max_gain`` is the
+    Only frontier points pruned by a metric (``keep_fraction < 1`` and a
+    strategy other than random) inside the fitted size range count; the
+    uncertainty combines the fit's standard error at ``n`` with the frontier
+    point's standard error over seeds.  ``max_gain`` is the
     largest (fit - frontier) error difference, as a fraction (0.01 = 1 pp).
     """
     base = {"beats": False, "where": [], "max_gain": None, "sigmas": float(sigmas)}
@@ -155,6 +156,8 @@ def beats_powerlaw(frontier: pd.DataFrame, fit: dict, *, sigmas: float = BEATS_S
     fr = frontier
     if "keep_fraction" in fr:
         fr = fr[fr["keep_fraction"] < 1.0]
+    if "strategy" in fr:
+        fr = fr[fr["strategy"] != "random"]  # random pruning is a random subset: on the power law by design
     lo, hi = fit["n_min"], fit["n_max"]
     fr = fr[(fr["n_kept"] >= lo) & (fr["n_kept"] <= hi)]
     if len(fr) == 0:
