@@ -9,18 +9,22 @@ the pruning probe and the teacher (0 = a perfect difficulty metric);
 max-margin student is arccos(R)/pi, where R is its overlap with the teacher:
 higher error = worse.
 
-The replica saddle-point equations are solved with ``scipy.optimize.root``.
-Every unknown is mapped to an unbounded variable (artanh R, log kappa, and
-for theta > 0 a variable for the student-probe overlap rho) so the root
-finder cannot step outside the physical region.  The integrands develop
-steps and ridges of width ~sqrt(1 - R^2) as R -> 1, so every integral is a
-composite Gauss-Legendre rule whose breakpoints sit on those features and
-scale with their width: the rule is exact to ~1e-10 from alpha ~ 0.01 up to
-errors of ~1e-4.
+The replica saddle-point equations of method.md are solved with
+``scipy.optimize.root``.  Every unknown is mapped to an unbounded variable
+(artanh R, log kappa and, for theta > 0, x_rho with rho = R cos(theta) +
+sin(theta) sqrt(1 - R^2) tanh(x_rho), i.e. x_rho = 0 is the seed rho =
+R cos(theta)), so the root finder cannot leave the region where teacher,
+probe and student are real unit vectors.  The integrands develop steps and
+ridges of width ~sqrt(1 - R^2) as R -> 1, so every integral is a composite
+Gauss-Legendre rule whose breakpoints sit on those features and scale with
+their width.  Checked against a rule three times finer: relative error
+below 1e-7 for alpha_prune in [0.1, 100], f in [0.05, 0.8], theta up to 0.6.
 
 Solutions are cached, and each new solve is seeded from the nearest solved
-alpha of the same (f, theta, strategy) (continuation along alpha), which is
-what keeps whole curves fast.
+alphas of the same (f, theta, strategy) (continuation along alpha), which is
+what keeps whole curves fast.  Known limits: for f <= 0.01 with theta > 0
+and alpha_prune >~ 1000 the equations become nearly degenerate and answers
+there (errors ~ 1e-5) are only good to tens of per cent.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import optimize, special
@@ -40,15 +44,21 @@ SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 # Gauss-Legendre nodes per segment of the composite rules.
 _N_NODES_1D = 24
-_N_NODES_T = 12
-_N_NODES_Z = 16
+_N_NODES_T = 10
+_N_NODES_Z = 12
 # Where the Gaussian weights are negligible (phi(10) ~ 8e-23).
 _TAIL = 10.0
 # Breakpoints around a step of width w, in units of w.  The outermost ones
 # are where erfc has decayed below double precision.
 _STEP_OFFSETS = np.array([-9.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 9.0])
+# A Gaussian bump is smooth on its own scale and needs fewer breakpoints;
+# after the t-integral its edge at t = kappa is an erfc in z, hence more there.
+_BULK_OFFSETS = np.array([-3.0, 0.0, 3.0])
+_BULK_OFFSETS_Z = np.array([-6.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0])
+# At an integration limit only the inner side matters (the rest is clipped).
+_EDGE_OFFSETS = np.array([-9.0, -3.0, -1.0, 1.0, 3.0, 9.0])
 
-_SOLVE_TOL = 1e-11
+_SOLVE_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -100,9 +110,15 @@ def gamma_for(f: float, strategy: str) -> float:
     return 0.0 if f >= 1.0 else float(-special.ndtri(0.5 * f))
 
 
-def error_from_R(R: float) -> float:
-    """Generalisation error of a student with teacher overlap R."""
-    return math.acos(min(1.0, max(-1.0, R))) / math.pi
+def error_from_R(R: float, s: float | None = None) -> float:
+    """Generalisation error arccos(R)/pi of a student with teacher overlap R.
+
+    Pass s = sqrt(1 - R^2) when it is known more accurately than R itself
+    (R -> 1): the angle is then atan2(s, R), which keeps its precision.
+    """
+    if s is None:
+        return math.acos(min(1.0, max(-1.0, R))) / math.pi
+    return math.atan2(s, R) / math.pi
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,13 +143,13 @@ def _composite_rule(breaks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
     return nodes.reshape(shape), weights.reshape(shape)
 
 
-def _step_breaks(centre, width) -> np.ndarray:
+def _step_breaks(centre, width, offsets: np.ndarray = _STEP_OFFSETS) -> np.ndarray:
     """Breakpoints resolving a smooth step (or ridge) at ``centre``."""
     # Features far outside every domain (|x| > 1e6, e.g. a step whose slope
     # diverges) are pinned there, so the arithmetic stays finite.
     centre = np.clip(np.nan_to_num(np.asarray(centre, dtype=float), nan=0.0), -1e6, 1e6)
     width = np.clip(np.nan_to_num(np.asarray(width, dtype=float), nan=1e6), 0.0, 1e6)
-    return centre[..., None] + width[..., None] * _STEP_OFFSETS
+    return centre[..., None] + width[..., None] * offsets
 
 
 def _clipped_sorted(breaks: np.ndarray, lo, hi) -> np.ndarray:
@@ -148,7 +164,7 @@ def _clipped_sorted(breaks: np.ndarray, lo, hi) -> np.ndarray:
 # theta = 0: a perfect probe; unknowns (R, kappa)
 
 
-def _theta0_integrals(R: float, kappa: float, gamma: float, strategy: str):
+def _theta0_integrals(R: float, s: float, kappa: float, gamma: float, strategy: str):
     """The two t-integrals on the right of the theta = 0 equations.
 
     Returns (A, B) with, for keep hard,
@@ -157,8 +173,8 @@ def _theta0_integrals(R: float, kappa: float, gamma: float, strategy: str):
     and for keep easy
       A = int^kappa Dt H((gamma - Rt)/s) (kappa - t)^2
       B = int^kappa Dt e^{-(gamma - Rt)^2/(2s^2)} (kappa - t).
+    s = sqrt(1 - R^2) is passed in, as 1 - R*R loses its digits as R -> 1.
     """
-    s = math.sqrt(max(1.0 - R * R, 1e-300))
     width = s / R  # both steps are erfc's of width s/R in t
     edge = gamma / R  # the student field of an example at the keep edge
     centres = [edge] if strategy == "easy" else [0.0, edge]
@@ -189,29 +205,30 @@ def _theta0_integrals(R: float, kappa: float, gamma: float, strategy: str):
 
 def _theta0_residual(x: np.ndarray, alpha: float, f: float, gamma: float, strategy: str):
     """Relative residuals of the two theta = 0 equations in (artanh R, log kappa)."""
-    R = math.tanh(x[0])
-    kappa = math.exp(x[1])
-    if not (0.0 < R < 1.0):
+    # Outside these ranges kappa or R are beyond anything physical (and the
+    # hyperbolic functions would overflow).
+    if not (-40.0 < x[1] < 40.0 and 0.0 < x[0] < 300.0):
         return np.array([1e3, 1e3])
-    s = math.sqrt(1.0 - R * R)
-    A, B = _theta0_integrals(R, kappa, gamma, strategy)
+    R, s = math.tanh(x[0]), 1.0 / math.cosh(x[0])  # s = sqrt(1 - R^2), exactly
+    kappa = math.exp(x[1])
+    A, B = _theta0_integrals(R, s, kappa, gamma, strategy)
     # Both sides go to 0 as R -> 1, so compare them as a ratio.
     lhs1 = s * s * f / (2.0 * alpha)
     lhs2 = R * SQRT_2PI * s * f / (2.0 * alpha)
     return np.array([A / lhs1 - 1.0, B / lhs2 - 1.0])
 
 
-def _theta0_initial_guess(alpha: float) -> np.ndarray:
-    """A rough (artanh R, log kappa) for the unpruned problem at any alpha.
+def _theta0_initial_guesses(alpha: float) -> list[np.ndarray]:
+    """Candidate (artanh R, log kappa) at a small alpha, best first.
 
-    Interpolates the small-alpha behaviour (R ~ sqrt(2 alpha / pi), kappa ~
-    1/sqrt(alpha)) and the large-alpha one (error ~ 0.5/alpha).  Only used to
-    start the continuation from a modest alpha.
+    At small alpha the margin is set by capacity, as for random labels
+    (alpha = 1/(1 + kappa^2), Gardner), and the unpruned overlap is
+    R ~ sqrt(2 alpha/pi).  Aggressive keep hard has a far smaller R, so a
+    few smaller overlaps follow as fallbacks.
     """
-    err = 0.5 / (alpha + 1.0)
-    R = math.cos(math.pi * err)
-    kappa = 1.0 / math.sqrt(alpha + 0.3)
-    return np.array([math.atanh(R), math.log(kappa)])
+    kappa = math.sqrt(max(1.0 / alpha - 1.0, 0.0) + 0.1)
+    R = min(math.sqrt(2.0 * alpha / math.pi), 0.9)
+    return [np.array([math.atanh(r), math.log(kappa)]) for r in (R, 0.3 * R, 0.03 * R, 0.9)]
 
 
 # ---------------------------------------------------------------------------
@@ -224,19 +241,33 @@ def _theta0_initial_guess(alpha: float) -> np.ndarray:
 # real unit vectors.  x1 = 0 is the seed rho = R cos(theta).
 
 
-def _unpack_theta(x: np.ndarray, theta: float):
-    R = math.tanh(x[0])
-    a = math.sqrt(max(1.0 - R * R, 0.0)) * math.tanh(x[1])
-    rho = R * math.cos(theta) + a * math.sin(theta)
-    kappa = math.exp(x[2])
-    return R, rho, kappa
+@dataclass(frozen=True)
+class _Overlaps:
+    """Student overlaps at theta > 0, with the small quantities kept exact.
 
+    s = sqrt(1 - R^2), a = (rho - R cos)/sin and lam = Lambda are all
+    computed without cancelling numbers close to 1, which would otherwise
+    cost up to 10 digits at errors ~ 1e-5.
+    """
 
-def _pack_theta(R: float, rho: float, kappa: float, theta: float) -> np.ndarray:
-    a = (rho - R * math.cos(theta)) / math.sin(theta)
-    frac = a / math.sqrt(1.0 - R * R)
-    frac = min(max(frac, -1.0 + 1e-12), 1.0 - 1e-12)
-    return np.array([math.atanh(R), math.atanh(frac), math.log(kappa)])
+    R: float
+    s: float
+    rho: float
+    a: float
+    lam: float
+
+    @classmethod
+    def from_x(cls, x: np.ndarray, theta: float) -> "_Overlaps":
+        R, s = math.tanh(x[0]), 1.0 / math.cosh(x[0])
+        a = s * math.tanh(x[1])
+        lam = math.sin(theta) * s / math.cosh(x[1])  # sin * sqrt(s^2 - a^2)
+        return cls(R, s, R * math.cos(theta) + a * math.sin(theta), a, lam)
+
+    @classmethod
+    def from_overlaps(cls, R: float, rho: float, theta: float) -> "_Overlaps":
+        s = math.sqrt(1.0 - R * R)
+        a = (rho - R * math.cos(theta)) / math.sin(theta)
+        return cls(R, s, rho, a, math.sin(theta) * math.sqrt(max(s * s - a * a, 0.0)))
 
 
 def _z_rule(gamma: float, f: float, strategy: str, extra_breaks: np.ndarray):
@@ -261,7 +292,7 @@ def _z_rule(gamma: float, f: float, strategy: str, extra_breaks: np.ndarray):
     return z, w
 
 
-def _theta_terms(R: float, rho: float, kappa: float, gamma: float, f: float,
+def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
                  theta: float, strategy: str):
     """The z-averaged t-integrals of equations (1)-(3), without prefactors.
 
@@ -269,42 +300,54 @@ def _theta_terms(R: float, rho: float, kappa: float, gamma: float, f: float,
       I1 = <int^kappa dt e^{-Delta/2Lambda^2} (kappa - t)>_z
       I2 = <int^kappa dt N(t; rho z, 1-rho^2) H(Gamma/(sqrt(1-rho^2) Lambda)) (kappa - t)^2>_z
       I3 = <int^kappa dt [N H (z - rho t)/(1-rho^2) (kappa - t)
-                          + e^{-Delta/2Lambda^2}/(2 pi Lambda) (rho R - cos)/(1-rho^2) (kappa - t)]>_z
-    and Lambda.
+             + e^{-Delta/2Lambda^2}/(2 pi Lambda) (rho R - cos)/(1-rho^2) (kappa - t)]>_z
     """
-    c, s2 = math.cos(theta), math.sin(theta) ** 2
-    lam2 = s2 - R * R - rho * rho + 2.0 * rho * R * c
-    lam = math.sqrt(max(lam2, 1e-300))
+    c, sn = math.cos(theta), math.sin(theta)
+    R, rho, lam = ov.R, ov.rho, max(ov.lam, 1e-300)
     sig = math.sqrt(1.0 - rho * rho)  # sd of the student field given z
+    # Gamma = z tilt - t drive; both coefficients written without cancellation.
+    drive = R * sn * sn - ov.a * c * sn  # R - rho cos
+    tilt = ov.a * sn * R - c * ov.s ** 2  # rho R - cos
     # H(Gamma/(sig Lambda)) is a step in t at t = slope * z of width `width`.
-    drive = R - rho * c
-    slope = (rho * R - c) / drive if drive != 0.0 else math.inf
+    slope = tilt / drive if drive != 0.0 else math.inf
     width = sig * lam / abs(drive) if drive != 0.0 else math.inf
 
     # After the t-integral the z-integrand still has sharp features where a
     # feature crosses the upper limit t = kappa: the step (Gamma = 0, of
     # z-width sig*Lambda/|rho R - cos|; nearly vertical in the (t, z) plane
     # when R ~ rho cos(theta), as for keep easy) and the bulk of N(t; rho z).
-    tilt = rho * R - c
+    # A near-vertical ridge also leaves the kept region through its edges
+    # z = +-gamma, decaying on its own z-width there.
     z_breaks = []
     if tilt != 0.0:
-        z_breaks.append(_step_breaks(kappa * drive / tilt, sig * lam / abs(tilt)))
+        z_width = sig * lam / abs(tilt)
+        z_breaks.append(_step_breaks(kappa * drive / tilt, z_width))
+        if math.isfinite(gamma):
+            z_breaks.append(_step_breaks(np.array([-gamma, gamma]), np.full(2, z_width),
+                                         _EDGE_OFFSETS))
     if rho != 0.0:
-        z_breaks.append(_step_breaks(kappa / rho, sig / abs(rho)))
-    z, wz = _z_rule(gamma, f, strategy, np.concatenate(z_breaks) if z_breaks else np.array([]))
+        z_breaks.append(_step_breaks(kappa / rho, sig / abs(rho), _BULK_OFFSETS_Z))
+    z, wz = _z_rule(gamma, f, strategy,
+                    np.concatenate([b.ravel() for b in z_breaks]) if z_breaks else np.array([]))
 
     t_breaks = np.concatenate([_step_breaks(slope * z, np.full_like(z, width)),
-                               _step_breaks(rho * z, np.full_like(z, sig))], axis=-1)
+                               _step_breaks(rho * z, np.full_like(z, sig), _BULK_OFFSETS)],
+                              axis=-1)
     t_lo = np.minimum(rho * z - _TAIL * sig, kappa)
     t, wt = _composite_rule(_clipped_sorted(t_breaks, t_lo, kappa), _N_NODES_T)
+    # Breakpoints clipped onto an end give empty segments; where that happens
+    # for every z the columns are dropped (often a third of them).
+    used = np.any(wt != 0.0, axis=0)
+    t, wt = t[:, used], wt[:, used]
     zz = z[:, None]
 
-    g = (zz * (rho * R - c) - t * drive) / (sig * lam)
+    g = (zz * tilt - t * drive) / (sig * lam)
     mean_dev = (t - rho * zz) / sig
-    normal = np.exp(-0.5 * mean_dev ** 2) / (SQRT_2PI * sig)  # N(t; rho z, 1 - rho^2)
-    # e^{-Delta/(2 Lambda^2)}, written as the product it came from (see
-    # tests): N(t; rho z, 1-rho^2) phi(g) = e^{-Delta/2Lambda^2} / (2 pi sig).
-    ridge = np.exp(-0.5 * mean_dev ** 2 - 0.5 * g * g)
+    bulk = np.exp(-0.5 * mean_dev ** 2)
+    normal = bulk / (SQRT_2PI * sig)  # N(t; rho z, 1 - rho^2)
+    # e^{-Delta/(2 Lambda^2)}, written as the product it came from:
+    # N(t; rho z, 1-rho^2) phi(g) = e^{-Delta/2Lambda^2} / (2 pi sig).
+    ridge = bulk * np.exp(-0.5 * g * g)
     nh = normal * H(g)
     gap = kappa - t
 
@@ -314,22 +357,25 @@ def _theta_terms(R: float, rho: float, kappa: float, gamma: float, f: float,
     I1 = average(ridge * gap)
     I2 = average(nh * gap * gap)
     I3 = average(nh * (zz - rho * t) / (sig * sig) * gap
-                 + ridge / (2.0 * math.pi * lam) * (rho * R - c) / (sig * sig) * gap)
-    return I1, I2, I3, lam
+                 + ridge / (2.0 * math.pi * lam) * tilt / (sig * sig) * gap)
+    return I1, I2, I3
 
 
 def _theta_residual(x: np.ndarray, alpha: float, f: float, gamma: float,
                     theta: float, strategy: str):
     """Residuals of equations (1)-(3) of method.md for theta > 0."""
-    R, rho, kappa = _unpack_theta(x, theta)
-    if not (0.0 < R < 1.0) or abs(rho) >= 1.0:
+    if not (-40.0 < x[2] < 40.0 and 0.0 < x[0] < 300.0 and abs(x[1]) < 30.0):
+        return np.array([1e3, 1e3, 1e3])  # beyond anything physical
+    ov = _Overlaps.from_x(x, theta)
+    kappa = math.exp(x[2])
+    if abs(ov.rho) >= 1.0 or ov.lam <= 0.0:
         return np.array([1e3, 1e3, 1e3])
-    c, s2 = math.cos(theta), math.sin(theta) ** 2
-    I1, I2, I3, lam = _theta_terms(R, rho, kappa, gamma, f, theta, strategy)
-    lhs1 = (R - rho * c) / s2
-    lhs2 = lam * lam / s2  # = 1 - (rho^2 + R^2 - 2 rho R cos)/sin^2
-    lhs3 = (rho - R * c) / s2
-    rhs1 = alpha / (math.pi * lam) * I1
+    c, sn = math.cos(theta), math.sin(theta)
+    I1, I2, I3 = _theta_terms(ov, kappa, gamma, f, theta, strategy)
+    lhs1 = (ov.R * sn - ov.a * c) / sn  # (R - rho cos)/sin^2
+    lhs2 = (ov.lam / sn) ** 2  # 1 - (rho^2 + R^2 - 2 rho R cos)/sin^2
+    lhs3 = ov.a / sn  # (rho - R cos)/sin^2
+    rhs1 = alpha / (math.pi * ov.lam) * I1
     rhs2 = 2.0 * alpha * I2
     rhs3 = 2.0 * alpha * I3
     # (2) is compared as a ratio, as both sides vanish as R -> 1.  lhs1 and
@@ -350,12 +396,13 @@ def gardner_volume(R: float, kappa: float, alpha_prune: float, f: float,
     strategy = _check_strategy(strategy)
     gamma = gamma_for(f, strategy)
     if theta == 0.0:
-        A, _ = _theta0_integrals(R, kappa, gamma, strategy)
+        A, _ = _theta0_integrals(R, math.sqrt(1.0 - R * R), kappa, gamma, strategy)
         return (1.0 - R * R) - 2.0 * alpha_prune / f * A
     if rho is None:
         rho = R * math.cos(theta)
     c, s2 = math.cos(theta), math.sin(theta) ** 2
-    _, I2, _, _ = _theta_terms(R, rho, kappa, gamma, f, theta, strategy)
+    _, I2, _ = _theta_terms(_Overlaps.from_overlaps(R, rho, theta), kappa, gamma, f,
+                            theta, strategy)
     return 1.0 - (rho * rho + R * R - 2.0 * rho * R * c) / s2 - 2.0 * alpha_prune * I2
 
 
@@ -364,93 +411,180 @@ def gardner_volume(R: float, kappa: float, alpha_prune: float, f: float,
 
 
 def _root(fun, x0: np.ndarray, args: tuple) -> tuple[np.ndarray, bool]:
+    """scipy's hybrid Powell from x0; ok only if every residual is below 1e-7."""
     sol = optimize.root(fun, x0, args=args, method="hybr", tol=_SOLVE_TOL)
     x = sol.x
     ok = bool(np.all(np.isfinite(x))) and float(np.max(np.abs(fun(x, *args)))) < 1e-7
     return x, ok
 
 
-def _march(fun, x_start: np.ndarray, path: Iterable[tuple]) -> tuple[np.ndarray, bool]:
-    """Follow a path of argument tuples, warm-starting each step from the last."""
-    x, ok = x_start, True
-    for args in path:
-        x, ok = _root(fun, x, args)
-        if not ok:
-            return x, False
-    return x, ok
+def _continue(fun, x: np.ndarray, start: float, stop: float, args_at,
+              max_step: float, min_step: float = 1e-5) -> tuple[np.ndarray, bool]:
+    """Follow a root of fun from parameter `start` to `stop`.
+
+    args_at(p) gives fun's extra arguments at parameter p.  Each step is
+    seeded by linear extrapolation from the last two solutions (falling back
+    to the last one); a failed step is halved and retried, so steep but
+    continuous stretches (e.g. the sudden locking onto the teacher of
+    aggressive keep hard, near alpha_prune = 2) are crossed.
+    """
+    p, step = start, max_step
+    p_prev, x_prev = None, None
+    while p != stop:
+        nxt = stop if abs(stop - p) <= step else p + math.copysign(step, stop - p)
+        guesses = [x]
+        if p_prev is not None:
+            guesses.insert(0, x + (x - x_prev) * (nxt - p) / (p - p_prev))
+        for guess in guesses:
+            x_new, ok = _root(fun, guess, args_at(nxt))
+            if ok:
+                break
+        if ok:
+            p_prev, x_prev, p, x = p, x, nxt, x_new
+            step = min(max_step, 1.5 * step)
+        else:
+            step *= 0.5
+            if step < min_step:
+                return x, False
+    return x, True
+
+
+def _continue_alpha(fun, x: np.ndarray, a_from: float, a_to: float, args_at):
+    """_continue in log(alpha), the natural scale of every curve here."""
+    return _continue(fun, x, math.log(a_from), math.log(a_to),
+                     lambda la: args_at(math.exp(la)), max_step=math.log(1.25))
 
 
 # Converged solutions by (strategy, f, theta): list of (log alpha, x).
 _WARM: dict[tuple, list[tuple[float, np.ndarray]]] = {}
 
 
-def _nearest_warm(key: tuple, alpha: float):
+def _warm_root(fun, key: tuple, alpha: float, args: tuple):
+    """Root at alpha seeded from stored solutions of the same problem.
+
+    Tries the linear extrapolation (in log alpha) through the two nearest
+    stored solutions, which along a curve saves about half the iterations,
+    then the nearest one alone.  Returns (x, ok, nearest entry or None).
+    """
     entries = _WARM.get(key)
     if not entries:
-        return None
+        return None, False, None
     la = math.log(alpha)
-    return min(entries, key=lambda e: abs(e[0] - la))
+    ranked = sorted(entries, key=lambda e: abs(e[0] - la))
+    guesses = []
+    if len(ranked) > 1 and ranked[0][0] != ranked[1][0]:
+        (l1, x1), (l2, x2) = ranked[0], ranked[1]
+        guesses.append(x1 + (x1 - x2) * (la - l1) / (l1 - l2))
+    guesses.append(ranked[0][1])
+    for guess in guesses:
+        x, ok = _root(fun, guess, args)
+        if ok:
+            return x, ok, ranked[0]
+    return x, False, ranked[0]
+
+
+def _nearest_other_f(key: tuple, alpha: float):
+    """Closest solution at another keep fraction (same strategy and theta).
+
+    Used as a seed when a keep fraction is solved for the first time, e.g.
+    the whole-pool fractions of the Pareto frontier, which change with alpha.
+    """
+    strategy, f, theta = key
+    best, best_d = None, math.inf
+    for (s_, f_, th_), entries in _WARM.items():
+        if s_ != strategy or th_ != theta or f_ == f:
+            continue
+        for la, x in entries:
+            d = abs(la - math.log(alpha)) + 5.0 * abs(f_ - f)
+            if d < best_d:
+                best, best_d = (la, x), d
+    return best
 
 
 def _remember(key: tuple, alpha: float, x: np.ndarray) -> None:
     _WARM.setdefault(key, []).append((math.log(alpha), x.copy()))
 
 
-def _alpha_path(a_from: float, a_to: float, ratio: float = 1.25) -> np.ndarray:
-    """Geometric steps from a_from to a_to (a_to included), at most `ratio` apart."""
-    n = max(1, math.ceil(abs(math.log(a_to / a_from)) / math.log(ratio)))
-    return np.geomspace(a_from, a_to, n + 1)[1:]
+# Where fresh continuations start: small enough that the margin is
+# capacity-limited and the initial guesses work for every f.
+_ALPHA_START = 0.05
 
 
 def _solve_theta0(alpha: float, f: float, strategy: str) -> tuple[np.ndarray, bool]:
     """(artanh R, log kappa) at theta = 0, continuing along alpha if needed."""
     gamma = gamma_for(f, strategy)
     key = (strategy, f, 0.0)
-    near = _nearest_warm(key, alpha)
+
+    def args_at(a):
+        return (a, f, gamma, strategy)
+
+    x, ok, near = _warm_root(_theta0_residual, key, alpha, args_at(alpha))
     if near is not None:
-        x, ok = _root(_theta0_residual, near[1], (alpha, f, gamma, strategy))
-        if not ok:  # too far from the neighbour: walk there in small steps
-            a0 = math.exp(near[0])
-            x, ok = _march(_theta0_residual, near[1],
-                           [(a, f, gamma, strategy) for a in _alpha_path(a0, alpha, 1.1)])
+        if not ok:  # too far from the neighbour: walk there
+            x, ok = _continue_alpha(_theta0_residual, near[1], math.exp(near[0]), alpha,
+                                    args_at)
     else:
-        # Start where pruning barely matters (tiny alpha, any f) and walk.
-        a0 = min(alpha, 0.05)
-        x, ok = _march(_theta0_residual, _theta0_initial_guess(a0),
-                       [(a0, f, gamma, strategy)] +
-                       [(a, f, gamma, strategy) for a in _alpha_path(a0, alpha)])
+        other = _nearest_other_f(key, alpha)
+        if other is not None:
+            x, ok = _root(_theta0_residual, other[1], args_at(alpha))
+    if not ok:
+        a0 = min(alpha, _ALPHA_START)
+        for guess in _theta0_initial_guesses(a0):
+            x, ok = _root(_theta0_residual, guess, args_at(a0))
+            if ok:
+                break
+        if ok and a0 < alpha:
+            x, ok = _continue_alpha(_theta0_residual, x, a0, alpha, args_at)
     if ok:
         _remember(key, alpha, x)
     return x, ok
 
 
+def _theta_from_perfect_probe(alpha: float, f: float, theta: float, strategy: str):
+    """theta > 0 solution at one alpha, starting from the theta = 0 one.
+
+    Seeded with rho = R cos(theta); if the probe is too far from the teacher
+    for that seed, the probe is rotated away from the teacher in steps.
+    """
+    gamma = gamma_for(f, strategy)
+    x0, ok0 = _solve_theta0(alpha, f, strategy)
+    if not ok0:
+        return x0, False
+    seed = np.array([x0[0], 0.0, x0[1]])
+    x, ok = _root(_theta_residual, seed, (alpha, f, gamma, theta, strategy))
+    if not ok:
+        th0 = min(theta, 0.02)
+        x, ok = _root(_theta_residual, seed, (alpha, f, gamma, th0, strategy))
+        if ok and th0 < theta:
+            x, ok = _continue(_theta_residual, x, th0, theta,
+                              lambda th: (alpha, f, gamma, th, strategy), max_step=0.05)
+    return x, ok
+
+
 def _solve_theta(alpha: float, f: float, theta: float, strategy: str) -> tuple[np.ndarray, bool]:
-    """(artanh R, x_rho, log kappa) at theta > 0."""
+    """(artanh R, x_rho, log kappa) at theta > 0; see _Overlaps for x_rho."""
     gamma = gamma_for(f, strategy)
     key = (strategy, f, theta)
-    args = (alpha, f, gamma, theta, strategy)
-    near = _nearest_warm(key, alpha)
+
+    def args_at(a):
+        return (a, f, gamma, theta, strategy)
+
+    x, ok, near = _warm_root(_theta_residual, key, alpha, args_at(alpha))
     if near is not None:
-        x, ok = _root(_theta_residual, near[1], args)
-        if ok:
-            _remember(key, alpha, x)
-            return x, ok
-        a0 = math.exp(near[0])
-        x, ok = _march(_theta_residual, near[1],
-                       [(a, f, gamma, theta, strategy) for a in _alpha_path(a0, alpha, 1.1)])
-        if ok:
-            _remember(key, alpha, x)
-            return x, ok
-    # Seed from the perfect-probe solution with rho = R cos(theta) ...
-    x0, ok0 = _solve_theta0(alpha, f, strategy)
-    seed = np.array([x0[0], 0.0, x0[1]])
-    x, ok = _root(_theta_residual, seed, args)
+        if not ok:
+            x, ok = _continue_alpha(_theta_residual, near[1], math.exp(near[0]), alpha,
+                                    args_at)
+    else:
+        other = _nearest_other_f(key, alpha)
+        if other is not None:
+            x, ok = _root(_theta_residual, other[1], args_at(alpha))
     if not ok:
-        # ... and if the probe is too far from the teacher for that seed to
-        # be good enough, rotate the probe away from the teacher in steps.
-        steps = np.linspace(0.0, theta, max(2, math.ceil(theta / 0.05)) + 1)[1:]
-        x, ok = _march(_theta_residual, seed,
-                       [(alpha, f, gamma, th, strategy) for th in steps])
+        x, ok = _theta_from_perfect_probe(alpha, f, theta, strategy)
+    if not ok and alpha > _ALPHA_START:
+        # Last resort: start where everything is smooth and walk up.
+        x, ok = _theta_from_perfect_probe(_ALPHA_START, f, theta, strategy)
+        if ok:
+            x, ok = _continue_alpha(_theta_residual, x, _ALPHA_START, alpha, args_at)
     if ok:
         _remember(key, alpha, x)
     return x, ok
@@ -503,11 +637,13 @@ def solve(alpha_prune: float, f: float, theta: float = 0.0, strategy: str = "har
 def _solve_cached(alpha: float, f: float, theta: float, strategy: str) -> TheoryPoint:
     if theta == 0.0:
         x, ok = _solve_theta0(alpha, f, strategy)
-        R, kappa, rho = math.tanh(x[0]), math.exp(x[1]), None
+        R, s, rho = math.tanh(x[0]), 1.0 / math.cosh(x[0]), None
     else:
         x, ok = _solve_theta(alpha, f, theta, strategy)
-        R, rho, kappa = _unpack_theta(x, theta)
-    return TheoryPoint(alpha, f, theta, strategy, R, kappa, rho, error_from_R(R), ok)
+        ov = _Overlaps.from_x(x, theta)
+        R, s, rho = ov.R, ov.s, ov.rho
+    return TheoryPoint(alpha, f, theta, strategy, R, math.exp(x[-1]), rho,
+                       error_from_R(R, s), ok)
 
 
 # ---------------------------------------------------------------------------
@@ -541,35 +677,51 @@ DEFAULT_FS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def pareto_frontier(alpha_prune_grid, alpha_pool_max: float, theta: float = 0.0,
-                    fs: Sequence[float] = DEFAULT_FS):
+                    fs: Sequence[float] = DEFAULT_FS, whole_pool: bool = True):
     """Lowest error at each pruned size over keep fractions, for a capped pool.
 
     For each alpha_prune the candidates are keep hard and keep easy at every
     f in ``fs`` with alpha_tot = alpha_prune / f <= alpha_pool_max, plus
-    f = 1 (no pruning, which needs alpha_prune <= alpha_pool_max).  Capping
-    the pool matters: with a perfect probe and unlimited data the frontier
-    collapses towards zero error.
+    f = 1 (no pruning, which needs alpha_prune <= alpha_pool_max).  With
+    ``whole_pool`` the fraction that uses the entire pool, f = alpha_prune /
+    alpha_pool_max, is a candidate too, so the frontier does not depend on
+    how coarse ``fs`` is.  Capping the pool matters: with a perfect probe and
+    unlimited data the frontier collapses towards zero error.
 
     Returns (alpha_prune, error, best_f, best_strategy) as arrays; best
-    strategy is "hard", "easy" or "none" (f = 1); points with no admissible
-    candidate have error NaN, best_f NaN and strategy "".
+    strategy is "hard", "easy" or "none" (f = 1, no pruning); points with no
+    admissible candidate have error NaN, best_f NaN and strategy "".
     """
     alphas = np.asarray(alpha_prune_grid, dtype=float)
     best_err = np.full(alphas.shape, np.inf)
     best_f = np.full(alphas.shape, np.nan)
     best_strategy = np.full(alphas.shape, "", dtype=object)
 
-    candidates = [(1.0, "none")] + [(float(f), s) for f in fs if f < 1.0 for s in STRATEGIES]
-    for f, label in candidates:
-        ok = alphas / f <= alpha_pool_max * (1.0 + 1e-12)
-        if not np.any(ok):
-            continue
-        errs = error_curve(alphas[ok], f, theta, "hard" if label == "none" else label)
-        idx = np.flatnonzero(ok)
+    def offer(idx, errs, fractions, label):
         better = np.isfinite(errs) & (errs < best_err[idx])
         best_err[idx[better]] = errs[better]
-        best_f[idx[better]] = f
+        best_f[idx[better]] = np.broadcast_to(fractions, idx.shape)[better]
         best_strategy[idx[better]] = label
+
+    # Fixed fractions: one continuation along alpha per (f, strategy).
+    candidates = [(1.0, "none")] + [(float(f), s) for f in fs if f < 1.0 for s in STRATEGIES]
+    for f, label in candidates:
+        idx = np.flatnonzero(alphas / f <= alpha_pool_max * (1.0 + 1e-12))
+        if idx.size:
+            errs = error_curve(alphas[idx], f, theta, "hard" if label == "none" else label)
+            offer(idx, errs, f, label)
+
+    if whole_pool:
+        # In increasing alpha each whole-pool fraction is seeded by the last.
+        for i in np.argsort(alphas, kind="stable"):
+            f = float(alphas[i]) / alpha_pool_max
+            if not (0.0 < f < 1.0):
+                continue
+            for label in STRATEGIES:
+                p = solve(float(alphas[i]), f, theta, label)
+                if p.converged:
+                    offer(np.array([i]), np.array([p.error]), f, label)
+
     best_err[~np.isfinite(best_err)] = np.nan
     return alphas, best_err, best_f, best_strategy.astype(str)
 
