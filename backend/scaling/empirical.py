@@ -578,6 +578,7 @@ class _Blocks:
         dev = x.device
         self.n_kept = torch.tensor([n for _, n in probes], dtype=x.dtype, device=dev)
         self.parts = []  # (x_sorted, y_sorted, [(r0, r1, probe index tensor)])
+        self.max_block = 1  # largest rows x users of a block
         for name, perm in orderings.items():
             mine = [(i, n) for i, (o, n) in enumerate(probes) if o == name]
             if not mine:
@@ -590,6 +591,7 @@ class _Blocks:
             for r1 in bounds:
                 users = [i for i, n in mine if n >= r1]
                 blocks.append((r0, r1, torch.tensor(users, dtype=torch.long, device=dev)))
+                self.max_block = max(self.max_block, (r1 - r0) * len(users))
                 r0 = r1
             self.parts.append((xs, ys, blocks))
 
@@ -612,6 +614,7 @@ class _LinearProbes:
         self.pen[0, -1] = 0.0  # the bias is not penalised
         self.dtype, self.device = x.dtype, x.device
         self._m1 = None
+        self._buf32 = self._buf16 = None
 
     def _minus_one(self, U, m):
         t = self._m1
@@ -630,6 +633,11 @@ class _LinearProbes:
         P, C, D = w.shape
         loss = torch.zeros(P, dtype=w.dtype, device=w.device)
         grad = torch.zeros_like(w)
+        mixed = self.gemm_dtype != w.dtype
+        if self._buf32 is None:
+            size = C * self.b.max_block
+            self._buf32 = torch.empty(size, dtype=w.dtype, device=w.device)
+            self._buf16 = torch.empty(size, dtype=self.gemm_dtype, device=w.device) if mixed else None
         for xs, ys, blocks in self.b.parts:
             for r0, r1, users in blocks:
                 u = users[active[users]]
@@ -639,9 +647,15 @@ class _LinearProbes:
                 xb, yb = xs[r0:r1], ys[r0:r1]
                 m = r1 - r0
                 wt = w[u].transpose(0, 1).reshape(C * U, D).to(xb.dtype)
-                z = (wt @ xb.T).to(w.dtype).view(C, U * m)
-                mx = z.amax(0)
-                z.sub_(mx)
+                # preallocated buffers: fresh multi-MB tensors every call cost page faults
+                z = self._buf32[:C * U * m].view(C, U * m)
+                if mixed:
+                    zl = self._buf16[:C * U * m].view(C * U, m)
+                    torch.matmul(wt, xb.T, out=zl)
+                    z.copy_(zl.view(C, U * m))
+                else:
+                    torch.matmul(wt, xb.T, out=z.view(C * U, m))
+                z.sub_(z.amax(0))
                 idx = yb.view(1, 1, m).expand(1, U, m)
                 zy = z.view(C, U, m).gather(0, idx)
                 z.exp_()
@@ -649,7 +663,12 @@ class _LinearProbes:
                 z.div_(tot)  # soft-max
                 loss.index_add_(0, u, (tot.log_() - zy.view(U * m)).view(U, m).sum(1))
                 z.view(C, U, m).scatter_add_(0, idx, self._minus_one(U, m))
-                g = (z.view(C * U, m).to(xb.dtype) @ xb).to(w.dtype).view(C, U, D).transpose(0, 1)
+                if mixed:
+                    zl.view(C, U * m).copy_(z)
+                    g = (zl @ xb).to(w.dtype)
+                else:
+                    g = z.view(C * U, m) @ xb
+                g = g.view(C, U, D).transpose(0, 1)
                 grad.index_add_(0, u, g)
         n = self.b.n_kept
         loss = loss / n
