@@ -73,8 +73,19 @@ def bind(name: str, page: str, *, value: Any = None, extra: dict | None = None) 
     settings are applied too when the widget changes.
     """
     wkey = f"w.{page}.{name}"
-    st.session_state[wkey] = get(name) if value is None else value
+    fill(wkey, get(name) if value is None else value)
     return {"key": wkey, "on_change": _copy_back, "args": (wkey, name, extra)}
+
+
+def fill(wkey: str, value: Any) -> None:
+    """Show ``value`` in the widget ``wkey`` (drawn next), touching its state only when it differs.
+
+    Writing a widget's state from Python makes the browser take that value; doing it on every
+    run would fight a user who is still moving the widget (keys pressed during a rerun), so
+    only a change made elsewhere (another widget, a button, a loaded file, the URL) is written.
+    """
+    if wkey not in st.session_state or st.session_state[wkey] != value:
+        st.session_state[wkey] = value
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ KEPT_COLOUR = "#1f6fb4"
 PRUNED_COLOUR = "#c9ccd1"
 FULL_COLOUR = "#d9dde3"
 CUT_COLOUR = "#d62728"
+FRONTIER_COLOUR = "#ff7f0e"
 STRATEGY_COLOURS = {"hard": "#d62728", "easy": "#2ca02c", "random": "#7f7f7f"}
 STRATEGY_NAMES = {"hard": "keep hard", "easy": "keep easy", "random": "random"}
 PALETTE = qualitative.Plotly + qualitative.D3[1::2] + qualitative.Dark24 + qualitative.Light24
@@ -262,7 +263,7 @@ def scaling_figure(curves: pd.DataFrame, powerlaw: dict | None, frontier: pd.Dat
         fr = frontier.sort_values("n_kept")
         fig.add_trace(go.Scatter(
             x=fr["n_kept"], y=fr["error_mean"], mode="lines", name="Pareto frontier (best at each size)",
-            line=dict(color="black", width=3), opacity=0.35, line_shape="hv",
+            line=dict(color=FRONTIER_COLOUR, width=4), opacity=0.6, line_shape="hv",
             hovertemplate="%{x:,} kept: %{y:.2%}<extra>frontier</extra>"))
     shapes, anns = [], []
     if n_current:
@@ -301,7 +302,7 @@ def theory_figure(alphas: np.ndarray, curves: dict, fs: tuple, random: np.ndarra
     if frontier is not None:
         fa, fe = frontier
         fig.add_trace(go.Scatter(x=fa, y=fe, mode="lines", name=f"Pareto frontier (pool α ≤ {pool_alpha:g})",
-                                 line=dict(color="black", width=5), opacity=0.3,
+                                 line=dict(color=FRONTIER_COLOUR, width=5), opacity=0.5,
                                  hovertemplate="frontier: α %{x:.2g}, error %{y:.3f}<extra></extra>"))
     ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data])
     _layout(fig, title=f"Perceptron theory: test error vs examples kept per dimension (θ = {theta_deg:g}°)",

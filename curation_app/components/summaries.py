@@ -168,7 +168,7 @@ def theory_reading(alphas: np.ndarray, curves: dict, fs: tuple, theta_deg: float
         parts.append(f"At f = {f:g}, keeping the easy examples wins over the whole range shown: "
                      "with this little data, or this poor a metric, pruning hard does not pay.")
     parts.append("The dotted black line is random pruning (the same as training on fewer examples); the thick "
-                 "grey line is the Pareto frontier, the lowest error any f and direction reaches at each α_prune "
+                 "orange line is the Pareto frontier, the lowest error any f and direction reaches at each α_prune "
                  "when the pool holds at most the α_tot you chose.")
     if theta_deg > 0:
         parts.append(f"θ = {theta_deg:g}° means the difficulty metric is imperfect; the larger θ, the sooner the "

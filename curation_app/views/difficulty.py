@@ -33,7 +33,7 @@ elif scope == "one cluster":
 s = state.current()
 metric = s["metric"]
 scores, edges = services.score_array(rd, metric)
-n_show = st.slider("Examples per row", min_value=4, max_value=48, value=12, step=4, key="difficulty.n")
+n_show = st.slider("Examples to show", min_value=4, max_value=48, value=12, step=4, key="difficulty.n")
 easy, hard = summaries.extremes_in(services.score_order(rd, metric), within, n_show)
 
 st.subheader(f"Easiest in {where}")

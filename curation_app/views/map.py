@@ -20,7 +20,7 @@ st.caption(f"Every example placed by a 2-D {method.upper()} projection of its em
 options = ["cluster"] + (["class"] if run.has_labels else []) + run.score_columns + ["kept / pruned"]
 if st.session_state.get("s.map_colour") not in options:
     st.session_state["s.map_colour"] = "cluster"
-st.session_state["w.map.colour"] = st.session_state["s.map_colour"]
+state.fill("w.map.colour", st.session_state["s.map_colour"])
 colour = st.radio("Colour by", options, horizontal=True, key="w.map.colour",
                   on_change=lambda: st.session_state.update({"s.map_colour": st.session_state["w.map.colour"]}))
 

@@ -36,11 +36,11 @@ def _on_fraction(wkey: str) -> None:
 k_now = state.n_keep(run)
 c1, c2, c3 = st.columns([3, 1.2, 1.2])
 frac_shown = min(1.0, max(0.01, round(k_now / n, 2))) if state.get("keep_mode") == "count" else state.get("keep")
-st.session_state["w.prune.keep"] = float(frac_shown)
+state.fill("w.prune.keep", float(frac_shown))
 c1.slider("Keep fraction", min_value=0.01, max_value=1.0, step=0.01, key="w.prune.keep",
           on_change=_on_fraction, args=("w.prune.keep",), format="%.2f",
           help="share of the pool to keep; the arrow keys move it by 1%")
-st.session_state["w.prune.count"] = int(k_now)
+state.fill("w.prune.count", int(k_now))
 c2.number_input("Keep count", min_value=1, max_value=n, step=max(1, n // 100), key="w.prune.count",
                 on_change=_on_count, args=("w.prune.count",), help="the same thing as a number of examples")
 c3.number_input("Floor per class / cluster", min_value=0, step=1, **state.bind("floor", "prune"),

@@ -181,9 +181,13 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     for _ in range(5):
         slider.press("ArrowLeft")
         time.sleep(0.15)
-    pg.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')].some(e => e.innerText.startsWith('260 of'))",
-        timeout=30_000)
+    try:
+        pg.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+            ".some(e => e.innerText.startsWith('260 of'))", timeout=30_000)
+    except sync_api.TimeoutError:
+        pytest.fail(f"the kept count did not reach 260 after 5 presses: {kept_text(pg)!r}, "
+                    f"slider {slider.get_attribute('value')!r}")
     settle(pg, charts=True)
     assert kept_text(pg).replace(",", "").startswith("260 of 400")
     assert re.search(r"[?&]keep=0\.65", pg.url), pg.url  # the setting is mirrored into the URL
