@@ -190,8 +190,6 @@ def cmd_info(args) -> int:
 
 
 def cmd_app(args) -> int:
-    import subprocess
-
     app = Path(__file__).resolve().parent.parent / "curation_app" / "app.py"
     if not app.exists():
         raise CurateError(f"the app is not installed ({app} is missing): reinstall curation-studio")
@@ -201,8 +199,11 @@ def cmd_app(args) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.address", args.address, "--server.port", str(args.port),
            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
-    print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop")
-    return subprocess.call(cmd, env=env)
+    print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop",
+          flush=True)
+    # replace this process, so Ctrl-C and kill reach Streamlit itself (a child would be orphaned)
+    os.execve(sys.executable, cmd, env)
+    return 0  # pragma: no cover - execve does not return
 
 
 COMMANDS = {"run": cmd_run, "select": cmd_select, "export-tree": cmd_export_tree, "info": cmd_info, "app": cmd_app}
