@@ -1,4 +1,4 @@
-"""Spherical k-means on L2-normalised embeddings (faiss; torch on CUDA).
+"""Spherical k-means on L2-normalised embeddings (CPU: torch bf16 / faiss fp32; CUDA: torch).
 
 Vocabulary: N examples, D dimensions, K clusters.  On unit vectors cosine and
 Euclidean rankings agree, so "distance to the nearest centroid" is reported as
@@ -6,19 +6,65 @@ cosine similarity ``sim`` (in [-1, 1]) and the SSP difficulty is ``1 - sim``.
 
 Training uses a uniform sample of at most ``max_train_points`` rows (and at
 least 40 per centroid when N allows): the centroids are as good and the fit
-costs a fixed amount on 1.3M images.  Every row is then assigned in chunks, so
-no full normalised copy of the embeddings is held in memory.
+costs a fixed amount on 1.3M images.  Every row is then assigned in chunks of
+``CHUNK`` rows, so no full normalised copy of the embeddings is held in memory.
+
+Speed and memory (measured figures: benchmarks/README.md)
+---------------------------------------------------------
+Both steps are dominated by one dot product per (row, centroid): 2*N*K*D
+flops, 1e12 for N=1M, K=1000, D=512.  On a CPU with native bf16 dot products
+(``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo) torch's bf16 matrix
+product does that ~3x faster than fp32 (faiss/BLAS), so there:
+
+* **training** (Lloyd on the sample) assigns each row to the bf16 argmax.  A
+  bf16 score is within ~0.012 of the fp32 one, so a row near a tie may go to a
+  centroid a hair less similar than the best; the centroids (fp32 sums of the
+  fp32 rows, re-normalised) come out as good as fp32 Lloyd's (same mean
+  similarity and adjusted Rand index in the benchmark).  Lloyd stops early at
+  a fixed point: an iteration that changes no assignment (the remaining
+  iterations would change nothing), as scikit-learn does; ``early_stop=False``
+  always runs ``n_iter``.
+* **assignment** (``predict`` / :func:`nearest_centroid`) is exact: the bf16
+  product only proposes candidates (every centroid whose bf16 score is within
+  a proven error margin of the row's best, see :class:`_Bf16Centroids`), and
+  those are re-scored in fp32, so ids and similarities equal an exhaustive
+  fp32 search (up to fp32 rounding ties).  When most rows of a block sit near
+  a tie (real embeddings often do: then bf16 does not pay) the rest of the
+  pass uses faiss's exhaustive fp32 search.
+* memory-mapped inputs (``np.load(..., mmap_mode="r")``): each chunk is copied
+  into one reused buffer and its pages are then released from the process
+  (``madvise(MADV_DONTNEED)``: they stay in the page cache), so the resident
+  size stays at about the training sample plus a few chunks instead of
+  growing by the whole file (2 GB for 1M x 512).
+
+``CURATE_KMEANS_BF16=0`` forces the fp32 path (faiss k-means with ``n_iter``
+iterations, no early stop, and faiss's exhaustive search; the only path on CPUs
+without bf16), ``=1`` forces bf16.  On CUDA torch does both steps in fp32.
+
+Trade-off: training costs ``iterations * n_train`` row products and the
+assignment ``N``; with the default ``n_train = 131072`` (131 rows per centroid
+at K=1000) and 20 iterations, training is ~2.6x the work of assigning 1M rows.
+A smaller sample is faster but the centroids get noisier (faiss warns below
+39 rows per centroid); the default keeps the sample.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 
 import numpy as np
 
 from ..errors import CurateError
 
 CHUNK = 65536
+_BLOCK = 16384          # rows per bf16 product: the score block is _BLOCK x K
+_BF16_MARGIN = 0.032    # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
+_MAX_AMBIGUOUS = 0.25   # fraction of ambiguous rows above which they are scored in fp32 (faiss)
+_MAX_CANDIDATES = 8     # mean candidates per ambiguous row above which they are scored in fp32
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def default_k(n: int, n_classes: int | None) -> int:
@@ -29,19 +75,106 @@ def default_k(n: int, n_classes: int | None) -> int:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    """A new float32 array with unit rows (zero rows stay zero)."""
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    _normalize_inplace(out)
+    return out
+
+
+def _normalize_inplace(x: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    x /= np.maximum(norms, 1e-12)[:, None]
+    return x
+
+
+def _read_rows(x, idx, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``idx`` of ``x``, normalised, as float32 (into ``out[:len(idx)]`` when given).
+
+    The mapped pages of a memory-mapped ``x`` are released afterwards (see
+    :func:`_release_pages`).
+    """
+    m = len(idx)
+    out = np.empty((m, x.shape[1]), np.float32) if out is None else out[:m]
+    if m == 0:
+        return out
+    lo, hi = int(idx[0]), int(idx[-1]) + 1
+    if hi - lo == m and (m < 2 or bool(np.all(np.diff(idx) == 1))):
+        np.copyto(out, x[lo:hi], casting="unsafe")
+    elif x.dtype == np.float32 and isinstance(x, np.ndarray):
+        np.take(x, idx, axis=0, out=out)
+    else:
+        np.copyto(out, x[idx], casting="unsafe")
+    if hi - lo != m:
+        lo, hi = int(np.min(idx)), int(np.max(idx)) + 1
+    _release_pages(x, lo, hi)
+    return _normalize_inplace(out)
 
 
 def _iter_chunks(x, rows):
+    """(start, normalised rows) per ``CHUNK`` rows; the array is reused, so use it before the next one."""
+    buf = np.empty((min(CHUNK, len(rows)), x.shape[1]), np.float32)
     for start in range(0, len(rows), CHUNK):
-        idx = rows[start:start + CHUNK]
-        yield start, l2_normalize(x[idx] if not _is_range(idx) else x[idx[0]:idx[-1] + 1])
+        yield start, _read_rows(x, rows[start:start + CHUNK], buf)
 
 
-def _is_range(idx) -> bool:
-    return len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+_libc = None
+
+
+def _release_pages(x, lo: int, hi: int) -> None:
+    """Drop rows [lo, hi) of a shared read/write file mapping from this process's resident set.
+
+    Only for ``np.memmap`` in a shared mode ("r", "r+", "w+"): the pages stay
+    in the page cache and are read back on the next access, so nothing is lost.
+    Copy-on-write maps ("c") are left alone.
+    """
+    global _libc
+    if hi <= lo or not sys.platform.startswith("linux") or not isinstance(x, np.memmap):
+        return
+    if getattr(x, "mode", None) not in ("r", "r+", "w+") or x.ndim != 2 or x.strides[1] != x.itemsize:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        base = x.ctypes.data
+        start = base + lo * x.strides[0]
+        stop = base + hi * x.strides[0]
+        start = -(-start // _PAGE) * _PAGE      # whole pages inside the rows only
+        stop = stop // _PAGE * _PAGE
+        if stop > start:
+            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start), 4)  # MADV_DONTNEED
+    except Exception:  # noqa: BLE001 - an optimisation, never an error
+        pass
+
+
+_BF16 = None
+
+
+def _use_bf16() -> bool:
+    """bf16 candidate search on this CPU? (``CURATE_KMEANS_BF16`` = 0/1 overrides the CPU flags.)"""
+    global _BF16
+    env = os.environ.get("CURATE_KMEANS_BF16", "").strip().lower()
+    if env in ("0", "false", "no", "off"):
+        return False
+    if _BF16 is None:
+        fast = False
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        fast = bool(flags & {"avx512_bf16", "amx_bf16"})
+                        break
+        except OSError:
+            pass
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            fast = False
+        _BF16 = fast
+    if env in ("1", "true", "yes", "on"):
+        return True
+    return _BF16
 
 
 class SphericalKMeans:
@@ -50,19 +183,25 @@ class SphericalKMeans:
     Parameters
     ----------
     n_clusters : K.
-    n_iter : Lloyd iterations (faiss ``niter``).
+    n_iter : Lloyd iterations at most (faiss ``niter``); the torch paths stop
+        earlier at a fixed point (an iteration that changes no assignment)
+        unless ``early_stop=False``.
     max_train_points : rows sampled for training (all rows when N is smaller).
     random_state : seed for the sample and the initialisation.
-    device : ``"cpu"`` (faiss) or ``"cuda"`` (faiss-gpu if present, else torch).
+    device : ``"cpu"`` or ``"cuda"`` (torch).
+
+    After ``fit``: ``centroids_`` (K x D unit rows, float32), ``n_train_``,
+    ``n_iter_`` (iterations run) and ``backend_`` ("bf16", "faiss" or "torch").
     """
 
     def __init__(self, n_clusters: int, *, n_iter: int = 20, max_train_points: int = 131072,
-                 random_state: int = 0, device: str = "cpu"):
+                 random_state: int = 0, device: str = "cpu", early_stop: bool = True):
         self.n_clusters = n_clusters
         self.n_iter = n_iter
         self.max_train_points = max_train_points
         self.random_state = random_state
         self.device = device
+        self.early_stop = early_stop
 
     def fit(self, x: np.ndarray, rows: np.ndarray | None = None) -> "SphericalKMeans":
         rows = np.arange(len(x)) if rows is None else np.asarray(rows)
@@ -74,9 +213,17 @@ class SphericalKMeans:
         rng = np.random.default_rng(self.random_state)
         n_train = min(len(rows), max(self.max_train_points, 40 * k))
         train_rows = np.sort(rng.choice(rows, size=n_train, replace=False)) if n_train < len(rows) else rows
-        xt = l2_normalize(x[train_rows])
+        xt = np.empty((n_train, x.shape[1]), np.float32)
+        for start in range(0, n_train, CHUNK):
+            _read_rows(x, train_rows[start:start + CHUNK], xt[start:start + CHUNK])
         if self.device.startswith("cuda"):
-            self.centroids_ = _torch_kmeans(xt, k, self.n_iter, self.random_state, self.device)
+            self.centroids_, self.n_iter_ = _torch_kmeans(xt, k, self.n_iter, self.random_state, self.device,
+                                                          bf16=False, early_stop=self.early_stop)
+            self.backend_ = "torch"
+        elif _use_bf16():
+            self.centroids_, self.n_iter_ = _torch_kmeans(xt, k, self.n_iter, self.random_state, "cpu",
+                                                          bf16=True, early_stop=self.early_stop)
+            self.backend_ = "bf16"
         else:
             import faiss
 
@@ -85,6 +232,8 @@ class SphericalKMeans:
                               min_points_per_centroid=1, verbose=False)
             km.train(xt)
             self.centroids_ = l2_normalize(km.centroids)
+            self.n_iter_ = int(self.n_iter)
+            self.backend_ = "faiss"
         self.n_train_ = n_train
         return self
 
@@ -93,44 +242,216 @@ class SphericalKMeans:
         return nearest_centroid(x, self.centroids_, rows, device=self.device)
 
 
+_last_stats: dict = {}  # how the last nearest_centroid call went (path, bf16 and ambiguous rows): diagnostics
+
+
 def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=None):
+    """(nearest centroid id int32, its cosine similarity float32) for each row of ``x[rows]``.
+
+    Exact (fp32) on every path; see the module docstring for the bf16 candidate search.
+    """
     rows = np.arange(len(x)) if rows is None else np.asarray(rows)
     assign = np.empty(len(rows), np.int32)
     sim = np.empty(len(rows), np.float32)
     c = l2_normalize(centroids)
+    stats = {"rows": len(rows), "path": "faiss", "bf16_rows": 0, "ambiguous_rows": 0}
     if device.startswith("cuda"):
         import torch
 
+        stats["path"] = "torch-cuda"
         ct = torch.from_numpy(c).to(device)
         for start, xc in _iter_chunks(x, rows):
             s, a = (torch.from_numpy(xc).to(device) @ ct.T).max(dim=1)
             assign[start:start + len(xc)] = a.cpu().numpy()
             sim[start:start + len(xc)] = s.cpu().numpy()
+            if progress:
+                progress(start + len(xc), len(rows))
     else:
         import faiss
 
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)
+        cb = _Bf16Centroids(c) if _use_bf16() else None
+        strikes = 0
         for start, xc in _iter_chunks(x, rows):
-            s, a = index.search(xc, 1)
-            assign[start:start + len(xc)] = a[:, 0]
-            sim[start:start + len(xc)] = s[:, 0]
+            for b in range(0, len(xc), _BLOCK):
+                xb = xc[b:b + _BLOCK]
+                if cb is not None:
+                    a, s, n_amb = cb.assign(xb, fallback=index)
+                    stats["bf16_rows"] += len(xb)
+                    stats["ambiguous_rows"] += n_amb
+                    # rows too often near a tie: bf16 does not pay here, stay with fp32
+                    strikes = strikes + 1 if n_amb > _MAX_AMBIGUOUS * len(xb) else 0
+                    if strikes >= 2:
+                        cb = None
+                else:
+                    s, a = index.search(xb, 1)
+                    a, s = a[:, 0], s[:, 0]
+                assign[start + b:start + b + len(xb)] = a
+                sim[start + b:start + b + len(xb)] = s
             if progress:
                 progress(start + len(xc), len(rows))
+        if stats["bf16_rows"]:
+            stats["path"] = "bf16+fp32" if stats["bf16_rows"] == len(rows) else "bf16+fp32, then faiss"
+    _last_stats.clear()
+    _last_stats.update(stats)
     return assign, np.clip(sim, -1.0, 1.0)
 
 
-def _torch_kmeans(x: np.ndarray, k: int, n_iter: int, seed: int, device: str) -> np.ndarray:
+class _Bf16Centroids:
+    """Nearest-centroid search with a bf16 product (CPU).
+
+    The product is taken with the centroids minus their mean ``m``: ``x.(c - m)``
+    ranks the centroids as ``x.c`` does (``x.m`` is the same for every centroid)
+    and is smaller, so its bf16 error is smaller.  With ``R = max |c - m|`` the
+    error of one bf16 score is at most ``~4 * 2**-8 * R`` (inputs rounded, fp32
+    accumulation, output rounded or truncated), so the true nearest centroid
+    is within ``margin = 0.032 * R`` of the best bf16 score.
+
+    ``assign(xb, fallback=index)``: a row whose runner-up is within the margin
+    is ambiguous; its candidates in the margin are re-scored in fp32 (the
+    block's ambiguous rows go to the fp32 ``fallback`` index when they are many
+    or have many candidates).  The result is the exact fp32 answer; ties in
+    fp32 go to the smallest id.  ``top1(xh)`` is the plain bf16 argmax (training).
+
+    Work arrays are allocated once per block size and reused: fresh 30 MB
+    temporaries cost as much in page faults as the arithmetic on them.
+    """
+
+    _NEG_INF_BF16 = np.int16(-128)  # bit pattern 0xFF80
+
+    def __init__(self, c: np.ndarray):
+        self._rows = 0
+        self.set_centroids(c)
+
+    def set_centroids(self, c: np.ndarray) -> None:
+        import torch
+
+        self.c = np.ascontiguousarray(c, dtype=np.float32)
+        shifted = self.c - self.c.mean(axis=0)
+        self.margin = float(_BF16_MARGIN * np.sqrt(np.einsum("ij,ij->i", shifted, shifted).max()) + 1e-6)
+        self.cbT = torch.from_numpy(shifted).to(torch.bfloat16).T.contiguous()
+
+    def _buffers(self, n: int):
+        import torch
+
+        if n > self._rows:
+            k, d = self.c.shape
+            self._xh = torch.empty((n, d), dtype=torch.bfloat16)
+            self._scores = torch.empty((n, k), dtype=torch.bfloat16)
+            self._best = torch.empty(n, dtype=torch.bfloat16)
+            self._second = torch.empty(n, dtype=torch.bfloat16)
+            self._top = torch.empty(n, dtype=torch.int64)
+            self._gathered = np.empty((n, d), np.float32)
+            self._rows = n
+        return (self._xh[:n], self._scores[:n], self._best[:n], self._second[:n], self._top[:n],
+                self._gathered[:n])
+
+    def top1(self, xh, out) -> None:
+        """bf16 argmax of each row of ``xh`` (bf16 unit rows) into ``out`` (int64 tensor)."""
+        import torch
+
+        _, scores, best, _, _, _ = self._buffers(len(xh))
+        torch.matmul(xh, self.cbT, out=scores)
+        torch.max(scores, dim=1, out=(best, out))  # max is ~2x cheaper than argmax for bf16 on CPU
+
+    def assign(self, xb: np.ndarray, fallback=None):
+        """(ids int64, fp32 similarities, number of ambiguous rows) for the unit fp32 rows ``xb``."""
+        import torch
+
+        n, k = len(xb), len(self.c)
+        xh, scores, best_t, second_t, top_t, gathered = self._buffers(n)
+        xh.copy_(torch.from_numpy(xb))
+        torch.matmul(xh, self.cbT, out=scores)
+        torch.max(scores, dim=1, out=(best_t, top_t))
+        top = top_t.numpy().copy()
+        np.take(self.c, top, axis=0, out=gathered)
+        sim = np.einsum("nd,nd->n", xb, gathered)
+        if k == 1:
+            return top, sim, 0
+        flat = scores.view(torch.int16).numpy().reshape(-1)
+        flat[np.arange(n) * k + top] = self._NEG_INF_BF16                # mask the best: amax = runner-up
+        torch.amax(scores, dim=1, out=second_t)
+        best = best_t.float().numpy()
+        amb = np.flatnonzero(second_t.float().numpy() >= best - self.margin)
+        if not len(amb):
+            return top, sim, 0
+        cand = None
+        if len(amb) <= _MAX_AMBIGUOUS * n:
+            cand = scores[torch.from_numpy(amb)].float().numpy() >= (best[amb] - self.margin)[:, None]
+            cand[np.arange(len(amb)), top[amb]] = True
+            if cand.sum() > _MAX_CANDIDATES * len(amb):
+                cand = None
+        if cand is None:  # exhaustive fp32 for the ambiguous rows
+            xa = np.ascontiguousarray(xb[amb])
+            if fallback is not None:
+                v_amb, a_amb = fallback.search(xa, 1)
+                v_amb, a_amb = v_amb[:, 0], a_amb[:, 0]
+            else:
+                s_amb = xa @ self.c.T
+                a_amb = s_amb.argmax(axis=1)
+                v_amb = s_amb[np.arange(len(amb)), a_amb]
+        else:
+            r, j = np.nonzero(cand)
+            vals = np.einsum("nd,nd->n", xb[amb[r]], self.c[j])
+            starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+            v_amb = np.maximum.reduceat(vals, starts)
+            win = np.flatnonzero(vals == np.repeat(v_amb, np.diff(np.r_[starts, len(r)])))
+            _, first = np.unique(r[win], return_index=True)   # smallest id among equal best
+            a_amb = j[win[first]]
+        top[amb] = a_amb
+        sim[amb] = v_amb
+        return top, sim, len(amb)
+
+
+def _torch_kmeans(x: np.ndarray, k: int, n_iter: int, seed: int, device: str, *, bf16: bool = False,
+                  early_stop: bool = True):
+    """Lloyd's algorithm for unit vectors: (centroids, iterations run).
+
+    Initialisation: K distinct random rows.  An empty cluster is re-seeded with
+    a random member of a cluster drawn in proportion to its size minus one.
+    With ``bf16`` (CPU) the assignment step is the bf16 argmax
+    (:meth:`_Bf16Centroids.top1`): it may pick a centroid whose similarity is
+    within ~0.01 of the best, which moves the centroids by a negligible amount.
+    """
     import torch
 
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n = len(x)
     xt = torch.from_numpy(x).to(device)
-    cent = xt[torch.randperm(len(xt), generator=g)[:k].to(device)].clone()
-    for _ in range(n_iter):
-        assign = torch.cat([(xt[s:s + CHUNK] @ cent.T).argmax(1) for s in range(0, len(xt), CHUNK)])
+    xh = xt.to(torch.bfloat16) if bf16 else None
+    cent = xt[torch.from_numpy(np.sort(rng.choice(n, size=k, replace=False))).to(device)].clone()
+    prev = None
+    assign = torch.empty(n, dtype=torch.int64, device=device)
+    cb = _Bf16Centroids(cent.numpy()) if bf16 else None
+    it = 0
+    for it in range(1, n_iter + 1):
+        if bf16:
+            cb.set_centroids(cent.numpy())
+            for s in range(0, n, _BLOCK):
+                cb.top1(xh[s:s + _BLOCK], assign[s:s + _BLOCK])
+        else:
+            for s in range(0, n, _BLOCK):
+                assign[s:s + _BLOCK] = (xt[s:s + _BLOCK] @ cent.T).argmax(dim=1)
+        if early_stop and prev is not None and torch.equal(assign, prev):
+            break  # fixed point: the centroids below would be the ones we have
+        prev = assign.clone()
         sums = torch.zeros_like(cent).index_add_(0, assign, xt)
-        counts = torch.bincount(assign, minlength=k)
-        empty = counts == 0
-        sums[empty] = xt[torch.randint(len(xt), (int(empty.sum()),), generator=g).to(device)]
+        counts = torch.bincount(assign, minlength=k).cpu().numpy()
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            assign_np = assign.cpu().numpy().copy()
+            for e in empty:
+                weight = np.maximum(counts - 1, 0).astype(np.float64)
+                donor = rng.choice(k, p=weight / weight.sum()) if weight.sum() > 0 else None
+                members = np.flatnonzero(assign_np == donor) if donor is not None else np.arange(n)
+                row = int(rng.choice(members))
+                sums[e] = xt[row]
+                if donor is not None:
+                    sums[donor] -= xt[row]
+                    counts[donor] -= 1
+                counts[e] = 1
+                assign_np[row] = e
+            prev = torch.from_numpy(assign_np).to(device)
         cent = torch.nn.functional.normalize(sums, dim=1)
-    return cent.float().cpu().numpy()
+    return cent.float().cpu().numpy(), it
