@@ -230,7 +230,7 @@ class SphericalKMeans:
             km = faiss.Kmeans(xt.shape[1], k, niter=self.n_iter, spherical=True,
                               seed=int(self.random_state) + 1, max_points_per_centroid=10**9,
                               min_points_per_centroid=1, verbose=False)
-            km.train(xt)
+            km.train(xt, init_centroids=kmeans_plus_plus(xt, k, int(self.random_state)))
             self.centroids_ = l2_normalize(km.centroids)
             self.n_iter_ = int(self.n_iter)
             self.backend_ = "faiss"
@@ -240,6 +240,41 @@ class SphericalKMeans:
     def predict(self, x: np.ndarray, rows: np.ndarray | None = None):
         """(cluster id int32, cosine similarity to it float32) for each row."""
         return nearest_centroid(x, self.centroids_, rows, device=self.device)
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, seed: int, *, max_sample: int | None = None) -> np.ndarray:
+    """k-means++ seeding on unit vectors (squared distance = 2 - 2 cos): (k, D) initial centroids.
+
+    Random initial rows merge well separated clusters and split others; k-means++
+    spreads the seeds.  It is sequential (K passes over the sample), so it runs on
+    at most ``max(10 K, 10000)`` rows; with K <= 200 each step keeps the best of
+    ``2 + log K`` candidates (greedy k-means++, as scikit-learn does).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    m = min(n, max_sample or max(10 * k, 10000))
+    xs = x[np.sort(rng.choice(n, size=m, replace=False))] if m < n else x
+    trials = 2 + int(np.log(k)) if k <= 200 else 1
+    centres = np.empty((k, xs.shape[1]), np.float32)
+    first = int(rng.integers(m))
+    centres[0] = xs[first]
+    d2 = np.maximum(2.0 - 2.0 * (xs @ xs[first]), 0.0)
+    for j in range(1, k):
+        total = float(d2.sum())
+        if total <= 0:  # fewer distinct points than k: repeat rows, Lloyd re-seeds empty clusters
+            cand = rng.integers(m, size=1)
+        else:
+            cand = np.searchsorted(np.cumsum(d2, dtype=np.float64), rng.random(trials) * total)
+            cand = np.minimum(cand, m - 1)
+        if len(cand) == 1:
+            best = int(cand[0])
+            d2 = np.minimum(d2, np.maximum(2.0 - 2.0 * (xs @ xs[best]), 0.0))
+        else:
+            cd = np.minimum(d2[None, :], np.maximum(2.0 - 2.0 * (xs[cand] @ xs.T), 0.0))
+            pick = int(cd.sum(axis=1).argmin())
+            best, d2 = int(cand[pick]), cd[pick]
+        centres[j] = xs[best]
+    return centres
 
 
 _last_stats: dict = {}  # how the last nearest_centroid call went (path, bf16 and ambiguous rows): diagnostics
@@ -408,7 +443,7 @@ def _torch_kmeans(x: np.ndarray, k: int, n_iter: int, seed: int, device: str, *,
                   early_stop: bool = True):
     """Lloyd's algorithm for unit vectors: (centroids, iterations run).
 
-    Initialisation: K distinct random rows.  An empty cluster is re-seeded with
+    Initialisation: k-means++ (:func:`kmeans_plus_plus`).  An empty cluster is re-seeded with
     a random member of a cluster drawn in proportion to its size minus one.
     With ``bf16`` (CPU) the assignment step is the bf16 argmax
     (:meth:`_Bf16Centroids.top1`): it may pick a centroid whose similarity is
@@ -420,7 +455,7 @@ def _torch_kmeans(x: np.ndarray, k: int, n_iter: int, seed: int, device: str, *,
     n = len(x)
     xt = torch.from_numpy(x).to(device)
     xh = xt.to(torch.bfloat16) if bf16 else None
-    cent = xt[torch.from_numpy(np.sort(rng.choice(n, size=k, replace=False))).to(device)].clone()
+    cent = torch.from_numpy(kmeans_plus_plus(x, k, seed)).to(device)
     prev = None
     assign = torch.empty(n, dtype=torch.int64, device=device)
     cb = _Bf16Centroids(cent.numpy()) if bf16 else None

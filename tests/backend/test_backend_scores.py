@@ -98,9 +98,6 @@ def test_kmeans_outputs_on_separated_clusters():
     assert adjusted_rand_score(truth[rows], a2) > 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="k-means is initialised from random points (no k-means++, one try): "
-                                       "with K=6 well separated clusters it merges two and splits one "
-                                       "(ARI ~0.8); backend/cluster/kmeans.py is owned by the benchmark work")
 @pytest.mark.parametrize("data_seed", [0, 2])
 def test_kmeans_recovers_well_separated_clusters(data_seed):
     x, truth, centres = _separated(k=6, per=80, seed=data_seed)
