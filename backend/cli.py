@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     r.add_argument("--manifest", help="ids/paths/labels for a .npy of precomputed embeddings (same row order)")
     r.add_argument("--limit", type=int, help="use at most N examples per split (seeded sample), for a quick look")
-    r.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    r.add_argument("--batch-size", type=int, help="images per batch (default: 256 for pixels and on CUDA, "
+                                                    "32 for CNNs on a CPU)")
     r.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers (default: min(4, cores))")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -55,7 +55,7 @@ class RunConfig:
     manifest: str | None = None
     limit: int | None = None
     kmeans_iters: int = 20
-    batch_size: int = 256
+    batch_size: int | None = None
     num_workers: int | None = None
 
 
@@ -83,7 +83,7 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
                  image_size: int | None = None, k: int | None = None, seed: int = 0, device: str = "auto",
                  map_method: str = "umap", data_root: str | None = None, download: bool = False,
                  manifest: str | None = None, limit: int | None = None, kmeans_iters: int = 20,
-                 batch_size: int = 256, num_workers: int | None = None,
+                 batch_size: int | None = None, num_workers: int | None = None,
                  reporter: Reporter | None = None) -> "Run":
     """Compute embeddings, clusters, scores and the 2-D map; return the finished :class:`Run`.
 
@@ -143,6 +143,8 @@ def run_pipeline(source: str, workdir: str | Path, *, encoder: str = "pixels", w
             rep.stage("embeddings", cached=True, detail=f"{st.dir}")
         else:
             rep.stage("embeddings", detail=f"{encoder} on {dev}, {len(src)} images")
+            if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
+                batch_size = 256 if encoder == "pixels" or dev.startswith("cuda") else 32
             info = compute_embeddings(src, enc, st.prepare(), device=dev, batch_size=batch_size,
                                       num_workers=num_workers, progress=rep.update, fit_rows=pool_rows)
             st.finish(**info, identity=enc.identity)
