@@ -74,7 +74,7 @@ if run.has_labels:
     lab_kept = summaries.group_counts(lab_codes, len(lab_names), mask)
     bad_classes = summaries.floor_violations(lab_names, lab_total, lab_kept, floor)
 
-m = st.columns(4)
+m = st.columns([1.7, 1, 1, 1])  # "1,000,000 of 1,300,000" must fit
 m[0].metric("Kept", f"{k:,} of {n:,}", f"{k / n:.1%} of the pool", delta_color="off", delta_arrow="off")
 m[1].metric("Pruned", f"{n - k:,}")
 m[2].metric(f"Classes below {floor}", f"{len(bad_classes)}" if run.has_labels else "n/a")
