@@ -78,11 +78,16 @@ def empirical(run, n_keep: int) -> None:
         gain = beats.get("max_gain")
         st.success("The frontier beats the power law of random pruning" +
                    (f" by up to {100 * gain:.1f} pp" if gain else "") + ".")
+    choices = []
     if rec.get("min_fraction"):
-        f = float(rec["min_fraction"])
-        direction = rec.get("direction", state.get("strategy"))
-        st.button(f"Set the slider to the recommended {f:.0%} (keep {direction})", icon=":material/tune:",
-                  key="scaling.use", on_click=_use_recommended, args=(f, direction))
+        choices.append((float(rec["min_fraction"]), rec.get("direction", state.get("strategy")), "recommended"))
+    alt = rec.get("alternative") or {}
+    if alt.get("min_fraction") and alt.get("direction"):
+        choices.append((float(alt["min_fraction"]), alt["direction"], "alternative"))
+    for col, (f, direction, kind) in zip(st.columns(max(1, len(choices))), choices):
+        col.button(f"Set the slider to the {kind} {f:.0%} (keep {direction})", icon=":material/tune:",
+                   key=f"scaling.use.{kind}" if kind != "recommended" else "scaling.use",
+                   on_click=_use_recommended, args=(f, direction))
     if rec.get("proxy_note"):
         st.caption(rec["proxy_note"])
     with st.expander("The numbers"):
