@@ -459,6 +459,20 @@ def _continue_alpha(fun, x: np.ndarray, a_from: float, a_to: float, args_at):
 _WARM: dict[tuple, list[tuple[float, np.ndarray]]] = {}
 
 
+def _warm_start(residual, key, alpha, args_at):
+    """Root from the nearest solved alpha of this curve (walking there if it is far),
+    else from the nearest solved f at this alpha; (x, ok), x None when nothing was cached."""
+    x, ok, near = _warm_root(residual, key, alpha, args_at(alpha))
+    if near is not None:
+        if not ok:  # too far from the neighbour: walk there
+            x, ok = _continue_alpha(residual, near[1], math.exp(near[0]), alpha, args_at)
+    else:
+        other = _nearest_other_f(key, alpha)
+        if other is not None:
+            x, ok = _root(residual, other[1], args_at(alpha))
+    return x, ok
+
+
 def _warm_root(fun, key: tuple, alpha: float, args: tuple):
     """Root at alpha seeded from stored solutions of the same problem.
 
@@ -518,15 +532,7 @@ def _solve_theta0(alpha: float, f: float, strategy: str) -> tuple[np.ndarray, bo
     def args_at(a):
         return (a, f, gamma, strategy)
 
-    x, ok, near = _warm_root(_theta0_residual, key, alpha, args_at(alpha))
-    if near is not None:
-        if not ok:  # too far from the neighbour: walk there
-            x, ok = _continue_alpha(_theta0_residual, near[1], math.exp(near[0]), alpha,
-                                    args_at)
-    else:
-        other = _nearest_other_f(key, alpha)
-        if other is not None:
-            x, ok = _root(_theta0_residual, other[1], args_at(alpha))
+    x, ok = _warm_start(_theta0_residual, key, alpha, args_at)
     if not ok:
         a0 = min(alpha, _ALPHA_START)
         for guess in _theta0_initial_guesses(a0):
@@ -569,15 +575,7 @@ def _solve_theta(alpha: float, f: float, theta: float, strategy: str) -> tuple[n
     def args_at(a):
         return (a, f, gamma, theta, strategy)
 
-    x, ok, near = _warm_root(_theta_residual, key, alpha, args_at(alpha))
-    if near is not None:
-        if not ok:
-            x, ok = _continue_alpha(_theta_residual, near[1], math.exp(near[0]), alpha,
-                                    args_at)
-    else:
-        other = _nearest_other_f(key, alpha)
-        if other is not None:
-            x, ok = _root(_theta_residual, other[1], args_at(alpha))
+    x, ok = _warm_start(_theta_residual, key, alpha, args_at)
     if not ok:
         x, ok = _theta_from_perfect_probe(alpha, f, theta, strategy)
     if not ok and alpha > _ALPHA_START:
