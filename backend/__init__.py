@@ -20,7 +20,7 @@ from .progress import Reporter, TqdmReporter  # noqa: E402
 from .run import Run  # noqa: E402
 from .scores import METRICS  # noqa: E402
 from .select import BALANCES, FORMATS, STRATEGIES, Selection, export_tree, select_subset, write_selection  # noqa: E402
-from .select.subset import Ranking, keep_count_for, render_selection  # noqa: E402
+from .select import Ranking, keep_count_for, render_selection  # noqa: E402
 
 
 def load_run(path) -> Run:

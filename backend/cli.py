@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -18,6 +19,17 @@ EPILOG = """examples:
   curate export-tree --workdir work --keep 0.7 --out kept_tree/
   curate app --workdir work
 """
+
+
+# More sub-commands, one module each: ``add_parser(subparsers)`` adds the sub-parser and sets
+# ``handler=...`` with ``set_defaults`` (see backend/scaling/cli.py).  A module that is not there is skipped.
+COMMAND_MODULES = (
+    "backend.scaling.cli",        # curate scaling
+    "backend.scores.cli",         # curate scores, import-scores, benchmark-metrics
+    "backend.dedup.cli",          # curate dedup
+    "backend.verify.cli",         # curate verify
+    "backend.embed.train_cli",    # curate train-encoder
+)
 
 
 def _fraction(text: str) -> float:
@@ -113,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--allow-dir", action="append", default=[],
                    help="another folder the app may read from or write to (repeatable)")
 
-    try:
-        from .scaling.cli import add_parser as add_scaling
-    except ImportError:
-        add_scaling = None
-    if add_scaling is not None:
-        add_scaling(sub)
+    for module in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # the module (or its package) is absent: no such command here; a broken import inside it is a bug
+            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+                raise
+            continue
+        mod.add_parser(sub)
     return parser
 
 

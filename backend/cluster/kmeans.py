@@ -57,9 +57,9 @@ import sys
 
 import numpy as np
 
+from ..arrays import CHUNK, l2_normalize, normalize_inplace
 from ..errors import CurateError
 
-CHUNK = 65536
 _BLOCK = 16384          # rows per bf16 product: the score block is _BLOCK x K
 _BF16_MARGIN = 0.032    # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
 _MAX_AMBIGUOUS = 0.25   # fraction of ambiguous rows above which they are scored in fp32 (faiss)
@@ -72,19 +72,6 @@ def default_k(n: int, n_classes: int | None) -> int:
     if n_classes and n_classes >= 2:
         return int(min(n_classes, n))
     return int(min(n, max(2, min(1000, round(math.sqrt(n / 2))))))
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """A new float32 array with unit rows (zero rows stay zero)."""
-    out = np.array(x, dtype=np.float32, order="C", copy=True)
-    _normalize_inplace(out)
-    return out
-
-
-def _normalize_inplace(x: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    x /= np.maximum(norms, 1e-12)[:, None]
-    return x
 
 
 def _read_rows(x, idx, out: np.ndarray | None = None) -> np.ndarray:
@@ -107,7 +94,7 @@ def _read_rows(x, idx, out: np.ndarray | None = None) -> np.ndarray:
     if hi - lo != m:
         lo, hi = int(np.min(idx)), int(np.max(idx)) + 1
     _release_pages(x, lo, hi)
-    return _normalize_inplace(out)
+    return normalize_inplace(out)
 
 
 def _iter_chunks(x, rows):

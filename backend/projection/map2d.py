@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cluster.kmeans import CHUNK, l2_normalize
+from ..arrays import CHUNK, l2_normalize
 from ..errors import CurateError
 
 MAP_METHODS = ("umap", "pca")

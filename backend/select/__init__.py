@@ -1,5 +1,7 @@
 """Keep-fraction strategies and export of the kept subset."""
 
-from .subset import BALANCES, FORMATS, STRATEGIES, Selection, export_tree, select_subset, write_selection
+from .export import FORMATS, export_tree, render_selection, write_selection
+from .subset import BALANCES, STRATEGIES, Ranking, Selection, keep_count_for, select_subset
 
-__all__ = ["BALANCES", "FORMATS", "STRATEGIES", "Selection", "select_subset", "write_selection", "export_tree"]
+__all__ = ["BALANCES", "FORMATS", "STRATEGIES", "Ranking", "Selection", "keep_count_for", "select_subset",
+           "render_selection", "write_selection", "export_tree"]
