@@ -47,15 +47,42 @@ def _add_selection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keep", type=_fraction, metavar="FRACTION", help="share of examples to keep, 0 < f <= 1")
     g.add_argument("--keep-count", type=int, metavar="N", help="number of examples to keep instead of a fraction")
-    p.add_argument("--strategy", choices=STRATEGIES, default="hard",
-                   help="hard: keep the highest difficulty (best with abundant data); easy: keep the lowest "
-                        "(best with scarce data); random: seeded uniform sample (default: hard)")
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="hard",
+                   help=STRATEGIES.help("hard").replace("%", "%%"))
     p.add_argument("--metric", default="ssl_prototype",
                    help="difficulty column to rank by: " + ", ".join(METRICS) + " (default: ssl_prototype)")
-    p.add_argument("--balance", choices=BALANCES, default="none",
-                   help="keep the same fraction within each class or cluster (default: none)")
+    p.add_argument("--balance", choices=list(BALANCES), default="none",
+                   help=BALANCES.help("none").replace("%", "%%"))
+    p.add_argument("--floor-share", type=_fraction, metavar="S",
+                   help="class-floor / cluster-floor: the share of its random-pruning count every group keeps "
+                        "at least (default: 0.5)")
+    p.add_argument("--min-per-class", type=int, default=0, metavar="N",
+                   help="every class keeps at least N examples (all of it when smaller), enforced (default: 0)")
+    p.add_argument("--min-per-cluster", type=int, default=0, metavar="N",
+                   help="every k-means cluster keeps at least N examples, enforced (default: 0)")
+    p.add_argument("--ccs-beta", type=_fraction, metavar="B",
+                   help="ccs: share of the hardest dropped first (default: by keep fraction, as the CCS paper: "
+                        "0 when keeping more than 30%%, 0.1 at 30%% or less, 0.3 at 10%% or less)")
+    p.add_argument("--ccs-strata", type=int, metavar="K", help="ccs: equal-width score strata (default: 50)")
+    p.add_argument("--dedup-eps", type=_fraction, metavar="EPS",
+                   help="dedup+hard / dedup+easy: duplicates have cosine similarity above 1 - EPS (default: 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random strategy (default: 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def selection_options(args) -> dict:
+    """The strategy's and balance's options given on the command line (those that apply to the setting)."""
+    from .select import BALANCES, STRATEGIES
+
+    applies = {**STRATEGIES.entry(args.strategy).options, **BALANCES.entry(args.balance).options}
+    given = {"floor_share": args.floor_share, "ccs_beta": args.ccs_beta, "ccs_strata": args.ccs_strata,
+             "dedup_eps": args.dedup_eps}
+    out = {k: v for k, v in given.items() if v is not None and k in applies}
+    ignored = sorted(k for k, v in given.items() if v is not None and k not in applies)
+    if ignored:
+        raise CurateError(f"--{ignored[0].replace('_', '-')} does not apply to --strategy {args.strategy} "
+                          f"--balance {args.balance}")
+    return {**out, "min_per_class": args.min_per_class, "min_per_cluster": args.min_per_cluster}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +201,7 @@ def _selection(args):
 
     run = load_run(args.workdir)
     sel = select_subset(run, keep=args.keep, keep_count=args.keep_count, strategy=args.strategy,
-                        metric=args.metric, balance=args.balance, seed=args.seed)
+                        metric=args.metric, balance=args.balance, seed=args.seed, **selection_options(args))
     return run, sel
 
 
