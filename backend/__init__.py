@@ -12,9 +12,9 @@ Vocabulary: N examples, D embedding dimensions, K clusters, C classes.  Every
 difficulty score is "higher = harder"; keep-hard keeps the highest scores.
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .errors import CurateError  # noqa: E402
+from .config import PipelineConfig  # noqa: E402
 from .pipeline import find_run_dir, run_pipeline  # noqa: E402
 from .progress import Reporter, TqdmReporter  # noqa: E402
 from .run import Run  # noqa: E402
@@ -28,6 +28,6 @@ def load_run(path) -> Run:
     return Run(find_run_dir(path))
 
 
-__all__ = ["__version__", "CurateError", "run_pipeline", "load_run", "Run", "select_subset", "write_selection",
+__all__ = ["__version__", "CurateError", "PipelineConfig", "run_pipeline", "load_run", "Run", "select_subset", "write_selection",
            "export_tree", "Selection", "Ranking", "keep_count_for", "render_selection", "Reporter",
            "TqdmReporter", "METRICS", "STRATEGIES", "BALANCES", "FORMATS"]

@@ -11,6 +11,9 @@ class Reporter:
     def stage(self, name: str, *, cached: bool = False, detail: str = "") -> None:
         """A stage begins (or is skipped because its output is cached)."""
 
+    def substage(self, name: str, *, cached: bool = False, detail: str = "") -> None:
+        """A step inside a stage (e.g. one metric of the score stage); progress updates follow it."""
+
     def update(self, done: int, total: int) -> None:
         """Progress within the current stage."""
 
@@ -36,6 +39,9 @@ class TqdmReporter(Reporter):
             print(f"[{name}] cached: reusing {detail}".rstrip(), file=self.stream)
         elif detail:
             print(f"[{name}] {detail}", file=self.stream)
+
+    def substage(self, name, *, cached=False, detail=""):
+        self.stage(name, cached=cached, detail=detail)
 
     def update(self, done, total):
         from tqdm import tqdm

@@ -8,11 +8,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import CurateError
 from .io import read_json
-from .scores import METRICS
 
 NON_SCORE_COLUMNS = {"example_id", "path", "label", "split", "row", "source_row", "cluster",
                      "centroid_sim", "map_x", "map_y"}
+LATEST = "latest.json"  # <workdir>/latest.json names the run that --workdir resolves to
+
+
+def find_run_dir(path: str | Path) -> Path:
+    """A run folder from a run folder itself or a workdir (its latest run)."""
+    p = Path(path).expanduser().resolve()
+    if (p / "run.json").exists():
+        return p
+    if (p / LATEST).exists():
+        run = p / read_json(p / LATEST)["run"]
+        if (run / "run.json").exists():
+            return run
+    raise CurateError(f"no finished run in {p}: run `curate run --source ... --workdir {path}` first")
 
 
 class Run:
@@ -48,6 +61,9 @@ class Run:
 
     @property
     def has_labels(self) -> bool:
+        """Whether every pool example has a label (recorded by the run; guessed for runs before 0.2)."""
+        if "has_labels" in self.config:
+            return bool(self.config["has_labels"])
         return "supervised_prototype" in self.table.columns
 
     @property
@@ -60,10 +76,29 @@ class Run:
 
     @property
     def score_columns(self) -> list[str]:
-        """Difficulty columns (higher = harder), the paper's metric first."""
-        cols = [c for c in self.table.columns if c not in NON_SCORE_COLUMNS]
+        """Difficulty columns (higher = harder), in the metric registry's order (the paper's metric first).
+
+        The run records its columns in ``run.json`` (``score_columns``, updated when scores are added
+        later); registered metrics found in the table count too.  Runs before 0.2 recorded nothing:
+        every column that is not bookkeeping counts.
+        """
+        from .scores import METRICS
+
+        cols = list(self.table.columns)
+        if "score_columns" in self.config:
+            known = set(self.config["score_columns"])
+            cols = [c for c in cols if c in known or (c in METRICS and c not in NON_SCORE_COLUMNS)]
+        else:
+            cols = [c for c in cols if c not in NON_SCORE_COLUMNS]
         order = list(METRICS)
         return sorted(cols, key=lambda c: (order.index(c) if c in order else len(order), c))
+
+    @property
+    def encoder(self) -> dict:
+        """The encoder that made the embeddings: its name and identity (weights hash, preprocessing)."""
+        if "encoder" in self.config:
+            return dict(self.config["encoder"])
+        return {"name": self.config["params"]["encoder"], "identity": self.config.get("embedding", {})}
 
     @cached_property
     def embeddings(self) -> np.ndarray:
@@ -78,8 +113,6 @@ class Run:
     def source(self):
         """The source re-opened (for images of array data sets)."""
         from .sources import resolve_source
-
-        from .errors import CurateError
 
         p = self.config["params"]
         src = resolve_source(p["source"], data_root=p.get("data_root"), manifest=p.get("manifest"))

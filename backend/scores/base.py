@@ -12,6 +12,7 @@ registered with :func:`register_metric`.  Its registration says:
 ``default``              computed by ``curate run`` unless ``--metrics`` says otherwise
 ``range``                the values it takes
 ``version``              bump it when the scores change (part of the cache key)
+``uses_clusters``        it reads ``ctx.centroid_sim`` (the run's k-means), so a new clustering recomputes it
 """
 
 from __future__ import annotations
@@ -99,14 +100,16 @@ def available_metrics(*, has_labels: bool, default_only: bool = False) -> list[s
 
 
 def compute_metric(name: str, ctx: ScoreContext) -> np.ndarray:
-    """Scores of metric ``name`` on ``ctx`` as float64, checked (one per row, finite)."""
+    """Scores of metric ``name`` on ``ctx`` (float32 or float64), checked: one per row, finite."""
     from ..errors import CurateError
 
     entry = METRICS.entry(name)
     if entry.info["needs_labels"] and ctx.labels is None:
         raise CurateError(f"metric {name!r} needs labels and this run has none: choose a metric without labels "
                           f"({', '.join(available_metrics(has_labels=False))})")
-    out = np.asarray(entry.obj(ctx), dtype=np.float64).ravel()
+    out = np.asarray(entry.obj(ctx)).ravel()
+    if out.dtype not in (np.float32, np.float64):  # keep a metric's own float precision (it is stored as is)
+        out = out.astype(np.float64)
     if len(out) != len(ctx.rows):
         raise ValueError(f"metric {name!r} returned {len(out)} scores for {len(ctx.rows)} examples")
     if not np.isfinite(out).all():

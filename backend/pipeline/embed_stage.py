@@ -1,0 +1,52 @@
+"""Stage 1: embeddings of every example (pool and held-out), chunked and resumable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PipelineConfig
+from ..progress import Reporter
+from ..sources import Source
+from ..store import Stage
+
+VERSION = 1
+
+
+@dataclass
+class Embeddings:
+    """The embedding stage's output: the (memory-mapped) array and what made it."""
+
+    key: str
+    array: np.ndarray
+    info: dict
+    failed_rows: dict[int, str] = field(default_factory=dict)
+    path: Path | None = None  # the .npy when the stage wrote one (None: precomputed, in memory or the user's)
+
+
+def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Reporter) -> Embeddings:
+    if src.embeddings is not None:
+        rep.stage("embeddings", cached=True, detail="precomputed embeddings from the source")
+        return Embeddings(key=f"precomputed-{src.fingerprint}", array=src.embeddings,
+                          info={"dim": int(src.embeddings.shape[1]), "encoder": "precomputed"})
+    from .. import pipeline  # compute_embeddings is looked up there, so tests can patch it
+
+    st = Stage(workdir, "embeddings", VERSION, {"source": src.fingerprint, "encoder": enc.identity})
+    pool_rows = np.flatnonzero(src.index["split"].to_numpy() == "train")
+    if st.done:
+        rep.stage("embeddings", cached=True, detail=f"{st.dir}")
+    else:
+        rep.stage("embeddings", detail=f"{cfg.encoder} on {dev}, {len(src)} images")
+        batch_size = cfg.batch_size
+        if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
+            batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else 32
+        info = pipeline.compute_embeddings(src, enc, st.prepare(), device=dev, batch_size=batch_size,
+                                           num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
+        st.finish(**info, identity=enc.identity)
+        rep.end_stage()
+    meta = st.meta()
+    path = st.dir / "embeddings.npy"
+    return Embeddings(key=st.key, array=np.load(path, mmap_mode="r"), info=meta,
+                      failed_rows={int(r): reason for r, reason in meta["failed"]}, path=path)
