@@ -11,7 +11,7 @@ import backend
 from backend.errors import CurateError
 from backend.probes import EpochLinearProbes, probe_features
 from backend.scores import METRICS, ScoreContext, compute_metric
-from backend.scores._dynamics import DEFAULTS, probe_dynamics
+from backend.scores._dynamics import DEFAULTS
 
 DYNAMICS = ("el2n", "grand", "forgetting", "aum", "margin")
 OPTS = {"seeds": 2, "epochs": 8, "epoch": 2, "batch": 64}
@@ -183,7 +183,7 @@ def test_compute_scores_caches_and_adds_columns(tmp_path):
     opts = {"epochs": 8, "batch": 64}
     res = compute_scores(run, "el2n,forgetting", seeds=2, options=opts)
     assert not any(res.cached.values()) and set(res.scores) == {"el2n", "forgetting"}
-    for name, d in res.dirs.items():
+    for d in res.dirs.values():
         assert (d / "scores.npy").exists() and (d / "meta.json").exists() and d.parent.name == "scores"
     again = backend.load_run(run.dir)
     assert {"el2n", "forgetting"} <= set(again.score_columns)
