@@ -1,24 +1,52 @@
 """The embedding pass: batches through a DataLoader, chunks into a memory-mapped .npy.
 
-Rows are processed in chunks of ``chunk_size``.  After a chunk's rows are
-written and flushed, a small marker file records it (and the files that failed
-in it).  An interrupted run therefore resumes from the last finished chunk.
+Rows are processed in chunks sized by *time*: the first chunk is a few
+batches, the next ones hold about ``chunk_seconds`` of work at the speed
+measured so far (clipped to ``max_chunk`` rows).  After a chunk's rows are
+written and flushed, a small marker ``chunks/<first row>.json`` records its row
+range (and the files that failed in it).  An interrupted run resumes from the
+last finished chunk, so at most about ``chunk_seconds`` of work is lost,
+whatever the encoder's speed.
+
+Safe to run twice at once on one output folder: the pass holds an ``flock``
+on ``<out_dir>/.lock`` (the same lock as :meth:`backend.store.Stage.lock`, so
+it is free when the pipeline already holds it); the second process waits,
+then reuses what the first finished (``result.json`` records it, with the size
+and mtime of the embeddings it describes).
+
+Memory-mapped files are preallocated (``posix_fallocate``) after checking the
+free space: on a full disk a write into a sparse memory map is a SIGBUS, not
+an error.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import CurateError
-from ..io import atomic_path, write_npy
+from ..io import (
+    atomic_path,
+    clean_stale_tmp,
+    disk_full,
+    ensure_free,
+    is_space_error,
+    lock_file,
+    write_json,
+    write_npy,
+)
 from ..sources import BadImage, Source
 
 ProgressFn = Callable[[int, int], None]
+LOCK = ".lock"  # the same file as backend.store.LOCK
+RESULT = "result.json"
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -58,91 +86,220 @@ def _collate(items):
     return (torch.stack([t for t, _, _ in items]), [r for _, r, _ in items], [e for _, _, e in items])
 
 
-def _drop_foreign_markers(chunks_dir: Path, n: int, chunk_size: int) -> None:
-    """Forget every finished-chunk marker if any was written with another chunking."""
+# ---------------------------------------------------------------------------
+# chunk markers
+
+
+def _read_markers(chunks_dir: Path, n: int) -> list[tuple[int, int, list]]:
+    """Finished chunks as sorted (start, end, failed); all are forgotten if any is damaged or overlaps."""
+    found = []
     markers = sorted(chunks_dir.glob("*.json"))
     for marker in markers:
         try:
-            c = int(marker.stem)
-            rows = json.loads(marker.read_text())["rows"]
+            info = json.loads(marker.read_text())
+            start, end = (int(v) for v in info["rows"])
+            failed = list(info["failed"])
         except (ValueError, KeyError, OSError, TypeError):
-            rows, c = None, -1
-        if rows != [c * chunk_size, min(n, (c + 1) * chunk_size)]:
-            for m in markers:
-                m.unlink(missing_ok=True)
-            return
+            found = None
+            break
+        found.append((start, end, failed))
+    if found is not None:
+        found.sort()
+        prev_end = 0
+        for start, end, _ in found:
+            if not (prev_end <= start < end <= n):
+                found = None
+                break
+            prev_end = end
+    if found is None:
+        for m in markers:
+            m.unlink(missing_ok=True)
+        return []
+    return found
+
+
+def _gaps(done: list[tuple[int, int, list]], n: int) -> list[tuple[int, int]]:
+    """Row ranges not covered by a finished chunk."""
+    out, pos = [], 0
+    for start, end, _ in done:
+        if start > pos:
+            out.append((pos, start))
+        pos = max(pos, end)
+    if pos < n:
+        out.append((pos, n))
+    return out
+
+
+class _ChunkSizer:
+    """Rows for the next chunk: about ``seconds`` of work at the measured speed, whole batches."""
+
+    def __init__(self, batch_size: int, seconds: float, max_rows: int):
+        self.batch = max(1, int(batch_size))
+        self.seconds = float(seconds)
+        self.max_rows = max(self.batch, int(max_rows))
+        self.rate: float | None = None  # rows per second
+
+    def next(self) -> int:
+        if self.rate is None:  # the first chunk is small: it measures the speed
+            return min(self.max_rows, 2 * self.batch)
+        rows = int(self.rate * self.seconds)
+        rows = max(self.batch, rows - rows % self.batch)
+        return min(self.max_rows, rows)
+
+    def observe(self, rows: int, elapsed: float) -> None:
+        if rows > 0 and elapsed > 0:
+            rate = rows / elapsed
+            self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
+
+
+# ---------------------------------------------------------------------------
+# memory-mapped outputs
+
+
+def _open_memmap_prealloc(path: Path, dtype, shape: tuple[int, int], what: str) -> None:
+    """Create an .npy memory map at ``path`` with every block allocated (or raise DiskFull)."""
+    nbytes = int(np.dtype(dtype).itemsize * shape[0] * shape[1])
+    ensure_free(path.parent, nbytes + (1 << 20), what)
+    try:
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        offset = mm.offset
+        mm.flush()
+        del mm
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, offset + nbytes)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # unsupported: the free-space check stays
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if is_space_error(exc):
+            path.unlink(missing_ok=True)
+            raise disk_full(path.parent, nbytes, what) from None
+        raise
+
+
+def _file_stat(path: Path) -> dict | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _finished_result(out_dir: Path) -> dict | None:
+    """The info of a pass that finished here (another process, or before a crash), if still valid."""
+    try:
+        res = json.loads((out_dir / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(res, dict) or res.get("embeddings") != _file_stat(out_dir / "embeddings.npy"):
+        return None
+    return res.get("info")
+
+
+def _default_wait_message(out_dir: Path) -> Callable[[], None]:
+    def say():
+        print(f"waiting for another run computing embeddings in {out_dir}", file=sys.stderr, flush=True)
+    return say
 
 
 def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = "cpu",
                        batch_size: int = 256, num_workers: int | None = None,
-                       chunk_size: int = 16384, progress: ProgressFn | None = None,
-                       fit_rows: np.ndarray | None = None) -> dict:
+                       chunk_seconds: float = 30.0, max_chunk: int = 16384, progress: ProgressFn | None = None,
+                       fit_rows: np.ndarray | None = None, on_wait: Callable[[], None] | None = None) -> dict:
     """Embed every row of ``source`` into ``out_dir/embeddings.npy``; return info.
 
-    Failed images get a zero row and are listed in ``failed.json`` (row, reason).
+    Failed images get a zero row and are listed in the info's ``failed`` (row, reason).
+    ``chunk_seconds`` bounds the work an interruption can lose; ``on_wait`` is
+    called once if another process holds this folder.
     """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with lock_file(out_dir / LOCK, on_wait=on_wait or _default_wait_message(out_dir)):
+        done = _finished_result(out_dir)
+        if done is not None:
+            if progress:
+                progress(len(source), len(source))
+            return done
+        (out_dir / RESULT).unlink(missing_ok=True)
+        info = _compute(source, encoder, out_dir, device=device, batch_size=batch_size, num_workers=num_workers,
+                        chunk_seconds=chunk_seconds, max_chunk=max_chunk, progress=progress, fit_rows=fit_rows)
+        write_json(out_dir / RESULT, {"embeddings": _file_stat(out_dir / "embeddings.npy"), "info": info})
+        return info
+
+
+def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_workers, chunk_seconds,
+             max_chunk, progress, fit_rows) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    out_dir = Path(out_dir)
     chunks_dir = out_dir / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, chunks_dir):
+        clean_stale_tmp(folder)  # 0-byte temporary files of a killed run
     n = len(source)
-    raw_path = out_dir / ("raw.npy" if getattr(encoder, "pca_dim", None) else "embeddings.npy")
+    pca_dim = getattr(encoder, "pca_dim", None)
+    raw_path = out_dir / ("raw.npy" if pca_dim else "embeddings.npy")
     shape = (n, encoder.raw_dim)
+    raw = None
     if raw_path.exists():
-        raw = np.load(raw_path, mmap_mode="r+")
-        if raw.shape != shape or raw.dtype != encoder.raw_dtype:
+        try:
+            raw = np.load(raw_path, mmap_mode="r+")
+        except (OSError, ValueError):
             raw = None
-    else:
-        raw = None
+        if raw is not None and (raw.shape != shape or raw.dtype != encoder.raw_dtype):
+            raw = None
     if raw is None:
         for marker in chunks_dir.glob("*.json"):
             marker.unlink()
+        if pca_dim:  # the PCA output is written beside the raw pixels: check for both at once
+            ensure_free(out_dir, int(np.dtype(encoder.raw_dtype).itemsize) * n * encoder.raw_dim
+                        + 4 * n * min(pca_dim, encoder.raw_dim) + (1 << 20), "the embeddings")
         with atomic_path(raw_path) as tmp:
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=encoder.raw_dtype, shape=shape).flush()
+            _open_memmap_prealloc(tmp, encoder.raw_dtype, shape, "the embeddings")
         raw = np.load(raw_path, mmap_mode="r+")
 
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
     encoder.to(device)
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    _drop_foreign_markers(chunks_dir, n, chunk_size)
-    done_rows = sum(min(chunk_size, n - c * chunk_size) for c in range(n_chunks)
-                    if (chunks_dir / f"{c:06d}.json").exists())
+    finished = _read_markers(chunks_dir, n)
+    done_rows = sum(end - start for start, end, _ in finished)
     if progress:
         progress(done_rows, n)
-    for c in range(n_chunks):
-        marker = chunks_dir / f"{c:06d}.json"
-        if marker.exists():
-            continue
-        rows = np.arange(c * chunk_size, min(n, (c + 1) * chunk_size))
-        loader = DataLoader(_ImageDataset(source, rows, encoder), batch_size=batch_size,
-                            shuffle=False, num_workers=num_workers, collate_fn=_collate,
-                            pin_memory=device.startswith("cuda"),
-                            persistent_workers=False)
-        failed = []
-        for batch, brows, errors in loader:
-            feats = encoder.forward(batch)
-            feats = feats.cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)
-            bad = [i for i, e in enumerate(errors) if e]
-            if bad:  # a failed image gets a zero row, not the encoder's output for a blank input
-                feats = np.array(feats, copy=True)
-                feats[bad] = 0
-            raw[brows[0]:brows[-1] + 1] = feats.astype(encoder.raw_dtype, copy=False)
-            failed.extend((r, e) for r, e in zip(brows, errors) if e)
-            done_rows += len(brows)
-            if progress:
-                progress(done_rows, n)
-        raw.flush()
-        with atomic_path(marker) as tmp:
-            tmp.write_text(json.dumps({"rows": [int(rows[0]), int(rows[-1]) + 1], "failed": failed}))
+    sizer = _ChunkSizer(batch_size, chunk_seconds, max_chunk)
+    for gap_start, gap_end in _gaps(finished, n):
+        start = gap_start
+        while start < gap_end:
+            end = min(gap_end, start + sizer.next())
+            t0 = time.perf_counter()
+            rows = np.arange(start, end)
+            loader = DataLoader(_ImageDataset(source, rows, encoder), batch_size=batch_size,
+                                shuffle=False, num_workers=num_workers if len(rows) > batch_size else 0,
+                                collate_fn=_collate, pin_memory=device.startswith("cuda"), persistent_workers=False)
+            failed = []
+            for batch, brows, errors in loader:
+                feats = encoder.forward(batch)
+                feats = feats.cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)
+                bad = [i for i, e in enumerate(errors) if e]
+                if bad:  # a failed image gets a zero row, not the encoder's output for a blank input
+                    feats = np.array(feats, copy=True)
+                    feats[bad] = 0
+                raw[brows[0]:brows[-1] + 1] = feats.astype(encoder.raw_dtype, copy=False)
+                failed.extend((r, e) for r, e in zip(brows, errors) if e)
+                done_rows += len(brows)
+                if progress:
+                    progress(done_rows, n)
+            raw.flush()
+            with atomic_path(chunks_dir / f"{start:010d}.json") as tmp:
+                tmp.write_text(json.dumps({"rows": [int(start), int(end)], "failed": failed}))
+            sizer.observe(end - start, time.perf_counter() - t0)
+            start = end
 
-    failed = []
-    for c in range(n_chunks):
-        failed.extend(json.loads((chunks_dir / f"{c:06d}.json").read_text())["failed"])
+    failed = [f for _, _, fl in _read_markers(chunks_dir, n) for f in fl]
     info = {"n": n, "raw_dim": encoder.raw_dim, "failed": failed}
-    if getattr(encoder, "pca_dim", None):
+    if pca_dim:
         ok = np.ones(n, bool)
         ok[[r for r, _ in failed]] = False
         rows = fit_rows if fit_rows is not None else np.arange(n)
@@ -154,7 +311,8 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
         emb_path = out_dir / "embeddings.npy"
         dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
         with atomic_path(emb_path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+            _open_memmap_prealloc(tmp, np.float32, (n, dim), "the embeddings")
+            out = np.load(tmp, mmap_mode="r+")
             fit = encoder.fit_transform(np.load(raw_path, mmap_mode="r"), rows, out)
             out[~ok] = 0.0
             out.flush()
@@ -164,7 +322,7 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
         info["pca_explained_variance"] = fit["explained_variance"]
         info["dim"] = int(fit["dim"])
         del raw
-        raw_path.unlink()  # the raw pixels were only needed for the PCA
+        raw_path.unlink(missing_ok=True)  # the raw pixels were only needed for the PCA
     else:
         info["dim"] = encoder.raw_dim
     return info
