@@ -18,7 +18,7 @@ from .folder import load_folder
 from .images import BadImage, open_rgb
 from .manifest import load_manifest
 
-__all__ = ["Source", "resolve_source", "BadImage", "open_rgb", "TORCHVISION_SETS", "HOLDOUT_SPLITS"]
+__all__ = ["HOLDOUT_SPLITS", "TORCHVISION_SETS", "BadImage", "Source", "open_rgb", "resolve_source"]
 
 
 def resolve_source(spec: str, *, data_root=None, download: bool = False, manifest=None,

@@ -151,7 +151,7 @@ def load_demo(data_root: str | Path | None = None, *, allow_download: bool = Tru
                                          f"Fashion-MNIST downloaded by torchvision into {root}")
             if src is not None:
                 return src
-        except Exception:  # noqa: BLE001 - any failure falls through to the bundled set
+        except Exception:  # noqa: BLE001, S110 - any failure falls through to the bundled set
             pass
     from sklearn.datasets import load_digits
 

@@ -12,14 +12,19 @@ index has one row per example with columns
 
 from __future__ import annotations
 
+import warnings as _warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .images import open_rgb
+
+
+class CurateWarning(UserWarning):
+    """Input that works but probably not as the user meant (every score 0, labels dropped...)."""
 
 HOLDOUT_SPLITS = frozenset({"test", "val", "valid", "validation", "holdout"})
 INDEX_COLUMNS = ["example_id", "path", "label", "split"]
@@ -39,6 +44,11 @@ class Source:
     embeddings: np.ndarray | None = None  # (N, D) for precomputed embeddings
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id or path, reason)
     image_size: str = "varies"
+    warnings: list[str] = field(default_factory=list)  # one line each: accepted, but probably not meant
+
+    def __post_init__(self):
+        for message in self.warnings:
+            _warnings.warn(message, CurateWarning, stacklevel=3)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -71,6 +81,7 @@ class Source:
 
 
 def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
+    """The index table; ``df.attrs["warnings"]`` lists what was accepted but looks unintended."""
     n = len(example_id)
     df = pd.DataFrame({
         "example_id": pd.Series(list(example_id), dtype="string"),
@@ -79,7 +90,16 @@ def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
         "split": pd.Series(list(split) if split is not None else ["train"] * n, dtype="object"),
     })
     df["label"] = df["label"].map(_label_name)
+    notes = []
+    blank = df["label"].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    if blank.any():  # " " is not a class name anyone means: say so instead of a folder called "unlabelled"
+        first = df["example_id"].iat[int(np.flatnonzero(blank)[0])]
+        notes.append(f"{int(blank.sum())} example(s) have a blank label ({df['label'].iat[int(np.flatnonzero(blank)[0])]!r}, "
+                     f"e.g. {first}): they count as unlabelled (a run is labelled only when every pool "
+                     "example has a label); fill in the label or leave the cell empty")
+        df.loc[blank, "label"] = None
     df["split"] = df["split"].map(lambda s: "test" if str(s).lower() in HOLDOUT_SPLITS else "train")
+    df.attrs["warnings"] = notes
     return df
 
 

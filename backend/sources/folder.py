@@ -8,31 +8,42 @@ from pathlib import Path
 
 from ..errors import CurateError
 from .base import HOLDOUT_SPLITS, Source, make_index
+from .confine import OUTSIDE, allowed_roots, check_allowed, is_allowed
 from .images import is_image_name
 
 SPLIT_NAMES = HOLDOUT_SPLITS | {"train"}
 
 
-def _walk(root: Path):
-    """Yield (relative posix path, size, mtime_ns) for every file below root, sorted."""
-    out, seen = [], set()
+def _walk(root: Path, roots: list[str] | None = None):
+    """(files, refused): files as (relative posix path, size, mtime_ns) below root, sorted; with ``roots``
+    (confinement), links that resolve outside them are not followed and come back in ``refused``."""
+    out, refused, seen = [], [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a symlinked folder seen before (a link back up would loop forever)
             dirnames[:] = []
             continue
         seen.add(real)
+        if roots is not None and not is_allowed(real, roots):
+            # never list what is inside: the names of files elsewhere are not the app's to show
+            refused.append((os.path.relpath(dirpath, root).replace(os.sep, "/") + "/", f"link to a folder {OUTSIDE}"))
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if roots is not None and os.path.islink(full) and not is_allowed(full, roots):
+                refused.append((rel, f"link {OUTSIDE}"))
+                continue
             try:
                 st = os.stat(full)
                 out.append((rel, st.st_size, st.st_mtime_ns))
             except OSError:
                 out.append((rel, -1, 0))
     out.sort()
-    return out
+    refused.sort()
+    return out, refused
 
 
 def load_folder(root: str | Path, *, labels: str = "auto") -> Source:
@@ -47,7 +58,8 @@ def load_folder(root: str | Path, *, labels: str = "auto") -> Source:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise CurateError(f"source folder {root} does not exist: check the path passed to --source")
-    files = _walk(root)
+    check_allowed(root, "source folder")
+    files, refused = _walk(root, allowed_roots())
     h = hashlib.sha256()
     for rel, size, mtime in files:
         h.update(f"{rel}\0{size}\0{mtime}\n".encode())
@@ -56,12 +68,12 @@ def load_folder(root: str | Path, *, labels: str = "auto") -> Source:
     root_images = [rel for rel, _, _ in files if "/" not in rel and is_image_name(rel)]
     layout = "unlabelled"
     if labels == "auto" and top_dirs and not root_images:
-        if set(d.lower() for d in top_dirs) <= SPLIT_NAMES:
+        if {d.lower() for d in top_dirs} <= SPLIT_NAMES:
             layout = "split/class"
         else:
             layout = "class"
 
-    ids, paths, labs, splits, skipped = [], [], [], [], []
+    ids, paths, labs, splits, skipped = [], [], [], [], list(refused)
     for rel, size, _ in files:
         name = rel.rsplit("/", 1)[-1]
         if name.startswith("."):

@@ -14,8 +14,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile
 
+from .confine import OUTSIDE, is_allowed
+
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .jfif".split())
+    [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".jfif"])
 
 # Images above this many pixels are refused (per file) as decompression bombs.
 MAX_PIXELS = 89_478_485  # PIL's own default limit
@@ -31,7 +33,13 @@ def is_image_name(name: str) -> bool:
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` read-only and return an 8-bit RGB image, or raise BadImage."""
+    """Open ``path`` read-only and return an 8-bit RGB image, or raise BadImage.
+
+    Under confinement (see :mod:`backend.sources.confine`) a path outside the
+    allowed folders is refused before anything about it is looked at.
+    """
+    if not is_allowed(path):
+        raise BadImage(OUTSIDE)
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:

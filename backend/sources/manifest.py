@@ -6,10 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import CurateError
 from .base import Source, make_index
+from .confine import OUTSIDE, allowed_roots, check_allowed, is_allowed
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -19,13 +21,20 @@ def read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except FileNotFoundError:
         raise CurateError(f"manifest {path} does not exist: check the path") from None
-    except Exception as exc:  # pandas/pyarrow raise many kinds
-        raise CurateError(f"cannot read manifest {path} ({type(exc).__name__}: {exc}): "
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds
+        raise CurateError(f"cannot read manifest {path} ({type(exc).__name__}: {short(exc)}): "
                           "pass a CSV or Parquet file") from None
+
+
+def short(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message cut to one short line (pyarrow quotes whole rows of data)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_manifest(path: str | Path) -> Source:
     path = Path(path).expanduser().resolve()
+    check_allowed(path, "manifest")
     df = read_table(path)
     if "path" not in df.columns:
         raise CurateError(f"manifest {path.name} has no 'path' column (columns: "
@@ -42,10 +51,21 @@ def load_manifest(path: str | Path) -> Source:
     labels = df["label"] if "label" in df.columns else None
     splits = df["split"] if "split" in df.columns else None
     index = make_index(ids, abs_paths, labels, splits)
+    notes = list(index.attrs.get("warnings", []))
+    same = pd.Series([os.path.normpath(p) for p in abs_paths]).duplicated()
+    if same.any():  # every copy gets the same embedding: cluster and scores of those rows say nothing
+        notes.append(f"manifest {path.name}: {int(same.sum())} row(s) point to a file another row already lists "
+                     f"(e.g. {rel.iat[int(np.flatnonzero(same.to_numpy())[0])]}): identical images get identical "
+                     "embeddings, so their scores are meaningless (every prototype score 0 if they dominate); "
+                     "list each image once")
 
+    roots = allowed_roots()
     h = hashlib.sha256()
     keep, skipped = [], []
     for i, p in enumerate(abs_paths):
+        if roots is not None and not is_allowed(p, roots):  # checked before stat: no existence oracle
+            skipped.append((ids.iat[i], OUTSIDE))
+            continue
         try:
             st = os.stat(p)
         except OSError:
@@ -58,9 +78,12 @@ def load_manifest(path: str | Path) -> Source:
         h.update(f"{ids.iat[i]}\0{p}\0{index['label'].iat[i]}\0{index['split'].iat[i]}\0"
                  f"{st.st_size}\0{st.st_mtime_ns}\n".encode())
     if not keep:
+        if skipped and all(reason == OUTSIDE for _, reason in skipped):
+            raise CurateError(f"every file in manifest {path.name} is outside the folders this app may read: "
+                              "restart with `curate app --allow-dir FOLDER`")
         raise CurateError(f"none of the {len(df)} files in manifest {path.name} exist: "
                           "relative paths resolve against the manifest's folder")
     index = index.iloc[keep].reset_index(drop=True)
     classes = sorted(index["label"].dropna().unique().tolist()) or None
     return Source(spec=str(path), kind="manifest", index=index, fingerprint=h.hexdigest()[:16],
-                  description=f"manifest {path}", classes=classes, skipped=skipped)
+                  description=f"manifest {path}", classes=classes, skipped=skipped, warnings=notes)
