@@ -14,6 +14,14 @@ from ..arrays import CHUNK, l2_normalize
 from ..errors import CurateError
 
 MAP_METHODS = ("umap", "pca")
+# the PCA sample is copied into memory only below this size; above it the SVD streams over row chunks
+SAMPLE_BYTES = 256 << 20
+CHUNK_BYTES = 64 << 20
+
+
+def _rows_per_chunk(dim: int) -> int:
+    """Rows per chunk so that a float32 chunk stays near CHUNK_BYTES whatever the dimension."""
+    return max(1, min(CHUNK, CHUNK_BYTES // (4 * max(1, dim))))
 
 
 class Projector2D:
@@ -29,20 +37,69 @@ class Projector2D:
         self.random_state = random_state
 
     def _pca(self, x, rows, sample):
-        xs = l2_normalize(x[sample])
-        self.mean_ = xs.mean(axis=0)
-        dim = min(self.pca_dim, xs.shape[1], max(2, len(sample) - 1))
-        if dim < min(xs.shape) // 2:
-            from sklearn.utils.extmath import randomized_svd
+        d = x.shape[1]
+        step = _rows_per_chunk(d)
+        dim = min(self.pca_dim, d, max(2, len(sample) - 1))
+        if len(sample) * d * 4 <= SAMPLE_BYTES:  # the sample fits: the exact (or randomized) SVD in memory
+            xs = l2_normalize(x[sample])
+            self.mean_ = xs.mean(axis=0)
+            if dim < min(xs.shape) // 2:
+                from sklearn.utils.extmath import randomized_svd
 
-            _, _, vt = randomized_svd(xs - self.mean_, n_components=dim, n_iter=4, random_state=self.random_state)
+                _, _, vt = randomized_svd(xs - self.mean_, n_components=dim, n_iter=4,
+                                          random_state=self.random_state)
+            else:
+                _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
+            del xs
         else:
-            _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
+            vt = self._streaming_pca(x, sample, dim, step)
         self.components_ = vt[:dim].astype(np.float32)
         out = np.empty((len(rows), self.components_.shape[0]), np.float32)
-        for start in range(0, len(rows), CHUNK):
-            out[start:start + CHUNK] = (l2_normalize(x[rows[start:start + CHUNK]]) - self.mean_) @ self.components_.T
+        for start in range(0, len(rows), step):
+            out[start:start + step] = (l2_normalize(x[rows[start:start + step]]) - self.mean_) @ self.components_.T
         return out
+
+    def _streaming_pca(self, x, sample, dim, step):
+        """Randomized SVD (Halko et al.) of the centred, normalised sample, one row chunk at a time.
+
+        Memory is O((len(sample) + D) * (dim + 10)) plus one chunk, instead of
+        copies of the whole len(sample) x D sample (5,000 x 100,000 float32 is 2 GB
+        per copy).
+        """
+        d = x.shape[1]
+        rng = np.random.default_rng(self.random_state)
+
+        def chunks():
+            for start in range(0, len(sample), step):
+                yield start, l2_normalize(x[sample[start:start + step]])
+
+        mean = np.zeros(d, np.float64)
+        for _, c in chunks():
+            mean += c.sum(axis=0, dtype=np.float64)
+        self.mean_ = (mean / len(sample)).astype(np.float32)
+        width = min(dim + 10, len(sample), d)
+
+        def times(m):  # (A - mean) @ m, A = the sample, as (len(sample), k)
+            out = np.empty((len(sample), m.shape[1]), np.float32)
+            shift = self.mean_ @ m
+            for start, c in chunks():
+                out[start:start + len(c)] = c @ m - shift
+            return out
+
+        def t_times(q):  # (A - mean).T @ q, as (D, k)
+            out = np.zeros((d, q.shape[1]), np.float32)
+            for start, c in chunks():
+                out += c.T @ q[start:start + len(c)]
+            out -= np.outer(self.mean_, q.sum(axis=0))
+            return out
+
+        q, _ = np.linalg.qr(times(rng.standard_normal((d, width)).astype(np.float32)))
+        for _ in range(2):  # power iterations: two are plenty for a 2-D map (each costs two passes)
+            z, _ = np.linalg.qr(t_times(q))
+            q, _ = np.linalg.qr(times(z))
+        b = t_times(q).T  # (width, D) = Q.T @ (A - mean)
+        _, _, vt = np.linalg.svd(b, full_matrices=False)
+        return vt[:dim]
 
     def fit_transform(self, x: np.ndarray, rows: np.ndarray | None = None, progress=None) -> np.ndarray:
         if self.method not in MAP_METHODS:
@@ -79,7 +136,7 @@ class Projector2D:
 
             index = faiss.IndexFlatL2(z.shape[1])
             index.add(np.ascontiguousarray(z[sample_pos]))
-            for start in range(0, len(rest), CHUNK):
+            for start in range(0, len(rest), CHUNK):  # z is (n, <= 50): 64k rows are small
                 pos = rest[start:start + CHUNK]
                 d, nn = index.search(np.ascontiguousarray(z[pos]), 10)
                 w = 1.0 / (np.sqrt(np.maximum(d, 0)) + 1e-6)
