@@ -26,21 +26,34 @@ def allowed_dirs(environ=None, *, cwd: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def check_path(text: str, allowed: list[Path], *, what: str = "path") -> tuple[Path | None, str | None]:
-    """(resolved path, None) when ``text`` lies inside an allowed folder, else (None, message)."""
+def check_path(text: str, allowed: list[Path], *, what: str = "path",
+               for_writing: bool = False) -> tuple[Path | None, str | None]:
+    """(path, None) when ``text`` lies inside an allowed folder, else (None, message).
+
+    Links are followed before the check, so a link inside an allowed folder
+    that points elsewhere is refused.  ``for_writing`` returns the path with
+    its folder resolved but its last component kept as typed: a symbolic link
+    there stays a link, which the writers refuse, instead of being swapped for
+    its target (writing somewhere else than asked).
+    """
     text = (text or "").strip()
     if not text:
         return None, f"type a {what}"
     try:
-        p = Path(text).expanduser().resolve()
+        typed = Path(os.path.abspath(Path(text).expanduser()))
+        real = typed.resolve()
+        p = typed.parent.resolve() / typed.name if for_writing else real
     except (OSError, RuntimeError) as exc:
         return None, f"cannot read the {what} {text!r} ({exc})"
-    for d in allowed:
-        if p == d or p.is_relative_to(d):
-            return p, None
+    if any(_inside(p, d) and _inside(real, d) for d in allowed):
+        return p, None
     names = ", ".join(str(d) for d in allowed)
-    return None, (f"{p} is outside the folders this app may use ({names}); restart with "
+    return None, (f"{real} is outside the folders this app may use ({names}); restart with "
                   f"`curate app --allow-dir FOLDER` to allow another folder")
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    return p == folder or p.is_relative_to(folder)
 
 
 def list_runs(workdir: str | Path) -> list[dict]:

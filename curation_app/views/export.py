@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+
 import streamlit as st
 
 import backend
@@ -50,7 +51,7 @@ with c2:
     out_text = st.text_input("Path" if fmt != "tree" else "Folder", value=str(default), key=f"export.path.{stem}{fmt}")
     overwrite = st.checkbox("Overwrite if it exists", key="export.force")
     if st.button("Write", icon=":material/save:", key="export.write"):
-        out, err = paths.check_path(out_text, services.allowed_dirs(), what="output path")
+        out, err = paths.check_path(out_text, services.allowed_dirs(), what="output path", for_writing=True)
         if err:
             st.error(err)
         else:
