@@ -15,6 +15,9 @@ difficulty score is "higher = harder"; keep-hard keeps the highest scores.
 from .version import __version__  # noqa: E402
 from .errors import CurateError  # noqa: E402
 from .config import PipelineConfig  # noqa: E402
+from .embed import ENCODERS  # noqa: E402
+from .projection import MAP_METHODS  # noqa: E402
+from .sources import TORCHVISION_SETS  # noqa: E402
 from .pipeline import find_run_dir, run_pipeline  # noqa: E402
 from .progress import Reporter, TqdmReporter  # noqa: E402
 from .run import Run  # noqa: E402
@@ -30,4 +33,4 @@ def load_run(path) -> Run:
 
 __all__ = ["__version__", "CurateError", "PipelineConfig", "run_pipeline", "load_run", "Run", "select_subset", "write_selection",
            "export_tree", "Selection", "Ranking", "keep_count_for", "render_selection", "Reporter",
-           "TqdmReporter", "METRICS", "STRATEGIES", "BALANCES", "FORMATS"]
+           "TqdmReporter", "METRICS", "ENCODERS", "MAP_METHODS", "TORCHVISION_SETS", "STRATEGIES", "BALANCES", "FORMATS"]

@@ -10,12 +10,10 @@ from curation_app import services, state
 from curation_app.components import figures, paths
 from curation_app.components.progress import StreamlitReporter
 
-try:  # names the CLI offers; fall back to the defaults if the backend moves them
-    from backend.embed import ENCODERS
-    from backend.projection import MAP_METHODS
-    from backend.sources.arrays import TORCHVISION_SETS
-except ImportError:  # pragma: no cover
-    ENCODERS, MAP_METHODS, TORCHVISION_SETS = ("pixels",), ("umap", "pca"), ("MNIST", "FashionMNIST", "CIFAR10")
+# the choices come from the backend's registries, like the CLI's
+ENCODERS = backend.ENCODERS.names()
+MAP_METHODS = backend.MAP_METHODS.names()
+TORCHVISION_SETS = list(backend.TORCHVISION_SETS)
 
 SOURCE_KINDS = {
     "demo": "Demo (Fashion-MNIST, offline)",

@@ -47,12 +47,14 @@ c3.number_input("Floor per class / cluster", min_value=0, step=1, **state.bind("
                 help="warn when a class or a cluster keeps fewer examples than this")
 
 c1, c2, c3, c4 = st.columns([2.2, 1.6, 1.8, 0.8])
-c1.radio("Strategy", backend.STRATEGIES, format_func=STRATEGY_LABELS.get, horizontal=True,
+c1.radio("Strategy", backend.STRATEGIES.names(), format_func=lambda s: STRATEGY_LABELS.get(s, s), horizontal=True,
          **state.bind("strategy", "prune"))
 c2.selectbox("Difficulty metric (higher = harder)", run.score_columns, disabled=state.get("strategy") == "random",
              **state.bind("metric", "prune"))
-balances = [b for b in backend.BALANCES if b != "class" or run.has_labels]
-c3.radio("Balance", balances, format_func=BALANCE_LABELS.get, horizontal=True, **state.bind("balance", "prune"))
+balances = [b for b in backend.BALANCES.names() if backend.BALANCES.entry(b).info.get("group") != "label"
+            or run.has_labels]
+c3.radio("Balance", balances, format_func=lambda b: BALANCE_LABELS.get(b, b), horizontal=True,
+         **state.bind("balance", "prune"))
 c4.number_input("Seed", step=1, disabled=state.get("strategy") != "random", **state.bind("seed", "prune"),
                 help="seed of the random strategy")
 
