@@ -8,7 +8,7 @@ WORKDIR ?= work
 PORT    ?= 8501
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: install install-test demo demo-data demo-run app test test-fast bench clean
+.PHONY: install install-test demo demo-data demo-run app test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: install-test
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: install-test
+	$(BIN)/python -m pip install -q ruff mypy
+	$(BIN)/ruff check backend curation_app tests benchmarks
+	$(BIN)/ruff format --check backend curation_app tests benchmarks
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/bench_kmeans.py
