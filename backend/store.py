@@ -157,6 +157,20 @@ class Stage:
                                      "files": record_files(self.dir)})
 
 
+def rerecord(folder: str | os.PathLike) -> None:
+    """Record a finished stage's files again after a deliberate in-place update.
+
+    Whoever changes a finished stage's files on purpose (e.g. adding a score
+    column to a run's ``examples.parquet``) calls this afterwards, under the
+    stage's lock, or the next check sees a changed file and recomputes.
+    """
+    folder = Path(folder)
+    meta = read_json(folder / META)
+    if isinstance(meta, dict) and "files" in meta:
+        meta["files"] = record_files(folder)
+        write_json(folder / META, meta)
+
+
 # ---------------------------------------------------------------------------
 # which paths belong to a workdir's store (exports must never land there)
 
