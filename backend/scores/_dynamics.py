@@ -57,27 +57,41 @@ class DynamicsRecorder:
         self.el2n: dict[int, np.ndarray] = {}
         self.margin: dict[int, np.ndarray] = {}
 
-    def batch(self, epoch: int, rows, logits) -> None:
-        """``rows`` [S, b] example indices (distinct within a seed), ``logits`` [S, b, C] at ``epoch``."""
+    def batch(self, epoch: int, rows, logits, *, seed: int | None = None) -> None:
+        """``rows`` [S, b] example indices (distinct within a seed), ``logits`` [S, b, C] at ``epoch``.
+
+        With ``seed=i``: ``rows`` [b] and ``logits`` [b, C] of that seed only
+        (a trainer that trains the seeds one after another).
+        """
         from ..probes import correct_class_margin
 
         torch = self.torch
+        sl = slice(None) if seed is None else slice(int(seed), int(seed) + 1)
+        rows = torch.as_tensor(rows, device=self.y.device)
+        logits = torch.as_tensor(logits, device=self.y.device)
+        if seed is not None:
+            rows, logits = rows.view(1, -1), logits.unsqueeze(0)
         m = correct_class_margin(logits.detach().float(), self.y[rows])  # [S, b]
         correct = m > 0
-        was = self.prev_correct.gather(1, rows)
-        self.forgotten.scatter_add_(1, rows, (was & ~correct).to(torch.int32))
-        self.prev_correct.scatter_(1, rows, correct)
-        self.learned.scatter_(1, rows, self.learned.gather(1, rows) | correct)
-        self.presented.scatter_add_(1, rows, torch.ones_like(rows, dtype=torch.int32))
-        self.margin_sum.scatter_add_(1, rows, m.double())
+        forgotten, learned, prev = self.forgotten[sl], self.learned[sl], self.prev_correct[sl]
+        was = prev.gather(1, rows)
+        forgotten.scatter_add_(1, rows, (was & ~correct).to(torch.int32))
+        prev.scatter_(1, rows, correct)
+        learned.scatter_(1, rows, learned.gather(1, rows) | correct)
+        self.presented[sl].scatter_add_(1, rows, torch.ones_like(rows, dtype=torch.int32))
+        self.margin_sum[sl].scatter_add_(1, rows, m.double())
 
-    def outputs(self, epoch: int, logits) -> None:
-        """Logits [S, N, C] of every example at ``epoch``: EL2N and the margin at that epoch."""
+    def outputs(self, epoch: int, logits, *, seed: int | None = None) -> None:
+        """Logits [S, N, C] of every example at ``epoch`` (or [N, C] of seed ``seed``): EL2N and the margin."""
         from ..probes import correct_class_margin, el2n_from_logits
 
-        z = logits.detach().float()
-        self.el2n[int(epoch)] = el2n_from_logits(z, self.y).cpu().numpy().astype(np.float64)
-        self.margin[int(epoch)] = correct_class_margin(z, self.y).cpu().numpy().astype(np.float64)
+        z = self.torch.as_tensor(logits, device=self.y.device).detach().float()
+        sl = slice(None) if seed is None else slice(int(seed), int(seed) + 1)
+        if seed is not None:
+            z = z.unsqueeze(0)
+        for table, value in ((self.el2n, el2n_from_logits(z, self.y)), (self.margin, correct_class_margin(z, self.y))):
+            arr = table.setdefault(int(epoch), np.full((self.S, self.N), np.nan))
+            arr[sl] = value.cpu().numpy()
 
     def result(self, *, x_norm: np.ndarray | None = None, info: dict | None = None) -> Dynamics:
         return Dynamics(forgotten=self.forgotten.cpu().numpy(), learned=self.learned.cpu().numpy(),

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CurateError
-from ..io import write_json, write_npy, write_table
+from ..io import read_json, write_json, write_npy, write_table
 from ..progress import Reporter
 from ..store import Stage
 from .base import METRICS, ScoreContext, compute_metric
@@ -71,28 +71,35 @@ def _metric_names(metrics: str | Iterable[str]) -> list[str]:
 
 
 def run_context(run, *, options: dict[str, Any] | None = None, device: str = "auto",
-                reporter: Reporter | None = None, with_source: bool = False) -> ScoreContext:
-    """The :class:`ScoreContext` of a run's pool: its embeddings, rows, ids, labels, k and the stored clustering."""
+                reporter: Reporter | None = None, with_pixels: bool = False) -> ScoreContext:
+    """The :class:`ScoreContext` of a run's pool: its embeddings, rows, ids, labels, k and the stored clustering.
+
+    ``with_pixels``: metrics that train on the images find a loader in
+    ``ctx.shared["pixels_loader"]`` (:func:`backend.probes.cnn.load_images` of
+    the pool, called once, when first needed).  ``ctx.source`` stays None: the
+    run's source is indexed by ``source_row``, not by the embedding rows.
+    """
     from ..embed import resolve_device
 
+    rep = reporter or Reporter()
     table = run.table
     params = run.config.get("params", {})
-    source = None
-    if with_source:
-        try:
-            source = run.source
-        except CurateError as exc:
-            (reporter or Reporter()).info(f"the images of this run cannot be opened ({exc}); metrics that train "
-                                          "on pixels will fail")
-    return ScoreContext(
+    ctx = ScoreContext(
         embeddings=run.embeddings, rows=table["row"].to_numpy(np.int64),
         example_ids=table["example_id"].astype(str).to_numpy(),
         labels=table["label"].astype(str).to_numpy() if run.has_labels else None,
         k=run.k, seed=int(params.get("seed", 0)), device=resolve_device(device),
         kmeans_iters=int(params.get("kmeans_iters", 20)),
         centroid_sim=table["centroid_sim"].to_numpy(np.float32) if "centroid_sim" in table.columns else None,
-        options=dict(options or {}), shared={}, workdir=run.dir.parent.parent, reporter=reporter or Reporter(),
-        source=source)
+        options=dict(options or {}), shared={}, workdir=run.dir.parent.parent, reporter=rep)
+    if with_pixels:
+        def load():
+            from ..probes.cnn import load_images
+
+            return load_images(run, reporter=rep)
+
+        ctx.shared["pixels_loader"] = load
+    return ctx
 
 
 def _stage(run, name: str, ctx: ScoreContext) -> Stage:
@@ -134,7 +141,7 @@ def compute_scores(run, metrics: str | Iterable[str], *, seeds: int = 5, epoch: 
         else:
             todo.append(n)
     needs_images = any(METRICS.entry(n).info.get("needs_images") for n in todo)
-    ctx = run_context(run, options=opts, device=device, reporter=rep, with_source=needs_images)
+    ctx = run_context(run, options=opts, device=device, reporter=rep, with_pixels=needs_images)
     out: dict[str, np.ndarray] = {}
     cached: dict[str, bool] = {}
     dirs: dict[str, Path] = {}
@@ -177,3 +184,9 @@ def _write_columns(run, path: Path, columns: dict[str, np.ndarray]) -> None:
         table[name] = np.asarray(s, np.float64)
     write_table(path, table)
     run.__dict__.pop("table", None)  # the Run's cached table is stale now
+    cfg_path = run.dir / "run.json"
+    cfg = read_json(cfg_path)
+    if "score_columns" in cfg:  # the run's own record of its score columns (Run.score_columns reads it)
+        cfg["score_columns"] = list(dict.fromkeys([*cfg["score_columns"], *columns]))
+        write_json(cfg_path, cfg)
+        run.config = cfg

@@ -187,6 +187,7 @@ def test_compute_scores_caches_and_adds_columns(tmp_path):
         assert (d / "scores.npy").exists() and (d / "meta.json").exists() and d.parent.name == "scores"
     again = backend.load_run(run.dir)
     assert {"el2n", "forgetting"} <= set(again.score_columns)
+    assert {"el2n", "forgetting"} <= set(again.config.get("score_columns", ["el2n", "forgetting"]))
     pos = {eid: i for i, eid in enumerate(again.table["example_id"])}
     planted = [pos[f"dyn-{i}"] for i in flipped]
     assert again.table["el2n"].to_numpy()[planted].mean() > again.table["el2n"].mean()
