@@ -254,9 +254,10 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
     if raw is None:
         for marker in chunks_dir.glob("*.json"):
             marker.unlink()
-        if pca_dim:  # the PCA output is written beside the raw pixels: check for both at once
+        if pca_dim:  # the PCA output and its components are written beside the raw pixels: check for all at once
+            dim = min(pca_dim, encoder.raw_dim)
             ensure_free(out_dir, int(np.dtype(encoder.raw_dtype).itemsize) * n * encoder.raw_dim
-                        + 4 * n * min(pca_dim, encoder.raw_dim) + (1 << 20), "the embeddings")
+                        + 4 * (n + encoder.raw_dim + 1) * dim + (1 << 20), "the embeddings")
         with atomic_path(raw_path) as tmp:
             _open_memmap_prealloc(tmp, encoder.raw_dtype, shape, "the embeddings")
         raw = np.load(raw_path, mmap_mode="r+")
