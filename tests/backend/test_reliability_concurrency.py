@@ -66,7 +66,7 @@ def test_two_curate_runs_on_one_workdir_both_succeed(image_folder_copy, tmp_path
     time.sleep(delay)
     second = _curate_run(image_folder_copy, work)
     outs = [p.communicate(timeout=600) for p in (first, second)]
-    for p, (out, err) in zip((first, second), outs):
+    for p, (_out, err) in zip((first, second), outs):
         assert p.returncode == 0, err[-2000:]
         assert "Traceback" not in err
     dirs = [next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run directory"))
