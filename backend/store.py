@@ -114,7 +114,12 @@ class Stage:
         return self.problem() is None
 
     def problem(self) -> str | None:
-        """None when the stage is a valid cache hit, else why not (not finished, a file changed...)."""
+        """None when the stage is a valid cache hit, else why not (not finished, a file changed...).
+
+        Also removes the workdir's temporary files left by a killed run (e.g. of latest.json), which
+        no later stage would otherwise touch when everything is cached.
+        """
+        clean_stale_tmp(self.workdir)
         try:
             meta = read_json(self.dir / META)
         except FileNotFoundError:

@@ -218,6 +218,8 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with lock_file(out_dir / LOCK, on_wait=on_wait or _default_wait_message(out_dir)):
+        for folder in (out_dir, out_dir / "chunks"):
+            clean_stale_tmp(folder)  # 0-byte temporary files of a killed run
         done = _finished_result(out_dir)
         if done is not None:
             if progress:
@@ -237,8 +239,6 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
 
     chunks_dir = out_dir / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (out_dir, chunks_dir):
-        clean_stale_tmp(folder)  # 0-byte temporary files of a killed run
     n = len(source)
     pca_dim = getattr(encoder, "pca_dim", None)
     raw_path = out_dir / ("raw.npy" if pca_dim else "embeddings.npy")
