@@ -173,20 +173,32 @@ def compute_scores(run, metrics: str | Iterable[str], *, seeds: int = 5, epoch: 
 
 
 def _write_columns(run, path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Add or replace score columns in the run's table (read fresh from disk, written atomically)."""
-    table = pd.read_parquet(path)
-    if len(table) != len(run.table) or not (table["example_id"].to_numpy() == run.table["example_id"].to_numpy()).all():
-        raise CurateError(f"{path} changed while the scores were computed: run the command again")
-    for name, s in columns.items():
-        if len(s) != len(table):
-            raise CurateError(f"cached scores of {name!r} have {len(s)} values for {len(table)} examples: "
-                              "recompute them with force=True (--force)")
-        table[name] = np.asarray(s, np.float64)
-    write_table(path, table)
+    """Add or replace score columns in the run's table and its ``run.json`` record, under the run's lock.
+
+    The run folder is a finished stage whose ``meta.json`` records its files:
+    :func:`backend.store.rerecord` records them again, so the change is not
+    mistaken for damage (and the run is not recomputed).
+    """
+    from ..io import lock_file
+    from ..store import META, rerecord
+
+    with lock_file(run.dir / ".lock"):
+        table = pd.read_parquet(path)  # fresh from disk: another process may have added columns
+        if len(table) != len(run.table) or \
+                not (table["example_id"].to_numpy() == run.table["example_id"].to_numpy()).all():
+            raise CurateError(f"{path} changed while the scores were computed: run the command again")
+        for name, s in columns.items():
+            if len(s) != len(table):
+                raise CurateError(f"cached scores of {name!r} have {len(s)} values for {len(table)} examples: "
+                                  "recompute them with force=True (--force)")
+            table[name] = np.asarray(s, np.float64)
+        write_table(path, table)
+        cfg_path = run.dir / "run.json"
+        cfg = read_json(cfg_path)
+        if "score_columns" in cfg:  # the run's own record of its score columns (Run.score_columns reads it)
+            cfg["score_columns"] = list(dict.fromkeys([*cfg["score_columns"], *columns]))
+            write_json(cfg_path, cfg)
+        if (run.dir / META).exists():
+            rerecord(run.dir)
+    run.config = cfg
     run.__dict__.pop("table", None)  # the Run's cached table is stale now
-    cfg_path = run.dir / "run.json"
-    cfg = read_json(cfg_path)
-    if "score_columns" in cfg:  # the run's own record of its score columns (Run.score_columns reads it)
-        cfg["score_columns"] = list(dict.fromkeys([*cfg["score_columns"], *columns]))
-        write_json(cfg_path, cfg)
-        run.config = cfg

@@ -188,6 +188,11 @@ def test_compute_scores_caches_and_adds_columns(tmp_path):
     again = backend.load_run(run.dir)
     assert {"el2n", "forgetting"} <= set(again.score_columns)
     assert {"el2n", "forgetting"} <= set(again.config.get("score_columns", ["el2n", "forgetting"]))
+    # the run folder is a finished stage: its record was updated, so the change is not taken for damage
+    from backend.io import read_json
+    from backend.store import verify_files
+
+    assert verify_files(run.dir, read_json(run.dir / "meta.json").get("files", {})) is None
     pos = {eid: i for i, eid in enumerate(again.table["example_id"])}
     planted = [pos[f"dyn-{i}"] for i in flipped]
     assert again.table["el2n"].to_numpy()[planted].mean() > again.table["el2n"].mean()
