@@ -43,6 +43,7 @@ from .analysis import aggregate, analyse
 from .grid import (
     DEFAULT_FRACTIONS,
     DEFAULT_INITIAL_SIZES,
+    DEFAULT_SETTINGS,
     LINEAR,
     MLP,
     PROBES,
@@ -51,6 +52,7 @@ from .grid import (
     _subset_scores,
     grid_params,
     run_grid,
+    setting_label,
 )
 from .recommend import recommend
 
@@ -62,6 +64,7 @@ STAGE = "scaling"
 __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_INITIAL_SIZES",
+    "DEFAULT_SETTINGS",
     "LINEAR",
     "MLP",
     "PROBES",
@@ -96,19 +99,30 @@ class ScalingResult:
     cached: bool = False
     files: dict = field(default_factory=dict)
 
-    def curve(self, strategy: str, initial_fraction: float | None = None) -> pd.DataFrame:
-        """The curve of one strategy at one initial size (default: the largest)."""
+    def curve(self, strategy: str, initial_fraction: float | None = None, balance: str = "none") -> pd.DataFrame:
+        """The curve of one setting (strategy, balance) at one initial size (default: the largest)."""
         c = self.curves
         q = c["initial_fraction"].max() if initial_fraction is None else initial_fraction
-        return c[(c["strategy"] == strategy) & np.isclose(c["initial_fraction"], q)].sort_values("keep_fraction")
+        return c[(c["strategy"] == strategy) & (c["balance"] == balance)
+                 & np.isclose(c["initial_fraction"], q)].sort_values("keep_fraction")
+
+    @property
+    def settings(self) -> list[tuple[str, str]]:
+        """The (strategy, balance) pairs the grid estimated."""
+        return list(dict.fromkeys(zip(self.curves["strategy"], self.curves["balance"])))
 
     def table(self, initial_fraction: float | None = None) -> pd.DataFrame:
-        """Mean held-out error, strategy x keep fraction, at one initial size (default: the largest)."""
+        """Mean held-out error, setting x keep fraction, at one initial size (default: the largest).
+
+        Rows are named by :func:`backend.scaling.grid.setting_label` (the strategy, with its balance when
+        there is one), in the grid's display order.
+        """
         c = self.curves
         q = c["initial_fraction"].max() if initial_fraction is None else initial_fraction
         sub = c[np.isclose(c["initial_fraction"], q)]
-        t = sub.pivot(index="strategy", columns="keep_fraction", values="error_mean")
-        return t.reindex([s for s in STRATEGY_ORDER if s in t.index])
+        sub = sub.assign(setting=[setting_label(st, b) for st, b in zip(sub["strategy"], sub["balance"])])
+        t = sub.pivot(index="setting", columns="keep_fraction", values="error_mean")
+        return t.reindex(list(dict.fromkeys(sub["setting"])))
 
 
 def _as_run(run):
@@ -124,10 +138,11 @@ def _stage(run, params: dict) -> Stage:
 
 
 def load_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_sizes=None, seeds=3,
-                 probe: str = "linear", tolerance: float = 0.005, scores=None) -> ScalingResult | None:
+                 probe: str = "linear", tolerance: float = 0.005, scores=None,
+                 settings=None) -> ScalingResult | None:
     """The cached estimate for these parameters, or None when it has not been computed (no compute)."""
     run = _as_run(run)
-    params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores)
+    params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, settings)
     st = _stage(run, params)
     if not st.done:
         return None
@@ -136,7 +151,8 @@ def load_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_
 
 def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_sizes=None, seeds=3,
                      probe: str = "linear", tolerance: float = 0.005, device: str = "auto",
-                     reporter: Reporter | None = None, scores=None, force: bool = False) -> ScalingResult:
+                     reporter: Reporter | None = None, scores=None, force: bool = False,
+                     settings=None) -> ScalingResult:
     """Train the probe grid (or load it from the cache) and analyse it.
 
     ``run``: a :class:`backend.Run` or a run/work folder.  ``fractions``:
@@ -145,7 +161,10 @@ def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, init
     error increase (0.005 = 0.5 pp) the recommendation accepts.  ``scores``: an
     optional fixed difficulty per pool example (higher = harder, the run's
     table order), used instead of ``metric`` and never recomputed.
-    ``force``: recompute even when cached.
+    ``settings``: the (strategy, balance) pairs to estimate (default: hard,
+    easy and random without balance; random without balance is always
+    added, it is the baseline of the recommendation).  ``force``: recompute
+    even when cached.
     """
     from ..embed import resolve_device
 
@@ -155,7 +174,7 @@ def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, init
     if not run.has_labels:
         raise CurateError("the empirical scaling estimate needs labels to measure held-out error and this run "
                           "has none; the theory view (backend.scaling.theory) still applies")
-    params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores)
+    params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, settings)
     if scores is None and metric not in run.table.columns:
         raise CurateError(f"metric {metric!r} is not in this run (available: {', '.join(run.score_columns)}): "
                           "pass --metric")
@@ -167,7 +186,8 @@ def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, init
     t0 = time.perf_counter()
     rep.stage("scaling", detail=f"{params['probe']} probes on {dev}: metric {params['metric']}, "
                                 f"{len(params['initial_sizes'])} initial sizes x {len(params['fractions'])} "
-                                f"keep fractions x 3 strategies x {len(params['seeds'])} seeds")
+                                f"keep fractions x {len(params.get('settings', DEFAULT_SETTINGS))} settings x "
+                                f"{len(params['seeds'])} seeds")
     points, info = run_grid(run, params, scores=None if scores is None else np.asarray(scores, np.float64),
                             device=dev, reporter=rep)
     elapsed = time.perf_counter() - t0

@@ -13,9 +13,16 @@
    fresh seeded hash) is recomputed by :func:`backend.scores.compute_metric`
    on the subset's :class:`~backend.scores.ScoreContext`; any other score
    column (and a ``scores=`` array) is used as is.  Each strategy keeps
-   ``keep_count_for(n, f)`` examples in the order of
-   :class:`backend.select.Ranking` (the order ``curate select`` uses): hard =
-   highest scores, easy = lowest, random = the seeded ``random`` hash.
+   ``keep_count_for(n, f)`` examples as :class:`backend.select.Ranking`
+   keeps them (what ``curate select`` keeps): hard = highest scores, easy =
+   lowest, random = the seeded ``random`` hash, and any other registered
+   strategy under any registered balance.  The grid's *settings* are
+   (strategy, balance) pairs (default: hard, easy and random without
+   balance); a setting whose kept sets are prefixes of one order (a prefix
+   strategy without balance) shares one ordering across keep fractions, any
+   other gets one ordering per keep fraction (its kept set first).  Balances
+   use the pool's labels and k-means clusters restricted to the subset;
+   dedup strategies use the pool's SemDeDup flags restricted to the subset.
 3. **Probes, many at once** (:mod:`backend.probes`): all probes of one
    (initial size, seed) are trained together on the prefixes of the three
    strategies' orderings.  The linear probe is a batched L-BFGS with at most
@@ -57,7 +64,9 @@ from ..store import fingerprint
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_INITIAL_SIZES = (0.125, 0.25, 0.5, 1.0)
 PROBES = ("linear", "mlp")
-STRATEGY_ORDER = ("hard", "easy", "random")
+STRATEGY_ORDER = ("hard", "easy", "random", "ccs", "dedup+hard", "dedup+easy")  # display order; others after
+DEFAULT_SETTINGS = (("hard", "none"), ("easy", "none"), ("random", "none"))
+BASELINE = ("random", "none")  # every recommendation is judged against it
 
 HOLDOUT_SHARE = 0.2     # carved hold-out: this share of the pool ...
 HOLDOUT_MAX = 10_000    # ... at most this many examples
@@ -91,8 +100,32 @@ def _fractions(values, name: str, default) -> list[float]:
     return out
 
 
-def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores) -> dict:
-    """The validated grid parameters (they key the cache): metric id, fractions, sizes, seeds, probe settings."""
+def grid_settings(settings=None, *, has_labels: bool = True) -> list[list[str]]:
+    """Validated (strategy, balance) pairs of the grid: the default ones, or ``settings``; random-none always in."""
+    from ..select import BALANCES, STRATEGIES
+
+    pairs = [tuple(p) for p in (settings or DEFAULT_SETTINGS)]
+    out: list[list[str]] = []
+    for pair in [*pairs, BASELINE]:
+        if len(pair) != 2:
+            raise CurateError(f"a grid setting is a (strategy, balance) pair, got {pair!r}")
+        st, bal = str(pair[0]), str(pair[1])
+        STRATEGIES.entry(st)  # unknown names raise with the choices
+        if BALANCES.entry(bal).group == "label" and not has_labels:
+            raise CurateError(f"balance {bal!r} needs labels and this run has none")
+        if [st, bal] not in out:
+            out.append([st, bal])
+    order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+    return sorted(out, key=lambda p: (order.get(p[0], len(order)), p[0], list(BALANCES).index(p[1])))
+
+
+def setting_label(strategy: str, balance: str) -> str:
+    """How a setting is named in tables: the strategy, with its balance when there is one."""
+    return strategy if balance == "none" else f"{strategy} ({balance})"
+
+
+def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, settings=None) -> dict:
+    """The validated grid parameters (they key the cache): metric id, fractions, sizes, seeds, probe, settings."""
     if probe not in PROBES:
         raise CurateError(f"unknown probe {probe!r}: use linear or mlp")
     fr = _fractions(fractions, "keep fractions", DEFAULT_FRACTIONS)
@@ -114,8 +147,12 @@ def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores) -> 
         metric_id = "custom:" + fingerprint(scores.round(12).tobytes().hex())
     else:
         metric_id = metric
-    return {"metric": metric_id, "fractions": fr, "initial_sizes": sizes, "seeds": seed_list, "probe": probe,
-            "probe_settings": dict(LINEAR if probe == "linear" else MLP)}
+    out = {"metric": metric_id, "fractions": fr, "initial_sizes": sizes, "seeds": seed_list, "probe": probe,
+           "probe_settings": dict(LINEAR if probe == "linear" else MLP)}
+    grid = grid_settings(settings, has_labels=run.has_labels)
+    if grid != grid_settings(None):  # the default grid keeps the cache keys it always had
+        out["settings"] = grid
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -178,16 +215,77 @@ def _subset_scores(run, metric: str, scores, sub_pos: np.ndarray, seed: int, dev
 
 
 def _orders(ids: np.ndarray, s: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Keep orders (positions into the subset) of the three strategies, as :class:`Ranking` builds them."""
+    """Keep orders (positions into the subset) of hard, easy and random, as :class:`Ranking` builds them."""
     from ..select.subset import Ranking
 
     t = pd.DataFrame({"example_id": ids, "score": s})
-    return {st: Ranking(t, strategy=st, metric="score", seed=seed).order for st in STRATEGY_ORDER}
+    return {st: Ranking(t, strategy=st, metric="score", seed=seed).order for st in ("hard", "easy", "random")}
+
+
+def _setting_orderings(settings, table: pd.DataFrame, fractions, n0: int, seed: int):
+    """Orderings (positions into the subset) and the probes that use them, for every setting.
+
+    Returns (orderings {name: positions}, probes [(ordering name, n_keep, [(strategy, balance, f)])]).  A
+    prefix strategy without balance keeps prefixes of one ordering (shared by every f); any other setting
+    gets one ordering per f whose first ``n_keep`` positions are exactly what :class:`Ranking` keeps.
+    """
+    from ..select import STRATEGIES
+    from ..select.subset import Ranking, keep_count_for
+
+    orderings: dict[str, np.ndarray] = {}
+    probes = []
+    for st, bal in settings:
+        rk = Ranking(table, strategy=st, metric="score", balance=bal, seed=seed)
+        shared = bool(STRATEGIES.entry(st).prefix) and bal == "none"
+        for f in fractions:
+            if f >= 1.0:
+                continue
+            n_keep = keep_count_for(n0, f)
+            if shared:
+                name = setting_label(st, bal)
+                orderings.setdefault(name, rk.order)
+            else:
+                name = f"{setting_label(st, bal)}@{f:g}"
+                m = rk.mask(n_keep)
+                orderings[name] = np.concatenate([np.flatnonzero(m), np.flatnonzero(~m)])
+            probes.append((name, n_keep, [(st, bal, f)]))
+    name = setting_label(*BASELINE)
+    orderings.setdefault(name, Ranking(table, strategy="random", metric="score", seed=seed).order)
+    probes.append((name, n0, [(st, bal, 1.0) for st, bal in settings]))
+    return orderings, probes
+
+
+def _dedup_flags(run, settings) -> np.ndarray | None:
+    """The pool's SemDeDup flags when a dedup strategy is in the grid (restricted to each subset)."""
+    if not any(st.startswith("dedup") for st, _ in settings):
+        return None
+    from ..dedup import semdedup
+    from ..select.strategies._dedup import DEFAULT_EPS
+
+    return np.asarray(semdedup(run, eps=DEFAULT_EPS).removed, bool)
 
 
 # ---------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------
+
+def sort_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Grid points in display order: initial size, strategy (STRATEGY_ORDER first), balance, keep fraction, seed."""
+    from ..select import BALANCES
+
+    order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+    bal = {b: i for i, b in enumerate(BALANCES)}
+    if "balance" not in points.columns:
+        points = points.assign(balance="none")
+    key = pd.DataFrame({"q": points["initial_fraction"].to_numpy(),
+                        "s": points["strategy"].map(order).fillna(len(order)).to_numpy(),
+                        "sn": points["strategy"].astype(str).to_numpy(),
+                        "b": points["balance"].map(bal).fillna(len(bal)).to_numpy(),
+                        "f": points["keep_fraction"].to_numpy(),
+                        "seed": points["seed"].to_numpy() if "seed" in points else 0})
+    idx = key.sort_values(["q", "s", "sn", "b", "f", "seed"], kind="stable").index.to_numpy()
+    return points.iloc[idx].reset_index(drop=True)
+
 
 def run_grid(run, params: dict, *, scores=None, device: str = "cpu",
              reporter: Reporter | None = None) -> tuple[pd.DataFrame, dict]:
@@ -200,7 +298,6 @@ def run_grid(run, params: dict, *, scores=None, device: str = "cpu",
 
 def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
               reporter: Reporter | None = None) -> tuple[pd.DataFrame, dict]:
-    from ..select.subset import keep_count_for
 
     rep = reporter or Reporter()
     table = run.table
@@ -226,13 +323,17 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         perm = np.random.default_rng([seed, 20220630]).permutation(n_grid)
         for q in params["initial_sizes"]:
             groups.append((seed, q, perm[:max(1, round(q * n_grid))]))
-    n_probes_group = [1 + 3 * sum(f < 1 for f in fr)] * len(groups)
+    settings = [tuple(p) for p in params.get("settings", grid_settings(None))]
+    n_probes_group = [1 + len(settings) * sum(f < 1 for f in fr)] * len(groups)
+    dedup = _dedup_flags(run, settings)
+    labels_all = table["label"].astype(str).to_numpy()
+    clusters_all = table["cluster"].to_numpy() if "cluster" in table.columns else np.zeros(len(table), np.int64)
     total = int(sum(n_probes_group))
     done = 0
     rows_out = []
     iters, conv = [], []
     trainer = LinearProbes if params["probe"] == "linear" else MLPProbes
-    settings = params["probe_settings"]
+    probe_settings = params["probe_settings"]
     import torch
 
     x_grid_t = torch.from_numpy(x_grid).to(device)
@@ -249,18 +350,16 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         sub_pos = grid_pos[local]
         n0 = len(sub_pos)
         s = _subset_scores(run, metric, scores, sub_pos, seed, device, ctx)
-        orders = _orders(ids_all[sub_pos], s, seed)
+        sub_table = pd.DataFrame({"example_id": ids_all[sub_pos], "score": s, "label": labels_all[sub_pos],
+                                  "cluster": clusters_all[sub_pos]})
+        if dedup is not None:
+            sub_table["dedup_removed"] = dedup[sub_pos]
+        orders, probes = _setting_orderings(settings, sub_table, fr, n0, seed)
         timings["scores"] += time.perf_counter() - t
         t = time.perf_counter()
-        probes = []  # (ordering name, n_keep, [(strategy, f)])
-        for st in STRATEGY_ORDER:
-            for f in fr:
-                if f < 1.0:
-                    probes.append((st, keep_count_for(n0, f), [(st, f)]))
-        probes.append(("random", n0, [(st, 1.0) for st in STRATEGY_ORDER]))
         local_t = torch.from_numpy(local).to(device)
-        orderings = {st: local_t[torch.from_numpy(orders[st]).to(device)] for st in STRATEGY_ORDER}
-        tr = trainer(x_grid_t, y_grid_t, len(classes), orderings, [(p[0], p[1]) for p in probes], settings,
+        orderings = {name: local_t[torch.from_numpy(o).to(device)] for name, o in orders.items()}
+        tr = trainer(x_grid_t, y_grid_t, len(classes), orderings, [(p[0], p[1]) for p in probes], probe_settings,
                      seed=seed)
         err, it, ok = tr.fit_evaluate(x_hold_t, y_hold_t,
                                       progress=lambda frac, d=done, n=n_gp: rep.update(d + int(frac * (n - 1)), total))
@@ -270,15 +369,12 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         iters.append(it)
         conv.append(ok)
         for (_, n_keep, labels), e in zip(probes, err):
-            for st, f in labels:
+            for st, bal, f in labels:
                 rows_out.append({"initial_fraction": q, "initial_size": n0, "strategy": st, "keep_fraction": f,
-                                 "n_kept": int(n_keep), "seed": int(seed), "error": float(e)})
+                                 "n_kept": int(n_keep), "seed": int(seed), "error": float(e), "balance": bal})
         done += n_gp
         rep.update(done, total)
-    points = pd.DataFrame(rows_out)
-    points["strategy"] = pd.Categorical(points["strategy"], categories=list(STRATEGY_ORDER))
-    points = points.sort_values(["initial_fraction", "strategy", "keep_fraction", "seed"]).reset_index(drop=True)
-    points["strategy"] = points["strategy"].astype(str)
+    points = sort_points(pd.DataFrame(rows_out))
     info_params = {
         "metric_name": "custom scores" if scores is not None else metric,
         "metric_recomputed": scores is None and recomputed_in_subset(metric),
@@ -289,8 +385,10 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         "probe_iterations_mean": float(np.mean(np.concatenate(iters))),
         "probe_converged_share": float(np.mean(np.concatenate(conv))),
         "convention": ("fixed epochs: full-batch L-BFGS, one iteration = one epoch over the kept set, "
-                       f"at most {settings.get('max_iter')} iterations" if params["probe"] == "linear" else
-                       f"fixed iterations: {settings['steps']} Adam steps of {settings['batch']} examples per probe"),
+                       f"at most {probe_settings.get('max_iter')} iterations" if params["probe"] == "linear" else
+                       f"fixed iterations: {probe_settings['steps']} Adam steps of {probe_settings['batch']} "
+                       "examples per probe"),
+        "settings": [list(p) for p in settings],
         "run_key": run.key,
     }
     return points, {"params": info_params, "holdout": hold_info}

@@ -1,7 +1,32 @@
-"""The recommendation: which direction to prune, how far, and where pruning starts to lose to random.
+"""The recommendation: which setting to prune with, how far, and how sure we are.
 
-Read from the aggregated curves (:func:`backend.scaling.analysis.aggregate`)
-at the largest initial size; the sentence is what the CLI and the app show.
+Read from the grid at its largest initial size (the user's data):
+
+1. **Full data**: the error with every example, with its standard error.
+2. **Every estimated setting** (metric x strategy x balance) at every keep
+   fraction: its error, the change against the full data, and a *paired*
+   comparison with a random subset of the same size (same seeds, hence the
+   same initial subsets): the mean over seeds of (setting - random) and its
+   standard error.  Every standard error is floored by the hold-out's
+   binomial noise (``sqrt(e (1 - e) / H)`` for an error; for a difference the
+   two added, a conservative bound because both are measured on the same H
+   examples), so a small hold-out never makes a difference look certain.
+   A setting *beats* random where it is lower by more than two standard
+   errors, *loses* where it is higher by more than two.
+3. **The pick**: the smallest keep fraction at which some setting is within
+   ``tolerance`` of the full data and not worse than random; there, a
+   setting that beats random, else random itself.  When nothing beats random
+   anywhere the sentence says so first ("a random N% is as good as any
+   metric here") and what might change it.
+4. **The regime** (method.md section 3): keep easy should win with scarce
+   data, keep hard with abundant data; the grid's hard-vs-easy comparison at
+   the full size (and at the smallest initial size) says which regime the
+   data are in, and breaks ties between equally good settings in the
+   theory's direction.
+
+Every number in the sentence comes from ``comparisons`` (the table the app
+and the CLI show beside it) and carries its uncertainty; an error below the
+full-data error is never called a cost.
 """
 
 from __future__ import annotations
@@ -11,133 +36,352 @@ import math
 import numpy as np
 import pandas as pd
 
+SIGMAS = 2.0            # "beats" / "loses to" random: more than this many standard errors
+SMALL_HOLDOUT = 1000    # below this many held-out examples the sentence warns about the noise
+HARD_LIKE = ("hard", "dedup+hard")
+EASY_LIKE = ("easy", "dedup+easy")
+WHAT_MIGHT_CHANGE = ("a better encoder (a self-supervised one such as SwAV or DINO: --encoder resnet50 "
+                     "--weights FILE), more data (the gains grow with the initial size), or another metric "
+                     "(`curate scores`, e.g. a training-dynamics metric)")
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:.1f} pp"
 
 
 def _frac(f: float) -> str:
     return f"{100 * f:.0f}%" if abs(100 * f - round(100 * f)) < 1e-6 else f"{100 * f:.1f}%"
 
 
-def _min_fraction(curve: pd.DataFrame, fractions, full_error: float, tolerance: float) -> float | None:
-    """Smallest f such that every grid fraction from f up stays within ``tolerance`` of the full-data error."""
-    out = None
-    for f in sorted(fractions, reverse=True):
-        if float(curve.loc[f, "error_mean"]) <= full_error + tolerance + 1e-12:
-            out = float(f)
-        else:
-            break
+def _binom(e: float, holdout_size: int | None) -> float:
+    return math.sqrt(max(e * (1 - e), 1e-6) / holdout_size) if holdout_size else 0.0
+
+
+def setting_name(strategy: str, balance: str, metric: str) -> str:
+    """A setting in words: 'keep hard by ssl_prototype, class-floor balance'."""
+    words = {"hard": "keep the hardest", "easy": "keep the easiest", "random": "a random subset",
+             "ccs": "coverage-centric (CCS)", "dedup+hard": "deduplicate, then keep the hardest",
+             "dedup+easy": "deduplicate, then keep the easiest"}
+    out = words.get(strategy, strategy)
+    if strategy != "random":
+        out += f" by {metric}"
+    if balance != "none":
+        out += f", {balance} balance"
     return out
 
 
-def _loses_to_random(curve: pd.DataFrame, rnd: pd.DataFrame, fractions) -> float | None:
-    """Largest f at which ``curve`` is worse than random by more than their combined standard deviation."""
-    for f in sorted(fractions, reverse=True):
-        if f not in rnd.index:
-            continue
-        gap = float(curve.loc[f, "error_mean"] - rnd.loc[f, "error_mean"])
-        comb = math.hypot(float(curve.loc[f, "error_std"]), float(rnd.loc[f, "error_std"]))
-        if gap > comb:
-            return float(f)
-    return None
+# ---------------------------------------------------------------------------
+# the comparison table
+# ---------------------------------------------------------------------------
+
+def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_size: int | None,
+                tolerance: float) -> tuple[pd.DataFrame, float, float, int]:
+    """(table, full_error, its standard error, initial size) at the largest initial size.
+
+    One row per (strategy, balance, keep_fraction < 1): ``error``, ``error_se``, ``vs_full``,
+    ``vs_random`` (paired mean difference), ``vs_random_se``, ``n_pairs``, ``within_tolerance``,
+    ``verdict`` ("beats random" / "loses to random" / "as random").
+    """
+    c = curves.assign(balance=curves["balance"]) if "balance" in curves else curves.assign(balance="none")
+    q = c["initial_fraction"].max()
+    c = c[np.isclose(c["initial_fraction"], q)]
+    n_full = int(c["initial_size"].iloc[0])
+    base = c[(c["strategy"] == "random") & (c["balance"] == "none")].set_index("keep_fraction")
+    full = c[c["keep_fraction"] >= 1.0]
+    full_error = float(full["error_mean"].iloc[0]) if len(full) else float(c["error_mean"].min())
+    full_sem = float(full["error_std"].iloc[0] / math.sqrt(max(int(full["n_seeds"].iloc[0]), 1))) if len(full) else 0.0
+    full_se = max(full_sem, _binom(full_error, holdout_size))
+    pts = None
+    if points is not None and len(points):
+        pts = points.assign(balance=points["balance"]) if "balance" in points else points.assign(balance="none")
+        pts = pts[np.isclose(pts["initial_fraction"], q)]
+        rnd_pts = pts[(pts["strategy"] == "random") & (pts["balance"] == "none")]
+        rnd_by = {(float(f), int(sd)): float(e) for f, sd, e in zip(rnd_pts["keep_fraction"], rnd_pts["seed"],
+                                                                    rnd_pts["error"])}
+    rows = []
+    for r in c[c["keep_fraction"] < 1.0].itertuples():
+        f = float(r.keep_fraction)
+        e = float(r.error_mean)
+        se = max(float(r.error_std) / math.sqrt(max(int(r.n_seeds), 1)), _binom(e, holdout_size))
+        if f in base.index:
+            er = float(base.loc[f, "error_mean"])
+            diffs = None
+            if pts is not None:
+                mine = pts[(pts["strategy"] == r.strategy) & (pts["balance"] == r.balance)
+                           & np.isclose(pts["keep_fraction"], f)]
+                diffs = np.array([float(x) - rnd_by[(f, int(sd))] for x, sd in zip(mine["error"], mine["seed"])
+                                  if (f, int(sd)) in rnd_by])
+            if diffs is not None and len(diffs):
+                d = float(diffs.mean())
+                d_sem = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+                n_pairs = len(diffs)
+            else:  # no per-seed points: an unpaired difference of the means
+                d = e - er
+                d_sem = math.hypot(se, float(base.loc[f, "error_std"]) / math.sqrt(max(int(base.loc[f, "n_seeds"]),
+                                                                                           1)))
+                n_pairs = 0
+            is_random = r.strategy == "random" and r.balance == "none"
+            d_se = 0.0 if is_random else max(d_sem, math.hypot(_binom(e, holdout_size), _binom(er, holdout_size)))
+        else:
+            d, d_se, n_pairs, is_random = float("nan"), float("nan"), 0, False
+        if is_random or not np.isfinite(d):
+            verdict = "as random"
+        elif d < -SIGMAS * d_se:
+            verdict = "beats random"
+        elif d > SIGMAS * d_se:
+            verdict = "loses to random"
+        else:
+            verdict = "as random"
+        rows.append({"strategy": r.strategy, "balance": r.balance, "keep_fraction": f, "n_kept": int(r.n_kept),
+                     "error": e, "error_se": se, "vs_full": e - full_error, "vs_random": d, "vs_random_se": d_se,
+                     "n_pairs": n_pairs, "within_tolerance": bool(e <= full_error + tolerance + 1e-12),
+                     "verdict": verdict})
+    table = pd.DataFrame(rows, columns=["strategy", "balance", "keep_fraction", "n_kept", "error", "error_se",
+                                        "vs_full", "vs_random", "vs_random_se", "n_pairs", "within_tolerance",
+                                        "verdict"])
+    return table, full_error, full_se, n_full
+
+
+# ---------------------------------------------------------------------------
+# the regime
+# ---------------------------------------------------------------------------
+
+def _hard_vs_easy(curves: pd.DataFrame, q: float, holdout_size: int | None) -> dict | None:
+    """Mean (hard - easy) error over the pruned fractions at initial fraction ``q`` (balance none), with its SE."""
+    c = curves[np.isclose(curves["initial_fraction"], q) & (curves["keep_fraction"] < 1.0)]
+    if "balance" in c:
+        c = c[c["balance"] == "none"]
+    h = c[c["strategy"] == "hard"].set_index("keep_fraction")
+    e = c[c["strategy"] == "easy"].set_index("keep_fraction")
+    fs = sorted(set(h.index) & set(e.index))
+    if not fs:
+        return None
+    diff = (h.loc[fs, "error_mean"] - e.loc[fs, "error_mean"]).to_numpy()
+    se_each = []
+    for f in fs:
+        a = max(h.loc[f, "error_std"] / math.sqrt(max(h.loc[f, "n_seeds"], 1)), _binom(h.loc[f, "error_mean"],
+                                                                                       holdout_size))
+        b = max(e.loc[f, "error_std"] / math.sqrt(max(e.loc[f, "n_seeds"], 1)), _binom(e.loc[f, "error_mean"],
+                                                                                       holdout_size))
+        se_each.append(math.hypot(a, b))
+    se = float(np.sqrt(np.sum(np.square(se_each))) / len(fs))
+    hard_wins = [f for f, d in zip(fs, diff) if d < 0]
+    return {"mean_diff": float(diff.mean()), "se": se, "fractions": fs, "hard_wins": hard_wins,
+            "hard": float(h.loc[fs, "error_mean"].mean()), "easy": float(e.loc[fs, "error_mean"].mean()),
+            "n": int(c["initial_size"].iloc[0])}
+
+
+def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
+    """Which regime of the theory the data are in, from keep hard vs keep easy at the full and smallest sizes."""
+    qs = sorted(curves["initial_fraction"].unique())
+    big = _hard_vs_easy(curves, qs[-1], holdout_size)
+    small = _hard_vs_easy(curves, qs[0], holdout_size) if len(qs) > 1 else None
+    if big is None:
+        return {"regime": "unknown", "sentence": "", "prefer": None}
+    clear = abs(big["mean_diff"]) > SIGMAS * big["se"]
+    name = ("abundant" if big["mean_diff"] < 0 else "scarce") if clear else "unclear"
+    vs = (f"keep hard {_pct(big['hard'])} vs keep easy {_pct(big['easy'])} on average over keep fractions "
+          f"{_frac(big['fractions'][0])}-{_frac(big['fractions'][-1])}, difference "
+          f"{_pp(abs(big['mean_diff']))} ± {_pp(big['se'])}")
+    if name == "abundant":
+        text = (f"Regime: abundant data. At your full size ({big['n']:,} examples) keeping the hardest examples "
+                f"beats keeping the easiest ({vs}), as the theory predicts when data are plentiful: the easy "
+                "examples are already learned from a few of them, the hard ones still carry information.")
+    elif name == "scarce":
+        text = (f"Regime: scarce data. At your full size ({big['n']:,} examples) keeping the easiest examples "
+                f"beats keeping the hardest ({vs}), as the theory predicts when data are few: the prototypical "
+                "examples teach the basic rule, the hard ones look like noise to a model that has seen little.")
+    else:
+        text = (f"Regime: unclear. At your full size ({big['n']:,} examples) keep hard and keep easy differ by "
+                f"less than their uncertainty ({vs}); the theory says keep easy wins with scarce data and keep "
+                "hard with abundant data, and this grid cannot tell which side of the crossover you are on.")
+    if small is not None and small["n"] < big["n"]:
+        s_clear = abs(small["mean_diff"]) > SIGMAS * small["se"]
+        s_word = ("keep easy is lower" if small["mean_diff"] > 0 else "keep hard is lower") if s_clear else \
+            "neither is clearly lower"
+        text += (f" At the smallest initial size ({small['n']:,} examples) {s_word} "
+                 f"({_pct(small['hard'])} hard vs {_pct(small['easy'])} easy).")
+    prefer = "hard" if name == "abundant" else "easy" if name == "scarce" else None
+    return {"regime": name, "sentence": text, "prefer": prefer, "full": big, "smallest": small}
+
+
+# ---------------------------------------------------------------------------
+# the recommendation
+# ---------------------------------------------------------------------------
+
+def _direction(curves: pd.DataFrame, holdout_size: int | None) -> tuple[str, bool, str, dict]:
+    """The better of keep hard / keep easy at the full size: (direction, clear, evidence, mean errors)."""
+    q = curves["initial_fraction"].max()
+    he = _hard_vs_easy(curves, q, holdout_size)
+    if he is None:
+        return "hard", False, "keep hard and keep easy were not both estimated", {}
+    direction = "hard" if he["mean_diff"] <= 0 else "easy"
+    wins = len(he["hard_wins"]) if direction == "hard" else len(he["fractions"]) - len(he["hard_wins"])
+    clear = abs(he["mean_diff"]) > SIGMAS * he["se"] and wins > len(he["fractions"]) / 2
+    c = curves[np.isclose(curves["initial_fraction"], q) & (curves["keep_fraction"] < 1.0)]
+    rnd = c[(c["strategy"] == "random") & (c.get("balance", "none") == "none")]
+    mr = float(rnd[rnd["keep_fraction"].isin(he["fractions"])]["error_mean"].mean()) if len(rnd) else float("nan")
+    fs = he["fractions"]
+    evidence = (f"at the full initial size ({he['n']} examples), averaged over keep fractions "
+                f"{_frac(fs[0])}-{_frac(fs[-1])}: keep hard {_pct(he['hard'])}, keep easy {_pct(he['easy'])}, "
+                f"random {_pct(mr)} mean held-out error (difference {_pp(abs(he['mean_diff']))}, standard error "
+                f"{_pp(he['se'])}); keep hard is lower at {len(he['hard_wins'])} of {len(fs)} keep fractions")
+    return direction, bool(clear), evidence, {"hard": he["hard"], "easy": he["easy"], "random": mr}
+
+
+def _pick(table: pd.DataFrame, prefer: str | None) -> tuple[pd.Series | None, pd.Series | None]:
+    """(the recommended row, the random row at the same fraction) from the comparison table."""
+    ok = table[table["within_tolerance"] & (table["verdict"] != "loses to random")]
+    if ok.empty:
+        return None, None
+    beats_anywhere = (table["verdict"] == "beats random").any()
+    rnd = table[(table["strategy"] == "random") & (table["balance"] == "none")]
+    if not beats_anywhere:
+        rnd_ok = rnd[rnd["within_tolerance"]]
+        if rnd_ok.empty:
+            return None, None
+        row = rnd_ok.sort_values("keep_fraction").iloc[0]
+        return row, row
+    f = ok["keep_fraction"].min()
+    at = ok[np.isclose(ok["keep_fraction"], f)]
+    winners = at[at["verdict"] == "beats random"]
+    rnd_at = rnd[np.isclose(rnd["keep_fraction"], f)]
+    if winners.empty:
+        if len(rnd_at) and bool(rnd_at.iloc[0]["within_tolerance"]):
+            return rnd_at.iloc[0], rnd_at.iloc[0]
+        # nothing beats random at the smallest feasible fraction and random itself is not within tolerance
+        # there: the next fraction where a setting beats random and stays within tolerance
+        better = ok[ok["verdict"] == "beats random"]
+        f = better["keep_fraction"].min()
+        winners = better[np.isclose(better["keep_fraction"], f)]
+        rnd_at = rnd[np.isclose(rnd["keep_fraction"], f)]
+    best = winners.sort_values(["error", "strategy"]).iloc[0]
+    if prefer is not None:  # among settings tied with the best, follow the theory's direction
+        like = HARD_LIKE if prefer == "hard" else EASY_LIKE
+        tied = winners[(winners["error"] - best["error"]) <= SIGMAS * np.hypot(winners["error_se"], best["error_se"])]
+        tied = tied[tied["strategy"].isin(like)]
+        if len(tied) and best["strategy"] not in like:
+            best = tied.sort_values("error").iloc[0]
+    return best, (rnd_at.iloc[0] if len(rnd_at) else None)
+
+
+def _change(e: float, full: float, se: float) -> str:
+    d = e - full
+    if d <= 0:
+        return f"{_pp(-d)} lower than with all data (within noise: ± {_pp(se)})" if -d <= SIGMAS * se else \
+            f"{_pp(-d)} lower than with all data (± {_pp(se)})"
+    return f"{_pp(d)} higher than with all data (± {_pp(se)})"
 
 
 def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str = "linear",
-              encoder: str = "embedding", holdout_size: int | None = None) -> dict:
-    """Direction (hard or easy), the smallest harmless keep fraction, where pruning loses to random.
+              encoder: str = "embedding", holdout_size: int | None = None, points: pd.DataFrame | None = None,
+              beats_powerlaw: dict | None = None) -> dict:
+    """The recommended setting and its sentence; see the module docstring.
 
-    At the largest initial size: ``direction`` is the strategy with the lower
-    mean error over the keep fractions below 1; ``clear`` says whether the
-    difference exceeds twice its standard error (seed spread, floored by the
-    hold-out's binomial noise) *and* the same strategy wins at most keep
-    fractions.  ``min_fraction`` is the smallest f such that the chosen
-    strategy's error at every grid fraction from f up is within
-    ``tolerance`` of the full-data error (None if not even the largest
-    pruned fraction is).  ``loses_to_random_below`` is the largest f at which
-    the chosen strategy is worse than random by more than their combined
-    standard deviation.  ``alternative`` gives the other strategy's
-    ``min_fraction``; the sentence mentions it when it is better.
+    ``curves``: :func:`backend.scaling.analysis.aggregate` of the grid;
+    ``points``: the per-seed points (for the paired comparison with random;
+    without them the comparison is unpaired).  Returns ``setting`` (strategy,
+    balance, metric, keep_fraction; None when no fraction is within the
+    tolerance), ``beats_random``, ``sentence``, ``comparisons`` (the table
+    the sentence rests on), ``regime``, and the older keys ``direction``
+    (the better of keep hard / keep easy), ``min_fraction`` (the recommended
+    keep fraction), ``full_error``, ``loses_to_random_below``, ``evidence``,
+    ``proxy_note``, ``alternative``.
     """
-    full_q = curves["initial_fraction"].max()
-    c = curves[np.isclose(curves["initial_fraction"], full_q)]
-    n_full = int(c["initial_size"].iloc[0])
-
-    def curve(st):
-        return c[c["strategy"] == st].set_index("keep_fraction").sort_index()
-
-    hard, easy, rnd = curve("hard"), curve("easy"), curve("random")
-    full_error = float(rnd.loc[1.0, "error_mean"]) if 1.0 in rnd.index else float(c["error_mean"].min())
-    pruned = sorted(f for f in hard.index if f < 1.0)
+    table, full_error, full_se, n_full = comparisons(curves, points, holdout_size=holdout_size, tolerance=tolerance)
     kind = "linear probe (multinomial logistic regression)" if probe == "linear" else "small MLP probe"
-    proxy_note = (f"These numbers come from a {kind} "
-                  f"trained on the frozen {encoder} embeddings, not from your final model: trust the direction and "
-                  "the rough size of the effect, not the exact error of a network trained end to end.")
-    if not pruned:
-        sentence = (f"With all {n_full} examples the probe's held-out error is {_pct(full_error)}; "
-                    "the grid has no keep fraction below 100%, so there is nothing to compare.")
-        return {"direction": "hard", "evidence": "no keep fraction below 1 in the grid", "min_fraction": None,
-                "tolerance": float(tolerance), "full_error": full_error, "loses_to_random_below": None,
-                "sentence": sentence, "proxy_note": proxy_note, "initial_size": n_full, "clear": False,
-                "alternative": None}
-    eh, ee = hard.loc[pruned, "error_mean"], easy.loc[pruned, "error_mean"]
-    mh, me = float(eh.mean()), float(ee.mean())
-    mr = float(rnd.loc[pruned, "error_mean"].mean()) if set(pruned) <= set(rnd.index) else float("nan")
-    direction = "hard" if mh <= me else "easy"
-    chosen, other_curve = (hard, easy) if direction == "hard" else (easy, hard)
-    # standard error of the mean difference over the fractions: seed spread, floored by hold-out noise
-    se = np.sqrt(hard.loc[pruned, "error_std"] ** 2 / hard.loc[pruned, "n_seeds"]
-                 + easy.loc[pruned, "error_std"] ** 2 / easy.loc[pruned, "n_seeds"]).to_numpy()
-    if holdout_size:
-        se = np.maximum(se, np.sqrt((eh * (1 - eh) + ee * (1 - ee)).to_numpy() / holdout_size))
-    se_mean = float(np.sqrt((se ** 2).sum()) / len(pruned))
-    hard_wins = [f for f in pruned if eh[f] < ee[f]]
-    wins = len(hard_wins) if direction == "hard" else len(pruned) - len(hard_wins)
-    clear = abs(mh - me) > 2 * se_mean and wins > len(pruned) / 2
-    rng_txt = f"{_frac(pruned[0])}-{_frac(pruned[-1])}" if len(pruned) > 1 else _frac(pruned[0])
-    evidence = (f"at the full initial size ({n_full} examples), averaged over keep fractions {rng_txt}: "
-                f"keep hard {_pct(mh)}, keep easy {_pct(me)}, random {_pct(mr)} mean held-out error "
-                f"(difference {100 * abs(mh - me):.1f} pp, standard error {100 * se_mean:.1f} pp); keep hard is "
-                f"lower at {len(hard_wins)} of {len(pruned)} keep fractions"
-                + (f" ({', '.join(_frac(f) for f in hard_wins)})" if 0 < len(hard_wins) < len(pruned) else ""))
-    min_fraction = _min_fraction(chosen, pruned, full_error, tolerance)
-    alt_min = _min_fraction(other_curve, pruned, full_error, tolerance)
-    loses = _loses_to_random(chosen, rnd, pruned)
-    word, other = ("hardest", "easiest") if direction == "hard" else ("easiest", "hardest")
-    if clear:
-        parts = [(f"At your full data size ({n_full} examples) keeping the {word} examples ({metric}) is better "
-                  f"than keeping the {other}")]
+    proxy_note = (f"These numbers come from a {kind} trained on the frozen {encoder} embeddings, not from your "
+                  "final model: trust the direction and the rough size of the effect, not the exact error of a "
+                  "network trained end to end (`curate verify` trains one from scratch to check).")
+    direction, clear, evidence, mean_error = _direction(curves, holdout_size)
+    reg = regime(curves, holdout_size)
+    tol = _pp(tolerance)
+    out = {"direction": direction, "clear": clear, "evidence": evidence, "tolerance": float(tolerance),
+           "full_error": full_error, "full_error_se": full_se, "initial_size": n_full, "proxy_note": proxy_note,
+           "regime": {k: v for k, v in reg.items() if k in ("regime", "sentence", "prefer")},
+           "comparisons": table.to_dict(orient="records"), "holdout_size": holdout_size, "mean_error": mean_error,
+           "metric": metric}
+    if table.empty:
+        sentence = (f"With all {n_full:,} examples the probe's held-out error is {_pct(full_error)} "
+                    f"± {_pp(full_se)}; the grid has no keep fraction below 100%, so there is nothing to compare.")
+        return {**out, "setting": None, "beats_random": False, "min_fraction": None, "loses_to_random_below": None,
+                "sentence": sentence, "alternative": None}
+    row, rnd_row = _pick(table, reg["prefer"])
+    beats_anywhere = bool((table["verdict"] == "beats random").any())
+    parts = []
+    if not beats_anywhere:
+        best = table[table["strategy"] != "random"].sort_values("vs_random")
+        best_txt = ""
+        if len(best):
+            b = best.iloc[0]
+            best_txt = (f" (the closest: {setting_name(b.strategy, b.balance, metric)} at {_frac(b.keep_fraction)}, "
+                        f"{100 * b.vs_random:+.1f} ± {_pp(b.vs_random_se)} against random)")
+        if row is not None:
+            parts.append(f"A random {_frac(row.keep_fraction)} is as good as any metric here: no setting estimated "
+                         f"beats a random subset of the same size by more than {SIGMAS:g} standard errors at any "
+                         f"keep fraction{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}.")
+            parts.append(f"A random {_frac(row.keep_fraction)} ({row.n_kept:,} examples) is estimated at "
+                         f"{_pct(row.error)} ± {_pp(row.error_se)}, {_change(row.error, full_error, row.error_se)} "
+                         f"({_pct(full_error)} ± {_pp(full_se)}), within the {tol} tolerance.")
+        else:
+            parts.append(f"No setting beats a random subset of the same size, and no keep fraction tested stays "
+                         f"within {tol} of the full data's {_pct(full_error)} ± {_pp(full_se)}: keep all the data"
+                         f"{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}.")
+    elif row is None:
+        parts.append(f"No keep fraction tested stays within {tol} of the full data's {_pct(full_error)} "
+                     f"± {_pp(full_se)} without losing to random: keep all the data, or accept a larger tolerance.")
     else:
-        first = (f"At your full data size ({n_full} examples) keeping the {word} examples ({metric}) is only "
-                 f"marginally better on average than keeping the {other} ({_pct(min(mh, me))} vs "
-                 f"{_pct(max(mh, me))})")
-        if wins <= len(pruned) / 2:
-            first += (f", and keeping the {other} is lower at {len(pruned) - wins} of {len(pruned)} keep "
-                      "fractions")
-        parts = [first]
-    tol = f"{100 * tolerance:.1f} pp"
-    if min_fraction is not None:
-        est = float(chosen.loc[min_fraction, "error_mean"])
-        parts.append(f"keeping {_frac(min_fraction)} costs at most {tol} held-out error "
-                     f"(estimated {_pct(est)} vs {_pct(full_error)} with all data)")
-    else:
-        parts.append(f"every keep-{word} fraction tested costs more than {tol} held-out error "
-                     f"({_pct(full_error)} with all data)")
-    if alt_min is not None and (min_fraction is None or alt_min < min_fraction):
-        parts[-1] += (f", while keeping the {other} {_frac(alt_min)} costs at most {tol} "
-                      f"(estimated {_pct(float(other_curve.loc[alt_min, 'error_mean']))})")
-    if loses is not None:
-        tail = ""
-        if min_fraction is not None and loses >= min_fraction and min_fraction in rnd.index:
-            tail = (f" (a random {_frac(min_fraction)} is estimated at "
-                    f"{_pct(float(rnd.loc[min_fraction, 'error_mean']))})")
-        parts.append(f"at {_frac(loses)} or less keeping the {word} loses to random{tail}")
-    else:
-        parts.append(f"keeping the {word} does not lose to random anywhere on the grid (down to "
-                     f"{_frac(pruned[0])})")
-    sentence = "; ".join(parts) + "."
-    return {"direction": direction, "evidence": evidence, "min_fraction": min_fraction, "tolerance": float(tolerance),
-            "full_error": full_error, "loses_to_random_below": loses, "sentence": sentence,
-            "proxy_note": proxy_note, "initial_size": n_full, "clear": bool(clear),
-            "alternative": {"direction": "easy" if direction == "hard" else "hard", "min_fraction": alt_min},
-            "mean_error": {"hard": mh, "easy": me, "random": mr}}
+        name = setting_name(row.strategy, row.balance, metric)
+        if row.strategy == "random":
+            parts.append(f"A random {_frac(row.keep_fraction)} is as good as any metric at that size: nothing "
+                         f"estimated beats random there. It is estimated at {_pct(row.error)} ± {_pp(row.error_se)}, "
+                         f"{_change(row.error, full_error, row.error_se)} ({_pct(full_error)} ± {_pp(full_se)}).")
+        else:
+            vs = (f"{_pp(-row.vs_random)} ± {_pp(row.vs_random_se)} lower than a random {_frac(row.keep_fraction)}"
+                  + (f" (paired over {row.n_pairs} seeds)" if row.n_pairs else ""))
+            parts.append(f"Recommended: {name}, keeping {_frac(row.keep_fraction)} ({row.n_kept:,} examples). "
+                         f"Estimated held-out error {_pct(row.error)} ± {_pp(row.error_se)}, "
+                         f"{_change(row.error, full_error, row.error_se)} ({_pct(full_error)} ± {_pp(full_se)}), "
+                         f"within the {tol} tolerance, and {vs}.")
+    loses = None
+    if row is not None and row.strategy != "random":
+        mine = table[(table["strategy"] == row.strategy) & (table["balance"] == row.balance)]
+        worse = mine[mine["verdict"] == "loses to random"]
+        if len(worse):
+            loses = float(worse["keep_fraction"].max())
+            parts.append(f"At {_frac(loses)} or less this setting loses to random.")
+    elif row is None or row.strategy == "random":
+        hard = table[(table["strategy"] == direction) & (table["balance"] == "none")]
+        worse = hard[hard["verdict"] == "loses to random"]
+        loses = float(worse["keep_fraction"].max()) if len(worse) else None
+        if loses is not None:
+            parts.append(f"Keeping the {'hardest' if direction == 'hard' else 'easiest'} loses to random at "
+                         f"{_frac(loses)} or less.")
+    if reg["sentence"]:
+        parts.append(reg["sentence"])
+    if holdout_size and holdout_size < SMALL_HOLDOUT:
+        parts.append(f"The hold-out has only {holdout_size:,} examples: every error here is uncertain by about "
+                     f"± {_pp(_binom(full_error, holdout_size))}; treat differences smaller than that as noise.")
+    if beats_powerlaw and beats_powerlaw.get("beats"):
+        parts.append("The Pareto frontier lies below the power law of random subsets by more than "
+                     f"{beats_powerlaw.get('sigmas', 2):g} standard errors (hold-out noise included) at "
+                     f"n = {', '.join(f'{n:,}' for n in beats_powerlaw['where'])}.")
+    setting = None
+    if row is not None:
+        setting = {"strategy": str(row.strategy), "balance": str(row.balance),
+                   "metric": None if row.strategy == "random" else metric, "keep_fraction": float(row.keep_fraction)}
+    alternative = None
+    if row is not None:
+        others = table[table["within_tolerance"] & (table["verdict"] == "beats random")
+                       & ~((table["strategy"] == row.strategy) & (table["balance"] == row.balance))]
+        if len(others):
+            a = others.sort_values(["keep_fraction", "error"]).iloc[0]
+            alternative = {"direction": str(a.strategy), "strategy": str(a.strategy), "balance": str(a.balance),
+                           "min_fraction": float(a.keep_fraction)}
+    return {**out, "setting": setting, "beats_random": beats_anywhere and row is not None and row.strategy != "random",
+            "min_fraction": None if row is None else float(row.keep_fraction), "loses_to_random_below": loses,
+            "sentence": " ".join(parts), "alternative": alternative}
