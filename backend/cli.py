@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, help="images per batch (default: 256 for pixels and on CUDA, "
                                                     "32 for CNNs on a CPU)")
     r.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers (default: min(4, cores))")
+    from .runners import RUNNERS
+
+    r.add_argument("--engine", default="local", choices=list(RUNNERS),
+                   help="where the embedding and nearest-centroid passes run, same results on each: "
+                        + RUNNERS.help("local") + "; ray needs pip install 'curation-studio[ray]'")
+    r.add_argument("--address", help="--engine ray: the cluster, auto (the one `ray start` started here) or "
+                                     "HOST:PORT (default: a Ray instance started on this machine)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     s = sub.add_parser("select", help="write the kept subset (.csv/.parquet/.json/.txt) and its manifest",
@@ -187,7 +194,8 @@ def cmd_run(args) -> int:
                            image_size=args.image_size, k=args.k, seed=args.seed, device=args.device,
                            map_method=args.map_method, data_root=args.data_root, download=args.download,
                            manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
-                           num_workers=args.num_workers, reporter=rep)
+                           num_workers=args.num_workers,
+                           engine=args.engine, address=args.address, reporter=rep)
     finally:
         rep.end_stage()  # close a progress bar, so an error message starts on its own line
     _print_summary(run.summary(), args.json)

@@ -35,6 +35,9 @@ class PipelineConfig:
     num_workers: int | None = None
     # difficulty metrics to compute; None = every registered metric whose registration says default=True
     metrics: tuple[str, ...] | None = None
+    # where the embedding and nearest-centroid passes run (backend/runners): local | ray; address for ray
+    engine: str = "local"
+    address: str | None = None
 
     @classmethod
     def from_kwargs(cls, source: str, **kw: Any) -> "PipelineConfig":
@@ -68,6 +71,11 @@ class PipelineConfig:
             raise CurateError(f"--limit must be a positive number of examples (got {self.limit})")
         if self.kmeans_iters < 1:
             raise CurateError(f"k-means iterations must be at least 1 (got {self.kmeans_iters})")
+        from .runners import RUNNERS
+
+        RUNNERS.entry(self.engine)  # unknown -> one line listing the engines
+        if self.address is not None and self.engine == "local":
+            raise CurateError("--address is for --engine ray: add --engine ray or leave --address out")
         for name in self.metrics or ():
             METRICS.entry(name)  # unknown -> one line listing the choices
         return self

@@ -40,7 +40,10 @@ def run(workdir: Path, emb: Embeddings, pool: np.ndarray, k: int, cfg: PipelineC
         if len(pool) < k:
             raise CurateError(f"{len(pool)} examples is fewer than k={k} clusters: pass --k {len(pool)} or less")
         km = SphericalKMeans(k, n_iter=cfg.kmeans_iters, random_state=cfg.seed, device=dev).fit(emb.array, pool)
-        assign, sim = km.predict(emb.array, pool)
+        from ..runners import get_runner  # the fit is on a sample here; the assignment can run on a cluster
+
+        runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
+        assign, sim = runner.assign(emb.array, km.centroids_, pool, device=dev)
         d = st.prepare()
         write_npy(d / "centroids.npy", km.centroids_)
         write_npy(d / "assign.npy", assign)

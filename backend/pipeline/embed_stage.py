@@ -31,7 +31,7 @@ def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Rep
         rep.stage("embeddings", cached=True, detail="precomputed embeddings from the source")
         return Embeddings(key=f"precomputed-{src.fingerprint}", array=src.embeddings,
                           info={"dim": int(src.embeddings.shape[1]), "encoder": "precomputed"})
-    from .. import pipeline  # compute_embeddings is looked up there, so tests can patch it
+    from ..runners import get_runner
 
     st = Stage(workdir, "embeddings", VERSION, {"source": src.fingerprint, "encoder": enc.identity})
     pool_rows = np.flatnonzero(src.index["split"].to_numpy() == "train")
@@ -42,8 +42,10 @@ def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Rep
         batch_size = cfg.batch_size
         if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
             batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else 32
-        info = pipeline.compute_embeddings(src, enc, st.prepare(), device=dev, batch_size=batch_size,
-                                           num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
+        # local: backend.pipeline.compute_embeddings (tests patch it there); ray: backend/runners/ray_engine.py
+        runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
+        info = runner.embed(src, enc, st.prepare(), device=dev, batch_size=batch_size,
+                            num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
         st.finish(**info, identity=enc.identity)
         rep.end_stage()
     meta = st.meta()
