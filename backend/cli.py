@@ -240,18 +240,59 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _app_hosts(address: str) -> list[str]:
+    """Host names the app answers to (server.allowedHosts): loopback names and the bound address."""
+    hosts = ["localhost", "127.0.0.1", "::1"]
+    if address in ("0.0.0.0", "::", ""):  # every interface, on purpose: the machine's name too
+        import socket
+
+        hosts.append(socket.gethostname())
+    elif address not in hosts:
+        hosts.append(address)
+    return hosts
+
+
+def _runs_outside(workdir: Path, allowed: list[Path]) -> list[str]:
+    """Image folders of the workdir's runs that the app will not be allowed to read."""
+    out = []
+    for cfg in sorted(workdir.glob("runs/*/run.json")):
+        try:
+            src = json.loads(cfg.read_text()).get("source", {})
+        except (OSError, ValueError):
+            continue
+        if src.get("kind") not in ("folder", "manifest") or not src.get("spec"):
+            continue
+        folder = Path(src["spec"]).resolve()
+        folder = folder if src["kind"] == "folder" else folder.parent
+        if not any(folder == d or folder.is_relative_to(d) for d in allowed) and str(folder) not in out:
+            out.append(str(folder))
+    return out
+
+
 def cmd_app(args) -> int:
     app = Path(__file__).resolve().parent.parent / "curation_app" / "app.py"
     if not app.exists():
         raise CurateError(f"the app is not installed ({app} is missing): reinstall curation-studio")
     workdir = Path(args.workdir).expanduser().resolve()
+    allowed = [workdir] + [Path(d).expanduser().resolve() for d in args.allow_dir]
+    # CURATE_ALLOWED_DIRS confines every read of the backend's sources in the server process
+    # (folder walks, manifest rows, thumbnails): see backend/sources/confine.py
     env = dict(os.environ, CURATE_WORKDIR=str(workdir),
-               CURATE_ALLOWED_DIRS=os.pathsep.join([str(workdir)] + [str(Path(d).resolve()) for d in args.allow_dir]))
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+               CURATE_ALLOWED_DIRS=os.pathsep.join(str(d) for d in dict.fromkeys(allowed)))
+    hosts = _app_hosts(args.address)
+    # curation_app.serve is `streamlit run` with Streamlit's public-IP lookups switched off (no outbound request);
+    # server.allowedHosts refuses WebSockets whose Host is not this machine's (DNS rebinding)
+    cmd = [sys.executable, "-m", "curation_app.serve", "run", str(app), "--server.headless", "true",
            "--server.address", args.address, "--server.port", str(args.port),
+           "--server.enableCORS", "true", "--server.enableXsrfProtection", "true",
            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+    for host in hosts:
+        cmd += ["--server.allowedHosts", host]
     print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop",
           flush=True)
+    for folder in _runs_outside(workdir, allowed):
+        print(f"note: the images in {folder} are outside the folders the app may read: pass --allow-dir {folder} "
+              "to see them", flush=True)
     # replace this process, so Ctrl-C and kill reach Streamlit itself (a child would be orphaned)
     os.execve(sys.executable, cmd, env)
     return 0  # pragma: no cover - execve does not return
