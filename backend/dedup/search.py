@@ -20,14 +20,16 @@ Memory is bounded: clusters are processed in *waves* of consecutive clusters
 holding about ``wave_rows`` rows (a cluster larger than that is a wave of its
 own: its rows must be in memory together), each wave's rows are gathered
 from the (memory-mapped) embeddings, normalised, and their mapped pages
-released; the similarity matrix of a cluster is computed ``block`` rows at a
-time (``block x cluster size`` floats), never N x N.  Work: the sum over
-clusters of ``size^2 * D`` multiply-adds, i.e. about ``N^2 D / K`` for equal
-clusters (5e11 for 1M x 512, K = 1000).
+released; the similarity matrix of a cluster is computed ``ROW_BLOCK`` rows at a
+time against the rows before them (at most ``ROW_BLOCK x cluster size``
+floats), never N x N, and only its lower half.  Work: the sum over
+clusters of ``size^2 * D / 2`` multiply-adds, i.e. about ``N^2 D / (2K)`` for
+equal clusters (2.6e11 for 1M x 512, K = 1000).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -37,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 WAVE_ROWS = 131072          # rows gathered at once (256 MB at D = 512)
-BLOCK_BYTES = 64 << 20      # one block of the similarity matrix
+BLOCK_BYTES = 64 << 20      # at most this much of the similarity matrix at once
+ROW_BLOCK = 256             # rows per block (the masked diagonal block is ROW_BLOCK^2)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -73,6 +76,23 @@ def within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, example_i
     earlier_sim = np.full(n, -np.inf, np.float32)
     parent = np.full(n, -1, np.int64)
     dev = torch.device(device)
+    with _torch_threads(device):
+        _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim, earlier_sim, parent,
+                      progress)
+    # back from SemDeDup's order to the positions of ``rows``
+    out_max = np.empty_like(max_sim)
+    out_earlier = np.empty_like(earlier_sim)
+    out_parent = np.empty_like(parent)
+    out_max[order] = max_sim
+    out_earlier[order] = earlier_sim
+    out_parent[order] = np.where(parent >= 0, order[np.maximum(parent, 0)], -1)
+    return NeighbourArrays(max_sim=out_max, earlier_sim=out_earlier, parent=out_parent, order=order)
+
+
+def _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim, earlier_sim, parent, progress):
+    import torch
+
+    n = len(rows)
     done = 0
     ci = 0
     while ci < len(starts):
@@ -94,59 +114,104 @@ def within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, example_i
         if progress is not None:
             progress(done, n)
         ci = cj
-    # back from SemDeDup's order to the positions of ``rows``
-    out_max = np.empty_like(max_sim)
-    out_earlier = np.empty_like(earlier_sim)
-    out_parent = np.empty_like(parent)
-    out_max[order] = max_sim
-    out_earlier[order] = earlier_sim
-    out_parent[order] = np.where(parent >= 0, order[np.maximum(parent, 0)], -1)
-    return NeighbourArrays(max_sim=out_max, earlier_sim=out_earlier, parent=out_parent, order=order)
+
+
+@contextlib.contextmanager
+def _torch_threads(device: str):
+    """All CPU threads, or one when the machine is already busier than its cores.
+
+    The blocks are small GEMMs; with several OpenMP threads on oversubscribed
+    cores they spend most of their time at barriers (measured 3-4x slower
+    than one thread at load 8 on 2 cores).  ``CURATE_DEDUP_THREADS=N``
+    overrides the choice.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    n = before
+    env = os.environ.get("CURATE_DEDUP_THREADS")
+    if env:
+        n = max(1, int(env))
+    elif not str(device).startswith("cuda"):
+        try:
+            if os.getloadavg()[0] > len(os.sched_getaffinity(0)) + 0.5:
+                n = 1
+        except (AttributeError, OSError):
+            pass
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def _one_cluster(x):
-    """(max_sim, earlier_sim, parent index within the cluster or -1) for the unit rows ``x`` of one cluster."""
+    """(max_sim, earlier_sim, parent index within the cluster or -1) for the unit rows ``x`` of one cluster.
+
+    Symmetry halves the work: row block [r0, r1) is multiplied only with rows
+    [0, r1) (itself and everything earlier).  Its row-wise maximum over those
+    columns (strictly earlier ones inside the diagonal block) is the block's
+    ``earlier_sim``/``parent``; its column-wise maximum is, for the earlier
+    rows, the best *later* partner seen so far.  ``max_sim`` is the larger of
+    the two.  Only a B x B triangle is ever masked.  On a CPU the reductions
+    run in numpy on the product's memory (single-threaded numpy reductions are
+    several times faster than torch's on small blocks); on CUDA in torch.
+    """
     import torch
 
     m = x.shape[0]
-    block = max(1, min(m, BLOCK_BYTES // (4 * m)))
-    max_sim = torch.empty(m, dtype=torch.float32, device=x.device)
-    earlier = torch.empty(m, dtype=torch.float32, device=x.device)
-    parent = torch.empty(m, dtype=torch.int64, device=x.device)
-    neg_inf = float("-inf")
-    tri = None
+    block = max(1, min(ROW_BLOCK, m, BLOCK_BYTES // (4 * m)))
+    on_cpu = x.device.type == "cpu"
+    lib = np if on_cpu else torch
+    later = np.full(m, -np.inf, np.float32) if on_cpu else torch.full((m,), float("-inf"), device=x.device)
+    earlier = np.empty(m, np.float32) if on_cpu else torch.empty(m, device=x.device)
+    parent = np.empty(m, np.int64) if on_cpu else torch.empty(m, dtype=torch.int64, device=x.device)
+    buf = torch.empty(block * m, dtype=torch.float32, device=x.device)
+    tri = np.triu(np.ones((block, block), bool))  # j >= i: not an earlier partner
+    tri = tri if on_cpu else torch.from_numpy(tri).to(x.device)
     for r0 in range(0, m, block):
         r1 = min(m, r0 + block)
-        s = x[r0:r1] @ x.T  # (r1 - r0) x m
-        s[:, r0:r1].fill_diagonal_(neg_inf)  # never oneself
-        max_sim[r0:r1] = s.max(dim=1).values
-        # earlier members only: columns < own position (columns >= r1 are all later)
-        if tri is None or tri.shape[0] != r1 - r0:
-            tri = torch.ones(r1 - r0, r1 - r0, dtype=torch.bool, device=x.device).triu_()
-        s[:, r0:r1].masked_fill_(tri, neg_inf)
-        v, i = s[:, :r1].max(dim=1)
-        earlier[r0:r1] = v
+        b = r1 - r0
+        st = buf[:b * r1].view(b, r1)
+        torch.mm(x[r0:r1], x[:r1].T, out=st)
+        s = st.numpy() if on_cpu else st
+        if on_cpu:
+            s[:, r0:r1][tri[:b, :b]] = -np.inf  # keep only strictly earlier partners inside the block
+            i = s.argmax(axis=1)
+            earlier[r0:r1] = s[np.arange(b), i]
+        else:
+            s[:, r0:r1].masked_fill_(tri[:b, :b], float("-inf"))
+            v, i = s.max(dim=1)
+            earlier[r0:r1] = v
         parent[r0:r1] = i
-    max_sim = max_sim.clamp_(-1.0, 1.0).cpu().numpy()
-    earlier_np = earlier.cpu().numpy()
-    parent_np = parent.cpu().numpy()
-    first = ~np.isfinite(earlier_np)
-    parent_np[first] = -1
-    earlier_np = np.where(first, -np.inf, np.clip(earlier_np, -1.0, 1.0)).astype(np.float32)
-    return max_sim, earlier_np, parent_np
+        # column maxima: the best later partner of every earlier row (and, in the block, of its own rows)
+        lib.maximum(later[:r1], s.max(axis=0) if on_cpu else s.amax(dim=0), out=later[:r1])
+    if not on_cpu:
+        later, earlier, parent = later.cpu().numpy(), earlier.cpu().numpy(), parent.cpu().numpy()
+    max_sim = np.clip(np.maximum(earlier, later), -1.0, 1.0)
+    first = ~np.isfinite(earlier)
+    parent[first] = -1
+    earlier = np.where(first, -np.inf, np.clip(earlier, -1.0, 1.0)).astype(np.float32)
+    return max_sim, earlier, parent
 
 
-def _gather_normalised(x, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of ``x`` as unit float32 rows, in the order of ``idx``; mapped pages released afterwards."""
+def _gather_normalised(x, idx: np.ndarray, piece: int = 8192) -> np.ndarray:
+    """Rows ``idx`` of ``x`` as unit float32 rows, in the order of ``idx``.
+
+    The rows are read in file order, ``piece`` at a time, and the mapped pages
+    of each piece are released right after it (a piece of sorted indices
+    spans one stretch of the file, which the kernel's read-ahead pulls in
+    whole): the resident size grows by about one stretch, not by the file.
+    """
+    buf = np.empty((len(idx), x.shape[1]), np.float32)
     if len(idx) == 0:
-        return np.zeros((0, x.shape[1]), np.float32)
+        return buf
     srt = np.argsort(idx, kind="stable")
     sorted_idx = idx[srt]
-    buf = np.empty((len(idx), x.shape[1]), np.float32)
-    tmp = np.asarray(x[sorted_idx], dtype=np.float32)  # one pass over the file in row order
-    buf[srt] = tmp
-    del tmp
-    _release_pages(x, int(sorted_idx[0]), int(sorted_idx[-1]) + 1)
+    for a in range(0, len(idx), piece):
+        part = sorted_idx[a:a + piece]
+        buf[srt[a:a + piece]] = x[part]
+        _release_pages(x, int(part[0]), int(part[-1]) + 1)
     norms = np.sqrt(np.einsum("ij,ij->i", buf, buf))
     buf /= np.maximum(norms, 1e-12)[:, None]
     return buf
