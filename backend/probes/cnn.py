@@ -299,7 +299,10 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=0.25)
+    if total >= 10:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+    else:  # too few steps for a warm-up and an annealing phase: a constant rate
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     history: list[dict] = []
     step, start_epoch = 0, 0
     ckdir = Path(checkpoint_dir) if checkpoint_dir else None
