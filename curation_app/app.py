@@ -26,6 +26,7 @@ PAGES = [
     st.Page(HERE / "views/difficulty.py", title="Difficulty", icon=":material/signal_cellular_alt:",
             url_path="difficulty"),
     st.Page(HERE / "views/prune.py", title="Prune", icon=":material/content_cut:", url_path="prune"),
+    st.Page(HERE / "views/metrics.py", title="Metrics", icon=":material/leaderboard:", url_path="metrics"),
     st.Page(HERE / "views/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]
 

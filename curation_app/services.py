@@ -204,3 +204,39 @@ def theory_figure(theta_deg: float, pool_alpha: float):
     fig = figures.theory_figure(t["alphas"], t["curves"], THEORY_FS, t["random"], t["frontier"],
                                 theta_deg=theta_deg, pool_alpha=pool_alpha)
     return fig, t
+
+
+# ---------------------------------------------------------------------------
+# metric benchmark and redundancy (backend.scores.benchmark, backend.dedup)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def metric_benchmark(run_dir: str, run_key: str, columns: tuple[str, ...]):
+    """The cached ``curate benchmark-metrics`` result with its default settings, or None (never computes).
+
+    ``columns`` (the run's score columns) is part of the key: importing or computing a metric changes it."""
+    from backend.scores.benchmark import load_benchmark
+
+    return load_benchmark(load_run(run_dir))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Comparing the metrics...")
+def metric_agreement(run_dir: str, run_key: str, columns: tuple[str, ...], fraction: float):
+    """(Spearman matrix, kept-set overlap matrix) between the score columns (no training: fast)."""
+    from backend.scores.benchmark import agreement
+
+    return agreement(load_run(run_dir), list(columns), fraction=fraction)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding near-duplicates inside every cluster...")
+def dedup_index(run_dir: str, run_key: str):
+    """The run's SemDeDup index (one exact within-cluster search, cached on disk too)."""
+    from backend.dedup import run_index
+
+    return run_index(load_run(run_dir))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def dedup_at(run_dir: str, run_key: str, threshold: float):
+    """The deduplication at one similarity threshold (O(N) from the cached index)."""
+    return dedup_index(run_dir, run_key).at(eps=1.0 - float(threshold))
