@@ -27,6 +27,7 @@ PAGES = [
             url_path="difficulty"),
     st.Page(HERE / "views/prune.py", title="Prune", icon=":material/content_cut:", url_path="prune"),
     st.Page(HERE / "views/metrics.py", title="Metrics", icon=":material/leaderboard:", url_path="metrics"),
+    st.Page(HERE / "views/redundancy.py", title="Redundancy", icon=":material/content_copy:", url_path="redundancy"),
     st.Page(HERE / "views/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]
 

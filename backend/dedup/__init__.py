@@ -12,6 +12,7 @@ Stable API (other modules build on it: keep these signatures)::
     res.representative  # int per row: table position of the kept member that stands for it (itself if kept)
     res.eps, res.threshold (= 1 - eps), res.n_kept, res.n_removed, res.n_groups
     res.removed_frame(run.table), res.kept_frame(run.table)   # DataFrames for export / display
+    res.groups_frame(), res.members(g)          # groups (largest first) and one group's members, kept first
 
     idx = run_index(run)                        # the cached per-example index (one exact search)
     idx.at(eps=...) / idx.at(target_fraction=...)   # any threshold in O(N), no new search
@@ -42,10 +43,12 @@ from .core import (
     DedupIndex,
     DedupResult,
     dedup_index,
+    pairwise_similarity,
     representatives,
     run_index,
     semdedup,
 )
 from .export import write_dedup
 
-__all__ = ["DedupIndex", "DedupResult", "dedup_index", "representatives", "run_index", "semdedup", "write_dedup"]
+__all__ = ["DedupIndex", "DedupResult", "dedup_index", "pairwise_similarity", "representatives", "run_index",
+           "semdedup", "write_dedup"]

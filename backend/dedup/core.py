@@ -113,6 +113,13 @@ def _curve(earlier_sim: np.ndarray, thresholds: np.ndarray, group) -> pd.DataFra
                          "share_removed": n_removed / max(n, 1)})
 
 
+def pairwise_similarity(embeddings, rows) -> np.ndarray:
+    """Cosine similarity matrix of a few embedding ``rows`` (e.g. one duplicate group's members)."""
+    x = np.asarray(embeddings[np.asarray(rows, np.int64)], np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.clip(x @ x.T, -1.0, 1.0)
+
+
 def representatives(parent: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """For every example, the kept example its chain of "duplicate of" ends at (itself when kept).
 
@@ -148,6 +155,7 @@ class DedupResult:
     n_groups: int
     target_fraction: float | None = None
     eps_requested: float | None = None
+    _by_group: tuple | None = field(default=None, repr=False)
 
     @property
     def kept(self) -> np.ndarray:
@@ -197,6 +205,37 @@ class DedupResult:
                 if col in table.columns:
                     df.insert(1, col, table[col].to_numpy()[pos])
         return df
+
+    def groups_frame(self) -> pd.DataFrame:
+        """One row per duplicate group: size, kept representative, the highest and lowest similarity of a
+        removed member to the member it duplicates, cluster.  Largest first (ties: most similar first)."""
+        pos = np.flatnonzero(self.group >= 0)
+        g = self.group[pos]
+        sizes = np.bincount(g, minlength=self.n_groups)
+        rem = self.removed[pos]
+        sim = self.index.earlier_sim[pos].astype(np.float64)
+        hi = np.full(self.n_groups, -np.inf)
+        lo = np.full(self.n_groups, np.inf)
+        np.maximum.at(hi, g[rem], sim[rem])
+        np.minimum.at(lo, g[rem], sim[rem])
+        reps = np.zeros(self.n_groups, np.int64)
+        reps[g] = self.representative[pos]
+        df = pd.DataFrame({"group": np.arange(self.n_groups), "size": sizes, "representative": reps,
+                           "representative_id": self.index.example_ids[reps], "max_similarity": hi,
+                           "min_similarity": lo, "cluster": self.index.cluster[reps]})
+        return df.sort_values(["size", "max_similarity", "group"], ascending=[False, False, True],
+                              ignore_index=True)
+
+    def members(self, group: int) -> np.ndarray:
+        """Positions of one group's members: the kept one first, then the removed ones, most similar first."""
+        if self._by_group is None:
+            order = np.argsort(self.group, kind="stable")
+            self._by_group = (order, self.group[order])
+        order, sorted_g = self._by_group
+        a, b = np.searchsorted(sorted_g, [group, group + 1])
+        pos = order[a:b]
+        key = np.where(self.removed[pos], -self.index.earlier_sim[pos].astype(np.float64), -np.inf)
+        return pos[np.argsort(key, kind="stable")]
 
     def summary(self) -> dict:
         n = len(self.removed)

@@ -56,3 +56,30 @@ def test_metrics_page_runs_the_benchmark_and_shows_it(work_copy, monkeypatch):
     shown = at.dataframe[0].value
     assert set(shown["metric"]) == names and list(shown["rank"]) == list(range(1, len(names) + 1))
     assert at.success or at.warning  # says plainly whether any metric beats random
+
+
+def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, monkeypatch, tmp_path):
+    from backend import load_run
+    from backend.cli import main
+    from backend.dedup import run_index
+
+    at = _goto(_app(work_copy, monkeypatch), "redundancy")
+    assert len(at.get("plotly_chart")) == 1
+    at.slider(key="redundancy.threshold").set_value(0.9).run()
+    assert not at.exception, [e.message for e in at.exception]
+    run = load_run(work_copy)
+    res = run_index(run).at(eps=1 - 0.9)
+    removed = [m for m in at.metric if m.label == "Removed"][0].value
+    assert removed == f"{res.n_removed:,} of {run.n_examples:,}"
+    if res.n_groups:
+        assert any("Group" in str(md.value) and "kept:" in str(md.value) for md in at.markdown)
+    # the download is byte-identical to curate dedup with the same threshold
+    out = tmp_path / "d.csv"
+    assert main(["dedup", "--workdir", str(work_copy), "--eps", repr(1 - 0.9), "--out", str(out)]) == 0
+    from backend.dedup.export import render
+
+    assert render(res.kept_frame(run.table), ".csv") == out.read_bytes()
+    at.toggle(key="redundancy.exact").set_value(True).run()
+    assert not at.exception
+    at.radio(key="redundancy.by").set_value("cluster").run()
+    assert not at.exception

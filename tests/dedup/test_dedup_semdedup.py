@@ -93,6 +93,13 @@ def test_planted_duplicates_found_and_one_per_group_kept(dup_run):
         expected_removed |= set(members) - {rule}
     assert removed_ids == expected_removed
     assert res.n_groups == len(planted)
+    groups = res.groups_frame()
+    assert sorted(groups["size"]) == sorted(1 + len(c) for c in planted.values())
+    assert (np.diff(groups["size"].to_numpy()) <= 0).all()  # largest first
+    for g in groups.itertuples():
+        mem = res.members(g.group)
+        assert len(mem) == g.size and res.kept[mem[0]] and not res.kept[mem[1:]].any()
+        assert mem[0] == g.representative and g.max_similarity > 1 - EPS
     frame = res.removed_frame(t)
     assert set(frame["example_id"]) == expected_removed and (frame["similarity"] > 1 - EPS).all()
     assert set(frame["representative"]).isdisjoint(removed_ids)

@@ -1,0 +1,99 @@
+"""Redundancy: near-duplicate groups (SemDeDup inside the k-means clusters), how much is redundant at each
+threshold, and the deduplicated list (byte-identical to ``curate dedup``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from backend.dedup import pairwise_similarity
+from backend.dedup.export import removed_path, render
+from curation_app import services, state
+from curation_app.components import gallery, metric_figures
+
+EXACT = 0.999          # similarity at or above which two examples count as near-exact copies
+CURVE = np.round(np.arange(0.80, 1.0000001, 0.0025), 4)
+GROUPS_PER_PAGE = 6
+
+run = state.require_run()
+rd = str(run.dir)
+t = run.table
+
+st.title("Redundancy")
+st.caption("Near-duplicates inside each k-means cluster (SemDeDup): an example is redundant when its cosine "
+           "similarity to an earlier member of its cluster exceeds the threshold; members are taken least "
+           "similar to the centroid first, so every group keeps its least typical member. Pairs in different "
+           "clusters are not compared.")
+
+idx = services.dedup_index(rd, run.key)
+threshold = st.slider("Similarity threshold (1 - eps)", min_value=0.80, max_value=1.0, value=0.95, step=0.001,
+                      format="%.3f", key="redundancy.threshold",
+                      help="examples more similar than this to an earlier member of their cluster are removed")
+res = services.dedup_at(rd, run.key, float(threshold))
+n = len(t)
+exact = services.dedup_at(rd, run.key, EXACT)
+
+m = st.columns(4)
+m[0].metric("Removed", f"{res.n_removed:,} of {n:,}", f"{res.n_removed / n:.1%} redundant", delta_color="off",
+            delta_arrow="off")
+m[1].metric("Kept", f"{res.n_kept:,}")
+m[2].metric("Duplicate groups", f"{res.n_groups:,}")
+m[3].metric(f"Near-exact copies (≥ {EXACT})", f"{exact.n_removed:,}", f"in {exact.n_groups:,} groups",
+            delta_color="off", delta_arrow="off")
+
+by = st.radio("Curve per", ["all examples"] + (["class"] if run.has_labels else []) + ["cluster"], horizontal=True,
+              key="redundancy.by")
+codes = None
+if by == "class":
+    codes = t["label"].astype(str).to_numpy()
+elif by == "cluster":
+    codes = t["cluster"].to_numpy()
+curve = idx.redundancy_curve(CURVE, by=codes)
+if by == "cluster" and codes is not None:  # the ten clusters with the most redundancy at the threshold
+    at_t = curve[np.isclose(curve["threshold"], CURVE[np.argmin(np.abs(CURVE - threshold))])]
+    top = at_t[at_t["group"] != "all"].nlargest(10, "share_removed")["group"].tolist()
+    curve = curve[curve["group"].isin(["all", *top])]
+    curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
+st.plotly_chart(metric_figures.redundancy_curve_figure(curve, threshold=float(threshold)), key="redundancy.curve")
+
+st.subheader("Duplicate groups")
+groups = res.groups_frame()
+c1, c2 = st.columns([1.2, 2])
+order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
+only_exact = c2.toggle(f"Near-exact copies only (similarity ≥ {EXACT})", key="redundancy.exact")
+if only_exact:
+    groups, res_shown = exact.groups_frame(), exact
+else:
+    res_shown = res
+if order == "similarity":
+    groups = groups.sort_values(["max_similarity", "size"], ascending=[False, False], ignore_index=True)
+if groups.empty:
+    st.caption("No duplicates at this threshold.")
+else:
+    pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
+    page = int(st.number_input(f"Page (of {pages:,}; {len(groups):,} groups)", min_value=1, max_value=pages,
+                               step=1, key="redundancy.page")) if pages > 1 else 1
+    for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE].itertuples():
+        mem = res_shown.members(int(g.group))
+        rows = t["row"].to_numpy()[mem]
+        sim = pairwise_similarity(run.embeddings, rows)
+        with st.container(border=True):
+            st.markdown(f"**Group {g.group}** · {g.size} members · cluster {g.cluster} · similarity "
+                        f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: `{g.representative_id}` "
+                        "(the member least similar to the centroid)")
+            gallery.strip(run, mem[:8], score="centroid_sim")
+            names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].to_numpy()[mem])]
+            st.dataframe(pd.DataFrame(sim[:8, :8], index=names[:8], columns=names[:8]).round(4), width="stretch")
+
+st.subheader("Export the deduplicated list")
+st.caption(f"The same files as `curate dedup --eps {res.eps:.4f} --out FILE` (the kept list and the removed "
+           "examples with their group and kept representative).")
+c1, c2 = st.columns(2)
+kept_csv = render(res.kept_frame(t), ".csv")
+removed_csv = render(res.removed_frame(t), ".csv")
+c1.download_button(f"Kept list ({res.n_kept:,} rows, CSV)", kept_csv, file_name="dedup.csv", mime="text/csv",
+                   on_click="ignore", icon=":material/download:", key="redundancy.dl_kept")
+c2.download_button(f"Removed, with groups ({res.n_removed:,} rows, CSV)", removed_csv,
+                   file_name=removed_path("dedup.csv").name, mime="text/csv", on_click="ignore",
+                   icon=":material/download:", key="redundancy.dl_removed")
