@@ -36,7 +36,7 @@ class MLPProbes:
         self.n_keep = torch.tensor([n for _, n in probes], device=x.device)
         self.P = len(probes)
         self.gen = torch.Generator(device=x.device).manual_seed(int(seed) + 1)
-        self.params = None
+        self.params: tuple | None = None
 
     def kept_rows(self, probe: int):
         """Indices into ``x`` of the rows probe ``probe`` samples from."""
@@ -75,7 +75,10 @@ class MLPProbes:
     def logits(self, x, params=None, *, chunk: int = 8):
         """Logits [P, len(x), C] of every probe on ``x`` (default: the fitted weights), without gradients."""
         torch = self.torch
-        w1, b1, w2, b2 = self.params if params is None else params
+        params = self.params if params is None else params
+        if params is None:
+            raise RuntimeError("MLPProbes.logits before fit")
+        w1, b1, w2, b2 = params
         out = []
         with torch.no_grad():
             for p0 in range(0, w1.shape[0], chunk):

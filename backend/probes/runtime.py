@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 _GEMM_CHOICE: dict = {}
 THREADS_ENV = ("CURATE_PROBE_THREADS", "CURATE_SCALING_THREADS")
@@ -73,13 +74,15 @@ def cpu_threads(device: str) -> Iterator[int]:
         if load > cores + 0.5:
             n = 1
     torch.set_num_threads(n)
+    faiss: Any = None
     try:
-        import faiss
+        import faiss as faiss_module
 
-        faiss_before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(n)
+        faiss_before = faiss_module.omp_get_max_threads()
+        faiss_module.omp_set_num_threads(n)
+        faiss = faiss_module
     except (ImportError, AttributeError):
-        faiss = None
+        pass
     try:
         yield n
     finally:

@@ -79,8 +79,11 @@ def _pixels(ctx: ScoreContext, side: int | None) -> tuple[np.ndarray, np.ndarray
     if side and images.shape[1] != side:
         from PIL import Image
 
-        images = np.stack([np.asarray(Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a)
-                                      .resize((side, side), Image.BILINEAR)).reshape(side, side, -1) for a in images])
+        def resize(a):
+            img = Image.fromarray(a.squeeze(-1) if a.shape[-1] == 1 else a)
+            return np.asarray(img.resize((side, side), Image.Resampling.BILINEAR)).reshape(side, side, -1)
+
+        images = np.stack([resize(a) for a in images])
     ctx.shared["pixels"] = (np.ascontiguousarray(images, np.uint8), np.asarray(ok, bool))
     return ctx.shared["pixels"]
 
@@ -101,7 +104,7 @@ def _load_files(ctx: ScoreContext, side: int | None) -> tuple[np.ndarray, np.nda
         if img is None:
             ok[i] = False
         else:
-            out[i] = np.asarray(img.resize((out.shape[1], out.shape[2]), Image.BILINEAR))
+            out[i] = np.asarray(img.resize((out.shape[1], out.shape[2]), Image.Resampling.BILINEAR))
     if out is None:
         raise CurateError("no images to train the CNN on")
     return out, ok
