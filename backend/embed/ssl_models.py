@@ -90,7 +90,9 @@ class DINO(nn.Module):
         self.student_backbone = backbone
         self.student_head = DINOProjectionHead(dim, 512, 64, self.OUT_DIM, freeze_last_layer=1)
         self.teacher_backbone = copy.deepcopy(backbone)
-        self.teacher_head = copy.deepcopy(self.student_head)
+        # the head's weight-normalised last layer cannot be deep-copied: build it again and copy the weights
+        self.teacher_head = DINOProjectionHead(dim, 512, 64, self.OUT_DIM)
+        self.teacher_head.load_state_dict(self.student_head.state_dict())
         deactivate_requires_grad(self.teacher_backbone)
         deactivate_requires_grad(self.teacher_head)
         self.criterion = DINOLoss(output_dim=self.OUT_DIM, warmup_teacher_temp_epochs=max(1, min(5, epochs // 3)))
