@@ -55,7 +55,8 @@ def load_run(run_dir: str) -> backend.Run:
 @st.cache_resource(show_spinner="Ranking the examples...", max_entries=16)
 def ranking(run_dir: str, strategy: str, metric: str, balance: str, seed: int) -> backend.Ranking:
     """The keep order for these settings; the slider only calls ``.mask(n_keep)`` on it."""
-    return backend.Ranking(load_run(run_dir).table, strategy=strategy, metric=metric, balance=balance, seed=seed)
+    # the Run, not only its table: dedup strategies read the embeddings
+    return backend.Ranking(load_run(run_dir), strategy=strategy, metric=metric, balance=balance, seed=seed)
 
 
 @st.cache_resource(max_entries=8)
@@ -173,6 +174,15 @@ def scaling_result(run_dir: str, run_key: str, metric: str):
     if missing:
         return None
     return load(load_run(run_dir), metric=metric)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def scaling_grid(run_dir: str, run_key: str, metric: str, settings: tuple):
+    """The cached estimate of a grid of (strategy, balance) ``settings``, or None when not computed yet."""
+    load, _, missing = scaling_api()
+    if missing:
+        return None
+    return load(load_run(run_dir), metric=metric, settings=[list(p) for p in settings])
 
 
 THEORY_FS = (0.2, 0.4, 0.6, 0.8)

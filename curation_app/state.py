@@ -136,7 +136,7 @@ def describe(run) -> str:
     """One line: what the current settings keep."""
     s = current()
     k = n_keep(run)
-    how = {"hard": "keep hard", "easy": "keep easy", "random": "random"}[s["strategy"]]
+    how = {"hard": "keep hard", "easy": "keep easy", "random": "random"}.get(s["strategy"], s["strategy"])
     metric = "" if s["strategy"] == "random" else f" by {s['metric']}"
-    bal = "" if s["balance"] == "none" else f", balanced per {s['balance']}"
+    bal = "" if s["balance"] == "none" else f", balance {s['balance']}"
     return f"Keeping **{k:,} of {run.n_examples:,}** ({k / run.n_examples:.1%}): {how}{metric}{bal}"

@@ -7,6 +7,7 @@ panel says plainly what is missing and the rest of the page works.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import backend
@@ -27,11 +28,81 @@ def panel(run, n_keep: int) -> None:
         theory()
 
 
-def _use_recommended(fraction: float, direction: str) -> None:
-    values = {"keep": round(float(fraction), 4), "keep_mode": "fraction"}
-    if direction in backend.STRATEGIES:
-        values["strategy"] = direction
+BASE_STRATEGIES = ("hard", "easy", "ccs")
+SETTING_WORDS = {"hard": "keep hard", "easy": "keep easy", "random": "random", "ccs": "CCS",
+                 "dedup+hard": "dedup + keep hard", "dedup+easy": "dedup + keep easy"}
+EXTRA_COLOURS = {"ccs": "#9467bd", "dedup+hard": "#8c564b", "dedup+easy": "#17becf"}
+
+
+def setting_words(strategy: str, balance: str) -> str:
+    out = SETTING_WORDS.get(strategy, strategy)
+    return out if balance == "none" else f"{out} ({balance})"
+
+
+def grid_settings(run, strategy: str, balance: str) -> tuple:
+    """What the app estimates: keep hard / easy / CCS without balance and with the class floor, random, and
+    the setting on screen (so the curves and the recommendation always include it)."""
+    balances = ("none", "class-floor") if run.has_labels else ("none",)
+    pairs = [(s, b) for s in BASE_STRATEGIES for b in balances] + [("random", "none")]
+    if (strategy, balance) not in pairs:
+        pairs.append((strategy, balance))
+    return tuple(pairs)
+
+
+def _use_recommended(setting: dict) -> None:
+    """Set the page to exactly an estimated setting: keep fraction, strategy, balance and metric."""
+    values = {"keep": round(float(setting["keep_fraction"]), 4), "keep_mode": "fraction",
+              "strategy": setting["strategy"], "balance": setting["balance"]}
+    if setting.get("metric"):
+        values["metric"] = setting["metric"]
     state.apply(values)
+
+
+def _find_result(run, metric: str, strategy: str, balance: str):
+    """The estimate to show: the app's grid with the setting on screen, the app's grid, or the default grid."""
+    full = grid_settings(run, strategy, balance)
+    res = services.scaling_grid(str(run.dir), run.key, metric, full)
+    if res is not None:
+        return res
+    base = grid_settings(run, "hard", "none")
+    if base != full:
+        res = services.scaling_grid(str(run.dir), run.key, metric, base)
+        if res is not None:
+            return res
+    return services.scaling_result(str(run.dir), run.key, metric)
+
+
+def _view_curves(res, strategy: str, balance: str):
+    """The curves of the settings on screen: this setting, the other direction under its balance, random."""
+    c = res.curves
+    est = set(res.settings) if hasattr(res, "settings") else set(zip(c["strategy"], c.get("balance", "none")))
+    bal = balance if any(b == balance for _, b in est) else "none"
+    keep = {("random", "none")}
+    for st_ in ("hard", "easy"):
+        if (st_, bal) in est:
+            keep.add((st_, bal))
+    if (strategy, balance) in est:
+        keep.add((strategy, balance))
+    sel = [(a, b) in keep for a, b in zip(c["strategy"], c["balance"])]
+    return c[sel], bal, (strategy, balance) in est
+
+
+def _comparison_frame(rec: dict, rows) -> pd.DataFrame:
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    return pd.DataFrame({
+        "setting": [setting_words(a, b) for a, b in zip(t["strategy"], t["balance"])],
+        "keep": [f"{f:.0%}" for f in t["keep_fraction"]],
+        "kept": t["n_kept"],
+        "held-out error": [f"{100 * e:.1f}% ± {100 * s:.1f}" for e, s in zip(t["error"], t["error_se"])],
+        "vs all data (pp)": [f"{100 * d:+.1f}" for d in t["vs_full"]],
+        "vs random, paired (pp)": ["" if a == "random" and b == "none" else f"{100 * d:+.1f} ± {100 * s:.1f}"
+                                   for a, b, d, s in zip(t["strategy"], t["balance"], t["vs_random"],
+                                                         t["vs_random_se"])],
+        "within tolerance": t["within_tolerance"],
+        "verdict": t["verdict"],
+    })
 
 
 def empirical(run, n_keep: int) -> None:
@@ -43,55 +114,126 @@ def empirical(run, n_keep: int) -> None:
         st.info("The empirical estimate needs labels (it measures held-out error) and this run has none. "
                 "The theory tab still tells you which direction to prune.", icon=":material/label_off:")
         return
-    metric = state.get("metric")
-    res = services.scaling_result(str(run.dir), run.key, metric)
-    if res is None:
-        st.caption(f"Not computed yet for `{metric}`. The estimate trains small linear probes on the frozen "
-                   "embeddings for a grid of keep fractions, pool sizes and seeds (about a minute on 2 cores). "
-                   "`curate scaling` computes the same thing from the command line.")
-        if st.button(f"Estimate scaling curves for {metric}", icon=":material/query_stats:", key="scaling.go"):
+    metric, strategy, balance = state.get("metric"), state.get("strategy"), state.get("balance")
+    res = _find_result(run, metric, strategy, balance)
+    wanted = grid_settings(run, strategy, balance)
+    if res is None or (strategy, balance) not in set(getattr(res, "settings", [])):
+        if res is None:
+            st.caption(f"Not computed yet for `{metric}`. The estimate trains small linear probes on the frozen "
+                       "embeddings for a grid of keep fractions, pool sizes, seeds and settings (keep hard, keep "
+                       "easy and CCS, without balance and with the class floor, random, and the setting on "
+                       "screen; a few minutes on 2 cores). `curate scaling` computes the same thing from the "
+                       "command line.")
+        else:
+            st.caption(f"The estimate below does not include your setting ({setting_words(strategy, balance)}): "
+                       "its curves are those of the settings named in the legend.")
+        label = (f"Estimate scaling curves for {metric}" if res is None else
+                 f"Estimate again including {setting_words(strategy, balance)}")
+        if st.button(label, icon=":material/query_stats:", key="scaling.go"):
             box = st.status("Estimating scaling curves...", expanded=True)
             try:
-                estimate(run, metric=metric, reporter=StreamlitReporter(box))
+                estimate(run, metric=metric, settings=[list(p) for p in wanted], reporter=StreamlitReporter(box))
             except backend.CurateError as exc:
                 box.update(label="The estimate stopped", state="error")
                 st.error(str(exc))
                 return
             box.update(label="Scaling curves ready", state="complete")
-            services.scaling_result.clear()
+            services.scaling_grid.clear()
             st.rerun()
-        return
+        if res is None:
+            return
 
     curves = res.curves
     qs = sorted(curves["initial_fraction"].unique())
     sizes = {q: int(curves.loc[np.isclose(curves["initial_fraction"], q), "initial_size"].iloc[0]) for q in qs}
     q = st.select_slider("Pool size the curves start from", options=qs, value=qs[-1],
                          format_func=lambda v: f"{sizes[v]:,} examples ({v:.0%})", key="scaling.q")
-    fig = figures.scaling_figure(curves, res.powerlaw, res.frontier, n_current=n_keep, initial_fraction=q,
-                                 title=f"Estimated held-out error vs examples kept ({metric}, linear probe)")
+    view, bal, mine = _view_curves(res, strategy, balance)
+    simple = view[view["strategy"].isin(("hard", "easy", "random"))]
+    shown = "balance " + bal if bal != "none" else "no balance"
+    fig = figures.scaling_figure(simple, res.powerlaw, res.frontier, n_current=n_keep, initial_fraction=q,
+                                 title=f"Estimated held-out error vs examples kept ({metric}, linear probe; "
+                                       f"{shown})")
+    if bal != "none":
+        for tr in fig.data:
+            if tr.name in ("keep hard", "keep easy"):
+                tr.name = f"{tr.name} ({bal})"
+    extra = view[~view["strategy"].isin(("hard", "easy", "random"))]
+    _add_setting_traces(fig, extra, q)
     st.plotly_chart(fig, key="scaling.fig")
     rec = res.recommendation or {}
     if rec.get("sentence"):
         st.info(rec["sentence"], icon=":material/lightbulb:")
     beats = res.beats_powerlaw or {}
     if beats.get("beats"):
-        gain = beats.get("max_gain")
-        st.success("The frontier beats the power law of random pruning" +
-                   (f" by up to {100 * gain:.1f} pp" if gain else "") + ".")
-    choices = []
-    if rec.get("min_fraction"):
-        choices.append((float(rec["min_fraction"]), rec.get("direction", state.get("strategy")), "recommended"))
-    alt = rec.get("alternative") or {}
-    if alt.get("min_fraction") and alt.get("direction"):
-        choices.append((float(alt["min_fraction"]), alt["direction"], "alternative"))
-    for col, (f, direction, kind) in zip(st.columns(max(1, len(choices))), choices):
-        col.button(f"Set the slider to the {kind} {f:.0%} (keep {direction})", icon=":material/tune:",
-                   key=f"scaling.use.{kind}" if kind != "recommended" else "scaling.use",
-                   on_click=_use_recommended, args=(f, direction))
+        st.success("The Pareto frontier lies below the power law of random subsets by more than "
+                   f"{beats.get('sigmas', 2):g} standard errors (hold-out noise included) at n = "
+                   + ", ".join(f"{n:,}" for n in beats.get("where", [])) + ".")
+    setting = rec.get("setting")
+    if setting:
+        cols = st.columns(2 if rec.get("alternative") else 1)
+        cols[0].button(f"Set the slider to the recommended: keep {setting['keep_fraction']:.0%}, "
+                       f"{setting_words(setting['strategy'], setting['balance'])}", icon=":material/tune:",
+                       key="scaling.use", on_click=_use_recommended, args=(setting,))
+        alt = rec.get("alternative")
+        if alt:
+            alt_setting = {"strategy": alt["strategy"], "balance": alt["balance"], "keep_fraction": alt["min_fraction"],
+                           "metric": setting.get("metric") or metric}
+            cols[1].button(f"Or the alternative: keep {alt['min_fraction']:.0%}, "
+                           f"{setting_words(alt['strategy'], alt['balance'])}", icon=":material/tune:",
+                           key="scaling.use.alternative", on_click=_use_recommended, args=(alt_setting,))
     if rec.get("proxy_note"):
         st.caption(rec["proxy_note"])
+    rows = rec.get("comparisons") or []
+    if rows and setting:
+        at_f = [r for r in rows if np.isclose(r["keep_fraction"], setting["keep_fraction"])]
+        st.markdown(f"**Every estimated setting at keep {setting['keep_fraction']:.0%}** (full pool, mean over "
+                    "seeds ± standard error; the recommendation rests on these numbers)")
+        st.dataframe(_comparison_frame(rec, at_f), hide_index=True, width="stretch", key="scaling.table")
     with st.expander("The numbers"):
-        st.dataframe(res.table(q) if hasattr(res, "table") else curves, width="stretch")
+        st.dataframe(_comparison_frame(rec, rows) if rows else res.table(q), hide_index=True, width="stretch")
+    _verify_box(run)
+
+
+def _add_setting_traces(fig, curves, q) -> None:
+    """Curves of settings the shared figure does not draw (CCS, dedup) at initial fraction ``q``."""
+    import plotly.graph_objects as go
+
+    c = curves[np.isclose(curves["initial_fraction"], q)]
+    for (st_, bal), s in c.groupby(["strategy", "balance"], sort=False):
+        s = s.sort_values("n_kept")
+        fig.add_trace(go.Scatter(
+            x=s["n_kept"], y=s["error_mean"], mode="lines+markers", name=setting_words(st_, bal),
+            line=dict(color=EXTRA_COLOURS.get(st_, "#bcbd22"), width=2),
+            error_y=dict(type="data", array=s["error_std"], visible=True, thickness=1.2, width=3),
+            hovertemplate="%{x:,} kept<br>error %{y:.2%}<extra>%{fullData.name}</extra>"))
+
+
+def _verify_box(run) -> None:
+    """Train from scratch on the current selection and on random subsets of its size (``curate verify``)."""
+    with st.expander("Check the current selection by training from scratch"):
+        st.caption("Trains the estimate's linear probe (seconds) or a small CNN on the images (minutes on a CPU) "
+                   "on the kept subset and on random subsets of the same size, and compares both with what the "
+                   "estimate predicted. Cached: the same selection again is instant.")
+        c1, c2 = st.columns([1, 1])
+        model = c1.radio("Model", ("probe", "cnn"), horizontal=True, key="verify.model")
+        seeds = int(c2.number_input("Seeds", min_value=1, max_value=10, value=3, key="verify.seeds"))
+        if st.button("Train and compare", icon=":material/science:", key="verify.go"):
+            from backend.select import write_selection
+            from backend.verify import verify_selection
+
+            sel = services.selection(str(run.dir), state.current())
+            out = run.dir.parent.parent / "verify" / "selections" / f"app-{run.key}-{sel.n_kept}.csv"
+            box = st.status("Training from scratch...", expanded=True)
+            try:
+                write_selection(sel, out, force=True)
+                res = verify_selection(run, out, model=model, seeds=seeds, reporter=StreamlitReporter(box))
+            except backend.CurateError as exc:
+                box.update(label="The check stopped", state="error")
+                st.error(str(exc))
+                return
+            box.update(label="Done", state="complete")
+            (st.success if res.held else st.info)(res.sentence)
 
 
 @st.fragment

@@ -9,8 +9,10 @@ from curation_app import services, state
 from curation_app.components import figures, gallery, scaling_panel, summaries
 
 STRATEGY_LABELS = {"hard": "keep hard (most atypical)", "easy": "keep easy (most prototypical)",
-                   "random": "random (baseline)"}
-BALANCE_LABELS = {"none": "none", "class": "same share per class", "cluster": "same share per cluster"}
+                   "random": "random (baseline)", "ccs": "CCS (coverage)", "dedup+hard": "dedup + hard",
+                   "dedup+easy": "dedup + easy"}
+BALANCE_LABELS = {"none": "none", "class": "same share per class", "class-floor": "class floor (paper)",
+                  "cluster": "same share per cluster", "cluster-floor": "cluster floor"}
 
 run = state.require_run()
 n = run.n_examples
@@ -44,7 +46,8 @@ state.fill("w.prune.count", int(k_now))
 c2.number_input("Keep count", min_value=1, max_value=n, step=max(1, n // 100), key="w.prune.count",
                 on_change=_on_count, args=("w.prune.count",), help="the same thing as a number of examples")
 c3.number_input("Floor per class / cluster", min_value=0, step=1, **state.bind("floor", "prune"),
-                help="warn when a class or a cluster keeps fewer examples than this")
+                help="warn when a class or a cluster keeps fewer examples than this (`curate select "
+                     "--min-per-class N` / `--min-per-cluster N` enforce a floor)")
 
 c1, c2, c3, c4 = st.columns([2.2, 1.6, 1.8, 0.8])
 c1.radio("Strategy", backend.STRATEGIES.names(), format_func=lambda s: STRATEGY_LABELS.get(s, s), horizontal=True,
@@ -109,7 +112,9 @@ with right:
     scores, edges = services.score_array(rd, metric)
     kept_h = summaries.histogram(scores, edges, mask)
     all_h = summaries.histogram(scores, edges)
-    cut = summaries.cut_value(scores, mask, s["strategy"], s["balance"])
+    # one score cut exists only for keep hard / keep easy without balance
+    cut = summaries.cut_value(scores, mask, s["strategy"], s["balance"]) if s["strategy"] in ("hard", "easy") \
+        else None
     st.plotly_chart(figures.score_histogram(edges, kept_h, all_h - kept_h, metric=metric, cut=cut,
                                             strategy=s["strategy"], title=f"What the cut keeps, by {metric}"),
                     key="prune.hist")
