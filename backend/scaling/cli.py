@@ -44,6 +44,7 @@ def _pp(text: str) -> float:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..scores import METRICS
+    from ..select import BALANCES, STRATEGIES
 
     p = subparsers.add_parser("scaling", help="estimate held-out error after pruning (scaling curves)",
                               description=DESCRIPTION, epilog=EPILOG,
@@ -63,6 +64,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(slow without a GPU)")
     p.add_argument("--tolerance", type=_pp, default=0.5, metavar="PP",
                    help="error increase, in percentage points, that still counts as free (default: 0.5)")
+    p.add_argument("--strategies", metavar="S,S,...",
+                   help="strategies to estimate, comma-separated (default: hard,easy; random is always in): "
+                        + ", ".join(STRATEGIES))
+    p.add_argument("--balances", metavar="B,B,...",
+                   help="balances to estimate each strategy under (default: none): " + ", ".join(BALANCES))
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--force", action="store_true", help="recompute even when the result is cached")
     p.set_defaults(handler=cmd_scaling)
@@ -78,9 +84,15 @@ def cmd_scaling(args) -> int:
     from . import estimate_scaling
 
     rep = TqdmReporter()
+    settings = None
+    if args.strategies or args.balances:
+        strategies = (args.strategies or "hard,easy").replace(" ", "").split(",")
+        balances = (args.balances or "none").replace(" ", "").split(",")
+        settings = [[st, b] for st in strategies if st for b in balances if b]
     res = estimate_scaling(args.workdir, metric=args.metric, fractions=args.fractions,
                            initial_sizes=args.initial_sizes, seeds=args.seeds, probe=args.probe,
-                           tolerance=args.tolerance / 100.0, device=args.device, reporter=rep, force=args.force)
+                           tolerance=args.tolerance / 100.0, device=args.device, reporter=rep, force=args.force,
+                           settings=settings)
     rep.end_stage()
     print(format_result(res))
     return 0
@@ -98,9 +110,10 @@ def format_result(res) -> str:
                f"(mean over {len(p['seeds'])} seed(s)):")
     t = res.table()
     fr = list(t.columns)
-    out.append("  keep      " + " ".join(f"{f:>6g}" for f in fr))
+    width = max([8, *(len(str(i)) for i in t.index)])
+    out.append("  " + "keep".ljust(width) + "  " + " ".join(f"{f:>6g}" for f in fr))
     for st, row in t.iterrows():
-        out.append(f"  {st:8s}  " + " ".join(_fmt_pct(row[f]) for f in fr))
+        out.append(f"  {st:{width}s}  " + " ".join(_fmt_pct(row[f]) for f in fr))
     others = sorted(q for q in c["initial_fraction"].unique() if q != full_q)
     if others:
         out.append("unpruned error by initial size (every size's curves are in points.csv):")
