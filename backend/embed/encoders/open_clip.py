@@ -17,8 +17,16 @@ import os
 from pathlib import Path
 
 from ...errors import CurateError
-from .base import (ModuleEncoder, describe_transform, hf_cached_file, is_random, local_weights, register_encoder,
-                   seeded_init, weights_identity)
+from .base import (
+    ModuleEncoder,
+    describe_transform,
+    hf_cached_file,
+    is_random,
+    local_weights,
+    register_encoder,
+    seeded_init,
+    weights_identity,
+)
 
 OPEN_CLIP_ALIASES = {
     "clip_vit_b32": ("ViT-B-32", "openai"),
@@ -67,7 +75,7 @@ class OpenClipEncoder(ModuleEncoder):
             try:
                 model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=str(path),
                                                                             **kwargs)
-            except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - torch, safetensors and pickle errors alike: one line
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise CurateError(f"weights {path.name} do not load into open_clip {model_name} ({first}): "
                                   "pass a checkpoint of this model") from None

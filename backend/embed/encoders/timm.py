@@ -18,8 +18,16 @@ import os
 from pathlib import Path
 
 from ...errors import CurateError
-from .base import (ModuleEncoder, describe_transform, hf_cached_file, is_random, local_weights, register_encoder,
-                   seeded_init, weights_identity)
+from .base import (
+    ModuleEncoder,
+    describe_transform,
+    hf_cached_file,
+    is_random,
+    local_weights,
+    register_encoder,
+    seeded_init,
+    weights_identity,
+)
 
 TIMM_ALIASES = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
@@ -56,7 +64,7 @@ class TimmEncoder(ModuleEncoder):
             try:
                 model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)},
                                           **kwargs)
-            except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - torch, safetensors and pickle errors alike: one line
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise CurateError(f"weights {path.name} do not load into timm {model_name} ({first}): "
                                   "pass a checkpoint of this architecture") from None

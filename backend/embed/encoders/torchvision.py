@@ -12,8 +12,16 @@ import os
 from pathlib import Path
 
 from ...errors import CurateError
-from .base import (IMAGENET_MEAN, IMAGENET_STD, ModuleEncoder, is_random, register_encoder, seeded_init,
-                   strip_prefix, weights_identity)
+from .base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModuleEncoder,
+    is_random,
+    register_encoder,
+    seeded_init,
+    strip_prefix,
+    weights_identity,
+)
 
 TORCHVISION_ENCODERS = {
     # name: (weights enum name, default image size)
