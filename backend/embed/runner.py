@@ -133,13 +133,16 @@ def _gaps(done: list[tuple[int, int, list]], n: int) -> list[tuple[int, int]]:
 class _ChunkSizer:
     """Rows for the next chunk: about ``seconds`` of work at the measured speed, whole batches."""
 
-    def __init__(self, batch_size: int, seconds: float, max_rows: int):
+    def __init__(self, batch_size: int, seconds: float, max_rows: int, fixed: int | None = None):
+        self.fixed = int(fixed) if fixed else None
         self.batch = max(1, int(batch_size))
         self.seconds = float(seconds)
         self.max_rows = max(self.batch, int(max_rows))
         self.rate: float | None = None  # rows per second
 
     def next(self) -> int:
+        if self.fixed:
+            return self.fixed
         if self.rate is None:  # the first chunk is small: it measures the speed
             return min(self.max_rows, 2 * self.batch)
         rows = int(self.rate * self.seconds)
@@ -207,12 +210,14 @@ def _default_wait_message(out_dir: Path) -> Callable[[], None]:
 
 def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = "cpu",
                        batch_size: int = 256, num_workers: int | None = None,
-                       chunk_seconds: float = 30.0, max_chunk: int = 16384, progress: ProgressFn | None = None,
+                       chunk_seconds: float = 30.0, max_chunk: int = 16384, chunk_size: int | None = None,
+                       progress: ProgressFn | None = None,
                        fit_rows: np.ndarray | None = None, on_wait: Callable[[], None] | None = None) -> dict:
     """Embed every row of ``source`` into ``out_dir/embeddings.npy``; return info.
 
     Failed images get a zero row and are listed in the info's ``failed`` (row, reason).
-    ``chunk_seconds`` bounds the work an interruption can lose; ``on_wait`` is
+    ``chunk_seconds`` bounds the work an interruption can lose (``chunk_size``
+    instead fixes the rows per chunk, e.g. for tests); ``on_wait`` is
     called once if another process holds this folder.
     """
     out_dir = Path(out_dir)
@@ -227,13 +232,14 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
             return done
         (out_dir / RESULT).unlink(missing_ok=True)
         info = _compute(source, encoder, out_dir, device=device, batch_size=batch_size, num_workers=num_workers,
-                        chunk_seconds=chunk_seconds, max_chunk=max_chunk, progress=progress, fit_rows=fit_rows)
+                        chunk_seconds=chunk_seconds, max_chunk=max_chunk, chunk_size=chunk_size, progress=progress,
+                        fit_rows=fit_rows)
         write_json(out_dir / RESULT, {"embeddings": _file_stat(out_dir / "embeddings.npy"), "info": info})
         return info
 
 
 def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_workers, chunk_seconds,
-             max_chunk, progress, fit_rows) -> dict:
+             max_chunk, chunk_size, progress, fit_rows) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -269,7 +275,7 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
     done_rows = sum(end - start for start, end, _ in finished)
     if progress:
         progress(done_rows, n)
-    sizer = _ChunkSizer(batch_size, chunk_seconds, max_chunk)
+    sizer = _ChunkSizer(batch_size, chunk_seconds, max_chunk, fixed=chunk_size)
     for gap_start, gap_end in _gaps(finished, n):
         start = gap_start
         while start < gap_end:
@@ -293,7 +299,9 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
                 if progress:
                     progress(done_rows, n)
             raw.flush()
-            with atomic_path(chunks_dir / f"{start:010d}.json") as tmp:
+            # fixed chunks are named by their index (as before), timed ones by their first row
+            name = f"{start // chunk_size:06d}" if chunk_size else f"r{start:010d}"
+            with atomic_path(chunks_dir / f"{name}.json") as tmp:
                 tmp.write_text(json.dumps({"rows": [int(start), int(end)], "failed": failed}))
             sizer.observe(end - start, time.perf_counter() - t0)
             start = end

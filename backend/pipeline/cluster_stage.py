@@ -33,22 +33,23 @@ def run(workdir: Path, emb: Embeddings, pool: np.ndarray, k: int, cfg: PipelineC
     st = Stage(workdir, "clusters", VERSION,
                {"embeddings": emb.key, "rows": fingerprint(pool.tolist()), "k": k, "seed": cfg.seed,
                 "iters": cfg.kmeans_iters})
-    if st.done:
-        rep.stage("clusters", cached=True, detail=f"k={k}")
-    else:
-        rep.stage("clusters", detail=f"spherical k-means, k={k}, {len(pool)} examples")
-        if len(pool) < k:
-            raise CurateError(f"{len(pool)} examples is fewer than k={k} clusters: pass --k {len(pool)} or less")
-        km = SphericalKMeans(k, n_iter=cfg.kmeans_iters, random_state=cfg.seed, device=dev).fit(emb.array, pool)
-        from ..runners import get_runner  # the fit is on a sample here; the assignment can run on a cluster
+    with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
+        if st.done:
+            rep.stage("clusters", cached=True, detail=f"k={k}")
+        else:
+            rep.stage("clusters", detail=f"spherical k-means, k={k}, {len(pool)} examples")
+            if len(pool) < k:
+                raise CurateError(f"{len(pool)} examples is fewer than k={k} clusters: pass --k {len(pool)} or less")
+            km = SphericalKMeans(k, n_iter=cfg.kmeans_iters, random_state=cfg.seed, device=dev).fit(emb.array, pool)
+            from ..runners import get_runner  # the fit is on a sample here; the assignment can run on a cluster
 
-        runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
-        assign, sim = runner.assign(emb.array, km.centroids_, pool, device=dev)
-        d = st.prepare()
-        write_npy(d / "centroids.npy", km.centroids_)
-        write_npy(d / "assign.npy", assign)
-        write_npy(d / "sim.npy", sim)
-        st.finish(k=k, n_train=int(km.n_train_))
-        rep.end_stage()
+            runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
+            assign, sim = runner.assign(emb.array, km.centroids_, pool, device=dev)
+            d = st.prepare()
+            write_npy(d / "centroids.npy", km.centroids_)
+            write_npy(d / "assign.npy", assign)
+            write_npy(d / "sim.npy", sim)
+            st.finish(k=k, n_train=int(km.n_train_))
+            rep.end_stage()
     return Clusters(key=st.key, k=k, centroids=np.load(st.dir / "centroids.npy"),
                     assign=np.load(st.dir / "assign.npy"), sim=np.load(st.dir / "sim.npy"))

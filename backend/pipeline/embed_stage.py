@@ -35,19 +35,20 @@ def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Rep
 
     st = Stage(workdir, "embeddings", VERSION, {"source": src.fingerprint, "encoder": enc.identity})
     pool_rows = np.flatnonzero(src.index["split"].to_numpy() == "train")
-    if st.done:
-        rep.stage("embeddings", cached=True, detail=f"{st.dir}")
-    else:
-        rep.stage("embeddings", detail=f"{cfg.encoder} on {dev}, {len(src)} images")
-        batch_size = cfg.batch_size
-        if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
-            batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else 32
-        # local: backend.pipeline.compute_embeddings (tests patch it there); ray: backend/runners/ray_engine.py
-        runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
-        info = runner.embed(src, enc, st.prepare(), device=dev, batch_size=batch_size,
-                            num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
-        st.finish(**info, identity=enc.identity)
-        rep.end_stage()
+    with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
+        if st.done:
+            rep.stage("embeddings", cached=True, detail=f"{st.dir}")
+        else:
+            rep.stage("embeddings", detail=f"{cfg.encoder} on {dev}, {len(src)} images")
+            batch_size = cfg.batch_size
+            if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
+                batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else 32
+            # local: backend.pipeline.compute_embeddings (tests patch it there); ray: backend/runners/ray_engine.py
+            runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
+            info = runner.embed(src, enc, st.prepare(), device=dev, batch_size=batch_size,
+                                num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
+            st.finish(**info, identity=enc.identity)
+            rep.end_stage()
     meta = st.meta()
     path = st.dir / "embeddings.npy"
     return Embeddings(key=st.key, array=np.load(path, mmap_mode="r"), info=meta,

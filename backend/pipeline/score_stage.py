@@ -70,14 +70,16 @@ def run(workdir: Path, emb: Embeddings, clusters: Clusters, pool: np.ndarray, sr
         if entry.info.get("uses_clusters"):
             inputs["clusters"] = clusters.key
         st = Stage(workdir, "scores", VERSION, inputs)
-        if st.done:
-            rep.substage(f"score {name}", cached=True, detail="")
-        else:
-            rep.substage(f"score {name}", detail=f"{entry.info['description'].split(':')[0]} ({entry.info['cost']})")
-            values = compute_metric(name, ctx)
-            write_npy(st.prepare() / "scores.npy", values)
-            st.finish(metric=name, cost=entry.info["cost"])
-            rep.end_stage()
+        with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
+            if st.done:
+                rep.substage(f"score {name}", cached=True, detail="")
+            else:
+                what = entry.info["description"].split(":")[0]
+                rep.substage(f"score {name}", detail=f"{what} ({entry.info['cost']})")
+                values = compute_metric(name, ctx)
+                write_npy(st.prepare() / "scores.npy", values)
+                st.finish(metric=name, cost=entry.info["cost"])
+                rep.end_stage()
         out[name] = np.load(st.dir / "scores.npy")
         keys[name] = st.key
     return Scores(columns=out, keys=keys, skipped=skipped)

@@ -36,10 +36,11 @@ def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, so
     st = Stage(workdir, "runs", VERSION,
                {"source": src.fingerprint, "embeddings": emb.key, "clusters": clusters.key,
                 "scores": scores.keys, "map": map2d.key})
-    if st.done:
-        rep.stage("run", cached=True, detail=str(st.dir))
-        write_json(workdir / LATEST, {"run": str(st.dir.relative_to(workdir))})
-        return st.dir
+    with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
+        if st.done:
+            rep.stage("run", cached=True, detail=str(st.dir))
+            write_json(workdir / LATEST, {"run": str(st.dir.relative_to(workdir))})
+            return st.dir
     rep.stage("run", detail="writing the per-example table")
     idx = src.index
     split = idx["split"].to_numpy()
@@ -90,7 +91,7 @@ def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, so
         "score_columns": list(scores.columns),
         "scores_skipped": scores.skipped,
         "encoder": {"name": encoder, "identity": emb.info.get("identity", {"encoder": encoder})},
-        "embedding": {k2: v for k2, v in emb.info.items() if k2 not in ("failed", "inputs")},
+        "embedding": {k2: v for k2, v in emb.info.items() if k2 not in ("failed", "inputs", "files")},
         "stages": {"embeddings": emb.key, "clusters": clusters.key, "map": map2d.key,
                    "scores": scores.keys, "run": st.key},
         "embeddings_path": str(emb_path),
