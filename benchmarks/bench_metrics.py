@@ -15,6 +15,10 @@ margin and correctness with the same tensor operations.  Its time for
 shared by all five metrics (5 trainings), and one training per metric and
 seed, as five independent metric implementations would do (25 trainings).
 
+``--cnn-epoch``: also time one epoch of the small CNN of the ``*_cnn``
+metrics on the run's images (training plus the evaluation pass over every
+training image that the dynamics read), ``--cnn-limit N`` on the first N.
+
 Nothing is written to the run.  Results: ``benchmarks/results/metrics.json``.
 """
 
@@ -90,11 +94,32 @@ def baseline_one_seed(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, s
     return time.perf_counter() - t
 
 
+def cnn_epoch(run, limit: int | None = None) -> dict:
+    """One epoch of the *_cnn metrics' CNN (default config) on the run's images, with the per-epoch outputs."""
+    from backend.probes.cnn import CNNConfig, load_images, train_cnn
+
+    t = time.perf_counter()
+    x, _ = load_images(run)
+    load_s = time.perf_counter() - t
+    _, y = class_codes(run.table["label"].astype(str).to_numpy())
+    if limit:
+        x, y = x[:limit], y[:limit]
+    seen: list[float] = []
+    t = time.perf_counter()
+    res = train_cnn(x, y, n_classes=int(y.max()) + 1, config=CNNConfig(epochs=1, seed=0), device="auto",
+                    on_epoch=lambda e, z: seen.append(time.perf_counter()))
+    return {"images": list(x.shape), "load_s": round(load_s, 1), "train_epoch_s": res.history[0]["seconds"],
+            "epoch_with_eval_pass_s": round(seen[0] - t, 1), "device": res.device,
+            "train_error": res.history[0]["train_error"], "loadavg": _loadavg()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", default="/work/demo_work", help="the demo workdir (built with --map pca if missing)")
     ap.add_argument("--seeds", type=int, default=DEFAULTS["seeds"])
     ap.add_argument("--baseline-seeds", type=int, default=1, help="textbook trainings to time (then extrapolated)")
+    ap.add_argument("--cnn-epoch", action="store_true", help="also time one epoch of the *_cnn metrics' CNN")
+    ap.add_argument("--cnn-limit", type=int, default=None, help="time the CNN epoch on the first N images only")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "metrics.json"))
     args = ap.parse_args(argv)
 
@@ -152,6 +177,11 @@ def main(argv=None):
            "loadavg_start": load0, "loadavg_end": _loadavg(),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads(), "platform": platform.platform()}}
+    if args.cnn_epoch:
+        out["cnn_epoch"] = cnn_epoch(run, args.cnn_limit)
+        print(f"CNN: one epoch on {out['cnn_epoch']['images']} images: training {out['cnn_epoch']['train_epoch_s']} s, "
+              f"with the evaluation pass {out['cnn_epoch']['epoch_with_eval_pass_s']} s on "
+              f"{out['cnn_epoch']['device']} (load average {out['cnn_epoch']['loadavg']})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
