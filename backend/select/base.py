@@ -63,6 +63,8 @@ class StrategyInput:
     priority_rank: np.ndarray | None = None
     # a strategy may leave notes for the manifest (e.g. how many duplicates the dedup step removed)
     report: dict[str, Any] = field(default_factory=dict)
+    # work a strategy can reuse between calls with the same candidates (orders that do not depend on n)
+    cache: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -363,7 +363,10 @@ def _versions() -> dict:
 def _reproduce_cmd(sel: Selection) -> str:
     p = sel.params
     parts = ["curate", "select", "--workdir", json.dumps(sel.run_info["dir"])]
-    parts += ["--keep-count", str(p["keep_count"])] if p.get("keep_fraction") is None else ["--keep", str(p["keep_fraction"])]
+    if p.get("keep_fraction") is None:
+        parts += ["--keep-count", str(p["keep_count"])]
+    else:
+        parts += ["--keep", str(p["keep_fraction"])]
     parts += ["--strategy", p["strategy"], "--balance", p["balance"], "--seed", str(p["seed"])]
     if p.get("metric"):
         parts += ["--metric", p["metric"]]

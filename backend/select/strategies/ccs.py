@@ -26,6 +26,8 @@ only breaks ties and orders the "removed at the margin" display.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ...errors import CurateError
@@ -93,31 +95,46 @@ def allocate(counts: np.ndarray, budget: int) -> np.ndarray:
     return out
 
 
+def _orders(inp: StrategyInput, positions: np.ndarray):
+    """(scores, hardest-first order, draw order) of the candidates, local indices; cached per candidate set."""
+    key = ("ccs", len(positions), hashlib.blake2b(positions.tobytes(), digest_size=16).digest())
+    if key not in inp.cache:
+        if len(inp.cache) > 64:
+            inp.cache.clear()
+        s = np.asarray(inp.scores, np.float64)[positions]
+        tie = inp.priority_rank[positions]  # unique ranks of the seeded draw: ties and sampling order
+        inp.cache[key] = (s, np.lexsort((tie, -s)), np.argsort(tie, kind="stable"))
+    return inp.cache[key]
+
+
 def ccs_choose(inp: StrategyInput, positions: np.ndarray, n: int, *, keep_fraction: float) -> np.ndarray:
-    """``n`` of the candidate ``positions`` by CCS."""
+    """``n`` of the candidate ``positions`` by CCS (O(N) per call once the candidates' orders are cached)."""
     positions = np.asarray(positions, np.int64)
     if n >= len(positions):
         return positions
     if n <= 0:
         return positions[:0]
     beta, strata = resolve_options(inp.options, keep_fraction)
-    s = np.asarray(inp.scores, np.float64)[positions]
-    # drop the hardest beta first (ties by the tie-break order), but never so many that n no longer fits
+    s, hardest_first, by_draw = _orders(inp, positions)
+    # drop the hardest beta first (ties by the draw), but never so many that n no longer fits
     n_drop = min(round(beta * len(positions)), len(positions) - n)
-    tie = inp.priority_rank[positions]
-    hardest_first = np.lexsort((tie, -s))
-    rest = np.sort(hardest_first[n_drop:])
-    bins = strata_of(s[rest], strata)
-    budget = allocate(np.bincount(bins, minlength=strata), n)
-    # uniform inside every stratum: the smallest seeded hash first
-    idx = np.lexsort((tie[rest], bins))  # grouped by bin, by draw inside a bin
-    by_draw, bins_sorted = rest[idx], bins[idx]
-    starts = np.searchsorted(bins_sorted, np.arange(strata))
-    rank_in_bin = np.arange(len(by_draw)) - starts[bins_sorted]
-    chosen = by_draw[rank_in_bin < budget[bins_sorted]]
+    left = np.ones(len(positions), bool)
+    left[hardest_first[:n_drop]] = False
+    bins = np.zeros(len(positions), np.int64)
+    bins[left] = strata_of(s[left], strata)
+    budget = allocate(np.bincount(bins[left], minlength=strata), n)
+    # uniform inside every stratum: the earliest draws of each bin (a stable radix sort of small integers)
+    d = by_draw[left[by_draw]]
+    b = bins[d].astype(np.int16 if strata < 2 ** 15 else np.int64)
+    order = np.argsort(b, kind="stable")
+    b_sorted = b[order]
+    starts = np.searchsorted(b_sorted, np.arange(strata))
+    take = (np.arange(len(d)) - starts[b_sorted]) < budget[b_sorted]
+    out = np.zeros(len(positions), bool)
+    out[d[order][take]] = True
     inp.report["ccs_beta"] = beta
     inp.report["ccs_strata"] = strata
-    return positions[np.sort(chosen)]
+    return positions[out]
 
 
 def ccs_priority(inp: StrategyInput) -> np.ndarray:
