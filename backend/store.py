@@ -162,6 +162,22 @@ class Stage:
                                      "files": record_files(self.dir)})
 
 
+def stage_dir_problem(folder: str | os.PathLike) -> str | None:
+    """Why a finished stage folder (e.g. a run folder) cannot be trusted, or None.
+
+    For readers that open a stage folder directly (``Run``): a file that was
+    overwritten since the stage finished is named, instead of a traceback from
+    the Parquet reader.
+    """
+    folder = Path(folder)
+    try:
+        meta = read_json(folder / META)
+    except (OSError, ValueError):
+        return None  # older folders without meta.json: nothing recorded to check against
+    files = meta.get("files") if isinstance(meta, dict) else None
+    return verify_files(folder, files) if files else None
+
+
 def rerecord(folder: str | os.PathLike) -> None:
     """Record a finished stage's files again after a deliberate in-place update.
 

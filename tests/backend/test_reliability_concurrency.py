@@ -59,7 +59,7 @@ def _curate_run(folder: Path, work: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.0, 4.0])
+@pytest.mark.parametrize("delay", [0.0, 6.0])  # started together, and 6 s apart (the issue)
 def test_two_curate_runs_on_one_workdir_both_succeed(image_folder_copy, tmp_path, delay):
     work = tmp_path / "work"
     first = _curate_run(image_folder_copy, work)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from backend import CurateError, export_tree, load_run, run_pipeline, select_subset, write_selection
 from backend.cli import main
-from backend.store import Stage, store_owner
+from backend.store import Stage, stage_dir_problem, store_owner
 
 
 def _sha(path: Path) -> str:
@@ -133,6 +133,7 @@ def test_a_stage_whose_files_changed_is_recomputed_not_trusted(own_run, small_im
     st_meta = json.loads((run.dir / "meta.json").read_text())
     assert st_meta["files"]["examples.parquet"]["sha256"] == hashlib.sha256(good).hexdigest()
     table.write_bytes(b'[{"example_id": "not a table"}]')  # what the old Export page could do
+    assert "examples.parquet" in stage_dir_problem(run.dir)  # what a reader can say instead of a traceback
 
     class Rec(Reporter):
         stages: dict = {}
@@ -144,6 +145,7 @@ def test_a_stage_whose_files_changed_is_recomputed_not_trusted(own_run, small_im
     again = run_pipeline(str(small_image_folder), own_run, reporter=rec, **fast_kwargs)
     assert rec.stages["run"] is False and rec.stages["embeddings"] is True
     assert again.dir == run.dir and again.table.equals(run.table)
+    assert stage_dir_problem(run.dir) is None
 
     # a file of any stage: same size, other bytes, other mtime -> not done; same bytes, touched -> still done
     emb_dir = next((own_run / "embeddings").iterdir())
