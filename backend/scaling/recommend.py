@@ -288,7 +288,8 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
     balance, metric, keep_fraction; None when no fraction is within the
     tolerance), ``beats_random``, ``sentence``, ``comparisons`` (the table
     the sentence rests on), ``regime``, and the older keys ``direction``
-    (the better of keep hard / keep easy), ``min_fraction`` (the recommended
+    (the recommended setting's strategy; without one, the better of keep
+    hard / keep easy), ``min_fraction`` (the recommended
     keep fraction), ``full_error``, ``loses_to_random_below``, ``evidence``,
     ``proxy_note``, ``alternative``.
     """
@@ -382,6 +383,9 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
             a = others.sort_values(["keep_fraction", "error"]).iloc[0]
             alternative = {"direction": str(a.strategy), "strategy": str(a.strategy), "balance": str(a.balance),
                            "min_fraction": float(a.keep_fraction)}
+    if setting is not None:  # the direction the user is told to take is the recommended setting's
+        out["direction"] = setting["strategy"]
+        out["better_of_hard_easy"] = direction
     return {**out, "setting": setting, "beats_random": beats_anywhere and row is not None and row.strategy != "random",
             "min_fraction": None if row is None else float(row.keep_fraction), "loses_to_random_below": loses,
             "sentence": " ".join(parts), "alternative": alternative}
