@@ -269,12 +269,14 @@ def _pick(table: pd.DataFrame, prefer: str | None) -> tuple[pd.Series | None, pd
     return best, (rnd_at.iloc[0] if len(rnd_at) else None)
 
 
-def _change(e: float, full: float, se: float) -> str:
+def _versus_full(e: float, se: float, full: float, full_se: float) -> str:
+    """'16.4% ± 0.4 pp against 15.9% ± 0.4 pp with all data (0.5 pp higher)': a gain is never called a cost."""
     d = e - full
     if d <= 0:
-        return f"{_pp(-d)} lower than with all data (within noise: ± {_pp(se)})" if -d <= SIGMAS * se else \
-            f"{_pp(-d)} lower than with all data (± {_pp(se)})"
-    return f"{_pp(d)} higher than with all data (± {_pp(se)})"
+        rel = f"{_pp(-d)} lower" + (", within noise" if -d <= SIGMAS * max(se, full_se) else "")
+    else:
+        rel = f"{_pp(d)} higher"
+    return f"{_pct(e)} ± {_pp(se)} against {_pct(full)} ± {_pp(full_se)} with all data ({rel})"
 
 
 def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str = "linear",
@@ -326,8 +328,7 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
                          f"beats a random subset of the same size by more than {SIGMAS:g} standard errors at any "
                          f"keep fraction{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}.")
             parts.append(f"A random {_frac(row.keep_fraction)} ({row.n_kept:,} examples) is estimated at "
-                         f"{_pct(row.error)} ± {_pp(row.error_se)}, {_change(row.error, full_error, row.error_se)} "
-                         f"({_pct(full_error)} ± {_pp(full_se)}), within the {tol} tolerance.")
+                         f"{_versus_full(row.error, row.error_se, full_error, full_se)}, within the {tol} tolerance.")
         else:
             parts.append(f"No setting beats a random subset of the same size, and no keep fraction tested stays "
                          f"within {tol} of the full data's {_pct(full_error)} ± {_pp(full_se)}: keep all the data"
@@ -339,14 +340,13 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
         name = setting_name(row.strategy, row.balance, metric)
         if row.strategy == "random":
             parts.append(f"A random {_frac(row.keep_fraction)} is as good as any metric at that size: nothing "
-                         f"estimated beats random there. It is estimated at {_pct(row.error)} ± {_pp(row.error_se)}, "
-                         f"{_change(row.error, full_error, row.error_se)} ({_pct(full_error)} ± {_pp(full_se)}).")
+                         "estimated beats random there. It is estimated at "
+                         f"{_versus_full(row.error, row.error_se, full_error, full_se)}.")
         else:
             vs = (f"{_pp(-row.vs_random)} ± {_pp(row.vs_random_se)} lower than a random {_frac(row.keep_fraction)}"
                   + (f" (paired over {row.n_pairs} seeds)" if row.n_pairs else ""))
             parts.append(f"Recommended: {name}, keeping {_frac(row.keep_fraction)} ({row.n_kept:,} examples). "
-                         f"Estimated held-out error {_pct(row.error)} ± {_pp(row.error_se)}, "
-                         f"{_change(row.error, full_error, row.error_se)} ({_pct(full_error)} ± {_pp(full_se)}), "
+                         f"Estimated held-out error {_versus_full(row.error, row.error_se, full_error, full_se)}, "
                          f"within the {tol} tolerance, and {vs}.")
     loses = None
     if row is not None and row.strategy != "random":
@@ -355,13 +355,18 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
         if len(worse):
             loses = float(worse["keep_fraction"].max())
             parts.append(f"At {_frac(loses)} or less this setting loses to random.")
-    elif row is None or row.strategy == "random":
-        hard = table[(table["strategy"] == direction) & (table["balance"] == "none")]
-        worse = hard[hard["verdict"] == "loses to random"]
-        loses = float(worse["keep_fraction"].max()) if len(worse) else None
-        if loses is not None:
-            parts.append(f"Keeping the {'hardest' if direction == 'hard' else 'easiest'} loses to random at "
-                         f"{_frac(loses)} or less.")
+    else:
+        said = []
+        for st_, word in (("hard", "the hardest"), ("easy", "the easiest")):
+            mine = table[(table["strategy"] == st_) & (table["balance"] == "none")]
+            worse = mine[mine["verdict"] == "loses to random"]
+            if len(worse):
+                f_lose = float(worse["keep_fraction"].max())
+                said.append(f"keeping {word} at {_frac(f_lose)} or less")
+                if st_ == direction:
+                    loses = f_lose
+        if said:
+            parts.append("Pruning by the metric loses to random when " + " and ".join(said) + ".")
     if reg["sentence"]:
         parts.append(reg["sentence"])
     if holdout_size and holdout_size < SMALL_HOLDOUT:
