@@ -38,6 +38,7 @@ _GROUP_SIZE = 10       # centroids per Yinyang group (the paper's K / 10)
 _MAX_BOUNDS = 1 << 25  # N x G upper bounds at most (128 MB of float32)
 _FULL_SHARE = 0.5      # a row failing more than this share of its groups is re-scored against all centroids
 _BOUNDS_PAY = 0.5      # bounds are used when at most this share of the rows fails the first (cheap) test
+_FRESH_BOUNDS = 0.1    # a full pass computes fresh bounds for a block where at most this share of rows moved
 
 
 class BlockSearch:
@@ -46,6 +47,7 @@ class BlockSearch:
     def __init__(self, centroids: np.ndarray):
         self.set_centroids(centroids)
         self._buf = np.empty((0, len(centroids)), np.float32)
+        self._last = None
 
     def set_centroids(self, centroids: np.ndarray) -> None:
         self.c = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -59,22 +61,29 @@ class BlockSearch:
         np.matmul(xb, self.cT, out=out)
         return out
 
-    def top1(self, xb: np.ndarray):
-        """(id int32, similarity float32) of the most similar centroid of each row (ties: smallest id)."""
+    def top1(self, xb: np.ndarray, *, keep_scores: bool = False):
+        """(id int32, similarity float32) of the most similar centroid of each row (ties: smallest id).
+
+        ``keep_scores``: the score block stays for :meth:`second` (until the next call).
+        """
         s = self._scores(xb)
         a = s.argmax(axis=1)
+        self._last = s if keep_scores else None
         return a.astype(np.int32), s[np.arange(len(xb)), a]
+
+    def second(self, best: np.ndarray) -> np.ndarray:
+        """The second-best similarity of each row of the last :meth:`top1` block (-inf when K = 1)."""
+        s, self._last = self._last, None
+        if s.shape[1] == 1:
+            return np.full(len(s), -np.inf, np.float32)
+        r = np.arange(len(s))
+        s[r, best] = -np.inf
+        return s.max(axis=1)
 
     def top2(self, xb: np.ndarray):
         """(best id int32, best similarity, second-best similarity) of each row (second = -inf when K = 1)."""
-        s = self._scores(xb)
-        a = s.argmax(axis=1)
-        r = np.arange(len(xb))
-        best = s[r, a].copy()
-        if s.shape[1] == 1:
-            return a.astype(np.int32), best, np.full(len(xb), -np.inf, np.float32)
-        s[r, a] = -np.inf
-        return a.astype(np.int32), best, s.max(axis=1)
+        a, b = self.top1(xb, keep_scores=True)
+        return a, b, self.second(a)
 
 
 def _group_centroids(c: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
@@ -191,17 +200,30 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
 
 
 def _full_pass(x, search, assign, own, ub, *, first: bool = False):
-    """Score every row against every centroid (fresh bounds); returns (rows moved, new ids, old ids)."""
+    """Score every row against every centroid; returns (rows moved, new ids, old ids).
+
+    Fresh bounds need the second-best similarity (one more pass over the score
+    block); a block where many rows moved will fail its bounds next time anyway,
+    so there (and on the first pass) the bounds are left open (+inf) instead.
+    """
     moved, new_ids, old_ids = [], [], []
     for s in range(0, len(x), BLOCK):
-        a, b, s2 = search.top2(x[s:s + BLOCK])
-        if not first:
-            ch = np.flatnonzero(a != assign[s:s + BLOCK])
-            moved.append(s + ch)
-            new_ids.append(a[ch])
-            old_ids.append(assign[s + ch])
+        xb = x[s:s + BLOCK]
+        if first:
+            a, b = search.top1(xb)
+            assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
+            ub[s:s + BLOCK] = np.inf
+            continue
+        a, b = search.top1(xb, keep_scores=True)
+        ch = np.flatnonzero(a != assign[s:s + BLOCK])
+        moved.append(s + ch)
+        new_ids.append(a[ch])
+        old_ids.append(assign[s + ch])
         assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
-        ub[s:s + BLOCK] = s2[:, None]
+        if len(ch) <= _FRESH_BOUNDS * len(xb):
+            ub[s:s + BLOCK] = search.second(a)[:, None]
+        else:
+            ub[s:s + BLOCK] = np.inf
     if first or not moved:
         empty = np.empty(0, np.int64)
         return empty, empty, empty
