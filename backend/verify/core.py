@@ -252,23 +252,31 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
                        math.sqrt(max(rm * (1 - rm), 1e-6) / holdout_size))
     d_se = max(float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, noise)
     what = "linear probe" if model == "probe" else "small CNN trained on the images"
-    measured = (f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset "
+    note = " (a linear probe from zero weights is deterministic: one training)" if model == "probe" else ""
+    measured = (f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
                 f"{100 * km:.1f}% ± {100 * ks:.1f}, random subsets of the same size {100 * rm:.1f}% ± {100 * rs:.1f} "
                 f"held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp).")
     if predicted is None:
         return None, measured + (" No cached scaling estimate covers this setting at this keep fraction, so there "
                                  "is no prediction to check: run `curate scaling` (or the app's estimate) first.")
     p_d = predicted["setting_error"] - predicted["random_error"]
-    p_se = math.hypot(predicted["setting_std"], predicted["random_std"]) / math.sqrt(max(predicted["n_seeds"], 1))
+    # the kept subset is one draw of the setting (one k-means, one subset): its spread over the estimate's seeds,
+    # not the standard error of their mean; the random side is a mean over seeds on both sides
+    p_se = math.hypot(predicted["setting_std"], predicted["random_std"] / math.sqrt(max(predicted["n_seeds"], 1)))
     tol = SIGMAS * math.hypot(d_se, p_se)
     held = abs(d_mean - p_d) <= tol
+    same_sign = (p_d > SIGMAS * p_se and d_mean > SIGMAS * d_se) or (p_d < -SIGMAS * p_se and d_mean < -SIGMAS * d_se)
     pred = (f"The estimate predicted {100 * predicted['setting_error']:.1f}% for this setting and "
             f"{100 * predicted['random_error']:.1f}% for random at keep {100 * predicted['keep_fraction']:.0f}% "
             f"(difference {100 * p_d:+.1f} pp).")
-    verdict = (f"The prediction held: the measured difference is within {SIGMAS:g} standard errors of the "
-               "predicted one." if held else
-               f"The prediction did not hold: the measured difference is {100 * abs(d_mean - p_d):.1f} pp away from "
-               "the predicted one, more than its uncertainty.")
+    if held:
+        verdict = (f"The prediction held: the measured difference is within {SIGMAS:g} standard errors of the "
+                   "predicted one.")
+    else:
+        verdict = (f"The prediction did not hold: the measured difference is {100 * abs(d_mean - p_d):.1f} pp away "
+                   f"from the predicted one, more than {SIGMAS:g} standard errors ({100 * tol:.1f} pp)"
+                   + ("; its direction did hold (both say this setting is "
+                      + ("worse" if p_d > 0 else "better") + " than random)." if same_sign else "."))
     if model == "cnn":
         verdict += " (Absolute errors of a CNN are not expected to match the linear probe's; the difference is.)"
     return bool(held), " ".join([measured, pred, verdict])
