@@ -250,3 +250,15 @@ def dedup_index(run_dir: str, run_key: str):
 def dedup_at(run_dir: str, run_key: str, threshold: float):
     """The deduplication at one similarity threshold (O(N) from the cached index)."""
     return dedup_index(run_dir, run_key).at(eps=1.0 - float(threshold))
+
+
+REDUNDANCY_CURVE = tuple(np.round(np.arange(0.80, 1.0000001, 0.0025), 4))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def redundancy_curve(run_dir: str, run_key: str, by: str) -> pd.DataFrame:
+    """Share removed vs threshold (0.80..1.00), overall and per class or cluster (``by``)."""
+    t = load_run(run_dir).table
+    codes = t["label"].astype(str).to_numpy() if by == "class" else t["cluster"].to_numpy() if by == "cluster" \
+        else None
+    return dedup_index(run_dir, run_key).redundancy_curve(np.asarray(REDUNDANCY_CURVE), by=codes)

@@ -110,9 +110,9 @@ def _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim
                 par = np.where(par >= 0, par + lo + a, -1)
                 parent[lo + a:lo + b] = par
             done += b - a
+            if progress is not None:
+                progress(done, n)
         del x
-        if progress is not None:
-            progress(done, n)
         ci = cj
 
 

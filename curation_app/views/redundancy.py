@@ -13,7 +13,6 @@ from curation_app import services, state
 from curation_app.components import gallery, metric_figures
 
 EXACT = 0.999          # similarity at or above which two examples count as near-exact copies
-CURVE = np.round(np.arange(0.80, 1.0000001, 0.0025), 4)
 GROUPS_PER_PAGE = 6
 
 run = state.require_run()
@@ -34,7 +33,7 @@ res = services.dedup_at(rd, run.key, float(threshold))
 n = len(t)
 exact = services.dedup_at(rd, run.key, EXACT)
 
-m = st.columns(4)
+m = st.columns([1.6, 1, 1, 1.2])  # "600,000 of 1,000,000" must fit
 m[0].metric("Removed", f"{res.n_removed:,} of {n:,}", f"{res.n_removed / n:.1%} redundant", delta_color="off",
             delta_arrow="off")
 m[1].metric("Kept", f"{res.n_kept:,}")
@@ -44,14 +43,10 @@ m[3].metric(f"Near-exact copies (≥ {EXACT})", f"{exact.n_removed:,}", f"in {ex
 
 by = st.radio("Curve per", ["all examples"] + (["class"] if run.has_labels else []) + ["cluster"], horizontal=True,
               key="redundancy.by")
-codes = None
-if by == "class":
-    codes = t["label"].astype(str).to_numpy()
-elif by == "cluster":
-    codes = t["cluster"].to_numpy()
-curve = idx.redundancy_curve(CURVE, by=codes)
-if by == "cluster" and codes is not None:  # the ten clusters with the most redundancy at the threshold
-    at_t = curve[np.isclose(curve["threshold"], CURVE[np.argmin(np.abs(CURVE - threshold))])]
+curve = services.redundancy_curve(rd, run.key, by)
+if by == "cluster":  # the ten clusters with the most redundancy at the threshold
+    grid = np.unique(curve["threshold"].to_numpy())
+    at_t = curve[np.isclose(curve["threshold"], grid[np.argmin(np.abs(grid - threshold))])]
     top = at_t[at_t["group"] != "all"].nlargest(10, "share_removed")["group"].tolist()
     curve = curve[curve["group"].isin(["all", *top])]
     curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
@@ -82,18 +77,23 @@ else:
             st.markdown(f"**Group {g.group}** · {g.size} members · cluster {g.cluster} · similarity "
                         f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: `{g.representative_id}` "
                         "(the member least similar to the centroid)")
-            gallery.strip(run, mem[:8], score="centroid_sim")
+            gallery.strip(run, mem[:8])
             names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].to_numpy()[mem])]
             st.dataframe(pd.DataFrame(sim[:8, :8], index=names[:8], columns=names[:8]).round(4), width="stretch")
 
 st.subheader("Export the deduplicated list")
 st.caption(f"The same files as `curate dedup --eps {res.eps:.4f} --out FILE` (the kept list and the removed "
            "examples with their group and kept representative).")
-c1, c2 = st.columns(2)
-kept_csv = render(res.kept_frame(t), ".csv")
-removed_csv = render(res.removed_frame(t), ".csv")
-c1.download_button(f"Kept list ({res.n_kept:,} rows, CSV)", kept_csv, file_name="dedup.csv", mime="text/csv",
-                   on_click="ignore", icon=":material/download:", key="redundancy.dl_kept")
-c2.download_button(f"Removed, with groups ({res.n_removed:,} rows, CSV)", removed_csv,
-                   file_name=removed_path("dedup.csv").name, mime="text/csv", on_click="ignore",
-                   icon=":material/download:", key="redundancy.dl_removed")
+# rendering 60k rows at every slider move would cost more than the rest of the page: make the files on request
+ready = st.session_state.get("redundancy.files")
+if ready is None or ready[0] != (run.key, float(threshold)):
+    if st.button("Prepare the files for this threshold", icon=":material/description:", key="redundancy.prepare"):
+        ready = ((run.key, float(threshold)), render(res.kept_frame(t), ".csv"), render(res.removed_frame(t), ".csv"))
+        st.session_state["redundancy.files"] = ready
+if ready is not None and ready[0] == (run.key, float(threshold)):
+    c1, c2 = st.columns(2)
+    c1.download_button(f"Kept list ({res.n_kept:,} rows, CSV)", ready[1], file_name="dedup.csv", mime="text/csv",
+                       on_click="ignore", icon=":material/download:", key="redundancy.dl_kept")
+    c2.download_button(f"Removed, with groups ({res.n_removed:,} rows, CSV)", ready[2],
+                       file_name=removed_path("dedup.csv").name, mime="text/csv", on_click="ignore",
+                       icon=":material/download:", key="redundancy.dl_removed")

@@ -73,7 +73,13 @@ def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, m
     assert removed == f"{res.n_removed:,} of {run.n_examples:,}"
     if res.n_groups:
         assert any("Group" in str(md.value) and "kept:" in str(md.value) for md in at.markdown)
-    # the download is byte-identical to curate dedup with the same threshold
+    # the files are made on request; the download is byte-identical to curate dedup with the same threshold
+    def downloads():
+        return [d for d in at.get("download_button") if str(d.key).startswith("redundancy.")]
+
+    assert not downloads()
+    at.button(key="redundancy.prepare").click().run()
+    assert len(downloads()) == 2
     out = tmp_path / "d.csv"
     assert main(["dedup", "--workdir", str(work_copy), "--eps", repr(1 - 0.9), "--out", str(out)]) == 0
     from backend.dedup.export import render
