@@ -59,6 +59,14 @@ def _source_root(run_info_source: str | None, kind: str | None = None) -> Path |
         return None
 
 
+def _source_kind(run_info: dict) -> str | None:
+    """The run's source kind from its run.json (a Selection records the spec, not the kind)."""
+    try:
+        return json.loads((Path(run_info["dir"]) / "run.json").read_text())["source"]["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _refuse_protected(out: Path, source_root: Path | None, what: str) -> None:
     """Outputs never go onto a workdir's cache nor inside the folder the run reads its images from."""
     owner = store_owner(out)
@@ -130,7 +138,7 @@ def write_selection(sel: Selection, out: str | Path, *, force: bool = False) -> 
     fmt = out.suffix.lower()
     if fmt not in FORMATS:
         raise CurateError(f"cannot tell the format of {out.name}: end --out with {', '.join(FORMATS)}")
-    _refuse_protected(out, _source_root(sel.run_info.get("source")), "the list")
+    _refuse_protected(out, _source_root(sel.run_info.get("source"), _source_kind(sel.run_info)), "the list")
     _check_out(out, force)
     clean_stale_tmp(out.parent)
     data = render_selection(sel, fmt)
