@@ -56,15 +56,21 @@ if res is not None:
     n_seeds = res.params["seeds"]
     best = s.iloc[0]
     beats = s[s["n_better"] > 0]
-    if len(beats):
-        st.success("Beats random at some keep fraction: " + ", ".join(
-            f"**{r.metric}** (keep {r.direction}, {r.n_better} of {len(res.params['report_fractions'])} fractions)"
-            for r in beats.itertuples()) + f". Best on average: **{best.metric}** keep {best.direction}, "
-            f"{100 * best.mean_diff:+.2f} pp against random.", icon=":material/verified:")
+    n_fr = len(res.params["report_fractions"])
+    where = ", ".join(f"**{r.metric}** keep {r.direction} ({r.n_better} of {n_fr} fractions)"
+                      for r in beats.itertuples())
+    fracs = ", ".join(f"{f:.0%}" for f in res.params["report_fractions"])
+    if best.mean_diff < 0 and best.n_worse == 0:
+        st.success(f"**{best.metric}** (keep {best.direction}) beats random on average, by "
+                   f"{-100 * best.mean_diff:.2f} pp over keep {fracs}."
+                   + (f" Beats random by more than 2 SE at some fraction: {where}." if where else ""),
+                   icon=":material/verified:")
     else:
-        st.warning("No metric beats a random subset of the same size by more than two standard errors at any of "
-                   "the reported keep fractions: on these embeddings, prune at random (or use a better encoder).",
-                   icon=":material/balance:")
+        st.warning(f"On average over the reported keep fractions no metric beats a random subset of the same size "
+                   f"(best: **{best.metric}** keep {best.direction}, {100 * best.mean_diff:+.2f} pp against random)."
+                   + (f" By more than two standard errors at single fractions: {where}; elsewhere they tie or lose."
+                      if where else " No metric beats random by more than two standard errors at any fraction: "
+                      "prune at random here (or use a better encoder)."), icon=":material/balance:")
     show = s.rename(columns={"mean_diff": "mean diff vs random (pp)", "n_better": "fractions better",
                              "n_worse": "fractions worse"})
     show["mean diff vs random (pp)"] = (100 * show["mean diff vs random (pp)"]).round(2)
@@ -76,6 +82,9 @@ if res is not None:
     t["cell"] = [f"{100 * e:.1f}% ({100 * d:+.2f} ± {100 * se:.2f}){marks.get(v, '')}"
                  for e, d, se, v in zip(t["error"], t["diff"], t["se"], t["verdict"])]
     pivot = t.pivot_table(index=["metric", "strategy"], columns="keep_fraction", values="cell", aggfunc="first")
+    rank = {m: i for i, m in enumerate(s["metric"])}
+    keys = [(rank.get(m, 99), strategy != "hard") for m, strategy in pivot.index]
+    pivot = pivot.iloc[sorted(range(len(pivot)), key=keys.__getitem__)]
     pivot.columns = [f"keep {f:.0%}" for f in pivot.columns]
     rnd = t.drop_duplicates("keep_fraction").set_index("keep_fraction")["random_error"]
     pivot.loc[("random", "(baseline)"), :] = [f"{100 * rnd[f]:.1f}%" for f in sorted(rnd.index)]
@@ -83,7 +92,9 @@ if res is not None:
     st.caption(f"Error (difference with random in pp ± its standard error over {n_seeds} seeds); * beats random, "
                "! loses to random, by more than two standard errors. Balance: "
                f"{', '.join(sorted(set(t['balance'].astype(str))))}.")
-    st.plotly_chart(metric_figures.metric_curves_figure(res.curves), key="metrics.curves")
+    view = st.radio("Chart", ["difference with random", "held-out error"], horizontal=True, key="metrics.view")
+    st.plotly_chart(metric_figures.metric_curves_figure(res.curves, difference=view == "difference with random"),
+                    key="metrics.curves")
 
 st.subheader("Agreement between metrics")
 fraction = st.select_slider("Keep fraction for the kept-set overlap", options=[0.3, 0.5, 0.7, 0.9], value=0.7,
