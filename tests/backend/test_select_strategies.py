@@ -51,9 +51,9 @@ def test_class_floor_counts_on_an_imbalanced_set():
     assert _counts(t, none.mask(200)) == {"a": 200, "b": 0, "c": 0}
     same = Ranking(t, strategy="hard", metric="score", balance="class")
     assert _counts(t, same.mask(200)) == {"a": 120, "b": 60, "c": 20}
-    # inside a class the hardest are the ones kept
+    # inside a class the easiest are the ones kept (rk is keep easy here)
     m = rk.mask(200)
-    for lab, grp in t.groupby("label"):
+    for _, grp in t.groupby("label"):
         k, d = grp.loc[m[grp.index], "score"], grp.loc[~m[grp.index], "score"]
         if len(k) and len(d):
             assert k.max() <= d.min()
@@ -152,3 +152,19 @@ def test_options_that_do_not_apply_are_refused(base_run):
     assert man["selection"]["floor_share"] == 0.5 and man["selection"]["ccs_beta"] is None
     assert man["steps"]["ccs"] == {"beta": 0.1, "strata": 50}  # default beta at keep 20%
     assert "--strategy ccs" in man["reproduce"] and "--floor-share 0.5" in man["reproduce"]
+
+
+def test_dedup_hard_on_a_real_run_uses_semdedup(base_run):
+    from backend.dedup import semdedup
+
+    eps = 0.2  # loose enough that some of the small run's images count as near-duplicates
+    removed = semdedup(base_run, eps=eps).removed
+    sel = select_subset(base_run, keep=0.5, strategy="dedup+hard", dedup_eps=eps)
+    assert sel.n_kept == round(0.5 * base_run.n_examples)
+    steps = sel.manifest()["steps"]["dedup"]
+    assert steps["duplicates_found"] == int(removed.sum())
+    assert steps["removed_as_duplicates"] + steps["removed_by_difficulty"] == base_run.n_examples - sel.n_kept
+    kept_dups = base_run.table["example_id"][removed].isin(set(sel.kept["example_id"])).sum()
+    assert kept_dups == steps["duplicates_kept_back"]
+    if removed.sum() <= base_run.n_examples - sel.n_kept:
+        assert kept_dups == 0  # every duplicate goes before any difficulty pruning
