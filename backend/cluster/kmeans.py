@@ -1,4 +1,4 @@
-"""Spherical k-means on L2-normalised embeddings (CPU: torch bf16 / faiss fp32; CUDA: torch).
+"""Spherical k-means on L2-normalised embeddings (CPU: torch bf16 or numpy fp32 BLAS; CUDA: torch).
 
 Vocabulary: N examples, D dimensions, K clusters.  On unit vectors cosine and
 Euclidean rankings agree, so "distance to the nearest centroid" is reported as
@@ -9,43 +9,52 @@ least 40 per centroid when N allows): the centroids are as good and the fit
 costs a fixed amount on 1.3M images.  Every row is then assigned in chunks of
 ``CHUNK`` rows, so no full normalised copy of the embeddings is held in memory.
 
+The fit (every path)
+--------------------
+* k-means++ seeds (:func:`kmeans_plus_plus`, on a bounded sample);
+* the first Lloyd iterations run on a nested sample that doubles up to the
+  whole training set (:func:`sample_stages`): they move the seeds far, and a
+  quarter of the rows does that as well as all of them;
+* Lloyd stops after ``n_iter`` iterations, at a fixed point, or when an
+  iteration lowers the inertia by less than ``tol`` times itself;
+* on small data (cheap iterations) several k-means++ starts run and the best
+  objective is kept (``n_init="auto"``).
+
 Speed and memory (measured figures: benchmarks/README.md)
 ---------------------------------------------------------
 Both steps are dominated by one dot product per (row, centroid): 2*N*K*D
-flops, 1e12 for N=1M, K=1000, D=512.  On a CPU with native bf16 dot products
-(``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo) torch's bf16 matrix
-product does that ~3x faster than fp32 (faiss/BLAS), so there:
+flops, 1e12 for N=1M, K=1000, D=512.  The CPU path is chosen from
+``/proc/cpuinfo``:
 
-* **training** (Lloyd on the sample) assigns each row to the bf16 argmax.  A
-  bf16 score is within ~0.012 of the fp32 one, so a row near a tie may go to a
-  centroid a hair less similar than the best; the centroids (fp32 sums of the
-  fp32 rows, re-normalised) come out as good as fp32 Lloyd's (same mean
-  similarity and adjusted Rand index in the benchmark).  Lloyd stops early at
-  a fixed point: an iteration that changes no assignment (the remaining
-  iterations would change nothing), as scikit-learn does; ``early_stop=False``
-  always runs ``n_iter``.
-* **assignment** (``predict`` / :func:`nearest_centroid`) is exact: the bf16
-  product only proposes candidates (every centroid whose bf16 score is within
-  a proven error margin of the row's best, see :class:`_Bf16Centroids`), and
-  those are re-scored in fp32, so ids and similarities equal an exhaustive
-  fp32 search (up to fp32 rounding ties).  When most rows of a block sit near
-  a tie (real embeddings often do: then bf16 does not pay) the rest of the
-  pass uses faiss's exhaustive fp32 search.
+* **native bf16** (``avx512_bf16`` or ``amx_bf16``): torch's bf16 matrix
+  product is ~3x faster than fp32 there.  Training assigns each row to the
+  bf16 argmax (within ~0.012 of the fp32 score: a row near a tie may go to a
+  centroid a hair less similar; the centroids are fp32 sums of the fp32 rows
+  and come out as good).  The assignment (``predict`` /
+  :func:`nearest_centroid`) is exact: the bf16 product only proposes
+  candidates (every centroid within a proven error margin of the row's best,
+  see :class:`_Bf16Centroids`), re-scored in fp32; when most rows of a block
+  sit near a tie the rest of the pass uses faiss's exhaustive fp32 search.
+* **any other CPU** (AVX2, AVX-512 without bf16): exact fp32 with numpy's BLAS
+  (:mod:`.lloyd`): products in blocks into one reused buffer, Yinyang bounds
+  that skip rows which cannot change centroid.  Not faiss: its bundled
+  OpenBLAS falls back to generic kernels on CPUs it does not recognise (4x
+  slower searches on the machines this was measured on).
 * memory-mapped inputs (``np.load(..., mmap_mode="r")``): each chunk is copied
   into one reused buffer and its pages are then released from the process
   (``madvise(MADV_DONTNEED)``: they stay in the page cache), so the resident
   size stays at about the training sample plus a few chunks instead of
   growing by the whole file (2 GB for 1M x 512).
 
-``CURATE_KMEANS_BF16=0`` forces the fp32 path (faiss k-means with ``n_iter``
-iterations, no early stop, and faiss's exhaustive search; the only path on CPUs
-without bf16), ``=1`` forces bf16.  On CUDA torch does both steps in fp32.
+``CURATE_KMEANS_BF16=0`` forces the fp32 path, ``=1`` forces bf16 (emulated,
+hence slow, on CPUs without it: for tests).  On CUDA torch does both steps in
+fp32.
 
-Trade-off: training costs ``iterations * n_train`` row products and the
-assignment ``N``; with the default ``n_train = 131072`` (131 rows per centroid
-at K=1000) and 20 iterations, training is ~2.6x the work of assigning 1M rows.
-A smaller sample is faster but the centroids get noisier (faiss warns below
-39 rows per centroid); the default keeps the sample.
+Trade-off: training costs ``iterations * n_train`` row products (fewer with
+the sample stages) and the assignment ``N``; with the default ``n_train =
+131072`` (131 rows per centroid at K=1000) a smaller sample is faster but the
+centroids get noisier (faiss warns below 39 rows per centroid); the default
+keeps the sample.
 """
 
 from __future__ import annotations
@@ -173,8 +182,10 @@ class SphericalKMeans:
     n_clusters : K.
     n_iter : Lloyd iterations at most (assignment steps, over all sample stages).
     tol : stop when an iteration lowers the inertia ``sum |x - c|^2`` (unit rows
-        and centroids) by less than ``tol`` times itself; a fixed point (no row
-        changes centroid) always stops.  ``early_stop=False`` runs ``n_iter``.
+        and centroids) by less than ``tol`` times itself (in a sample stage:
+        go on to the next stage).  ``early_stop=False`` turns the tolerance
+        off; a fixed point (no row changes centroid) always stops, since the
+        remaining iterations would change nothing.
     n_init : k-means++ restarts, the best objective kept; ``"auto"``: as many
         (up to 10) as cost less than :data:`_RESTART_BUDGET` flops together
         (small data: a 3,000-image set gets 10, 100k x 512 at K=1000 gets 1).
