@@ -170,6 +170,10 @@ def test_target_fraction_and_bad_input(dup_run, tmp_path):
         semdedup(run, eps=3)
     with pytest.raises(CurateError, match="at least one per cluster"):
         semdedup(run, target_fraction=1 / n)
+    txt = tmp_path / "t.txt"  # one id per line; the removed list cannot be plain text: it is CSV beside it
+    assert main(["dedup", "--workdir", str(run.dir), "--eps", "0.1", "--out", str(txt)]) == 0
+    assert len(txt.read_text().splitlines()) == semdedup(run, eps=0.1).n_kept
+    assert (tmp_path / "t.removed.csv").exists() and (tmp_path / "t.txt.manifest.json").exists()
     out = tmp_path / "k.csv"
     assert main(["dedup", "--workdir", str(run.dir), "--eps", "0.1", "--out", str(out)]) == 0
     assert main(["dedup", "--workdir", str(run.dir), "--eps", "0.1", "--out", str(out)]) == 2  # exists

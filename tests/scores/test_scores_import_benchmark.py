@@ -74,6 +74,18 @@ def test_import_by_filename_and_parquet(run_copy, tmp_path):
     np.testing.assert_allclose(load_run(run_copy.dir).table["by_name"], vals)
 
 
+def test_import_by_path_relative_to_the_file(run_copy, tmp_path):
+    t = run_copy.table
+    vals = np.linspace(0, 1, len(t))
+    folder = tmp_path / "scores_dir"
+    folder.mkdir()
+    rel = [os.path.relpath(p, folder) for p in t["path"]]  # relative paths resolve against the file's folder
+    pd.DataFrame({"path": rel, "s": vals}).to_csv(folder / "by_path.csv", index=False)
+    rep = import_scores(run_copy, folder / "by_path.csv", column="s", key="path")
+    assert rep.matched == len(t)
+    np.testing.assert_allclose(load_run(run_copy.dir).table["s"], vals)
+
+
 def test_missing_rows_and_bad_input(run_copy, tmp_path):
     path, vals = _scores_file(run_copy, tmp_path, drop=10)
     with pytest.raises(CurateError, match="10 of the run's .* examples have no score"):
