@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import powerlaw as pl
 from .grid import sort_points
-from .recommend import recommend
+from .recommend import confirm_beats_powerlaw, recommend
 
 
 def aggregate(points: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def analyse(points: pd.DataFrame, *, tolerance: float = 0.005, metric: str = "ss
     floor_fr = np.sqrt(np.clip(e_fr * (1 - e_fr), 1e-6, None) / max(holdout_size or 1, 1))
     sem_fr = frontier["error_std"].to_numpy(np.float64) / np.sqrt(np.maximum(frontier["n_seeds"].to_numpy(), 1))
     tested = frontier.assign(error_std=np.maximum(sem_fr, floor_fr) * np.sqrt(np.maximum(frontier["n_seeds"], 1)))
-    beats = pl.beats_powerlaw(tested, fit)
+    beats = confirm_beats_powerlaw(pl.beats_powerlaw(tested, fit), frontier, curves, holdout_size)
     rec = recommend(curves, tolerance=tolerance, metric=metric, probe=probe, encoder=encoder,
                     holdout_size=holdout_size, points=points, beats_powerlaw=beats)
     return {"curves": curves, "powerlaw": fit, "frontier": frontier, "beats_powerlaw": beats, "recommendation": rec}

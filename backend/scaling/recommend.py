@@ -146,6 +146,41 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
     return table, full_error, full_se, n_full
 
 
+def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataFrame,
+                           holdout_size: int | None) -> dict:
+    """Keep a "beats the power law" point only where it also beats the random subset of its own size.
+
+    A power law fitted to a few noisy random points can lie far above them; a frontier point below the fit
+    but not below the measured random subset of the same size (initial size and keep fraction) by more
+    than two standard errors (hold-out noise included) is no evidence of better-than-power-law scaling.
+    """
+    if not beats or not beats.get("beats"):
+        return beats
+    c = curves.assign(balance=curves["balance"]) if "balance" in curves else curves.assign(balance="none")
+    rnd = c[(c["strategy"] == "random") & (c["balance"] == "none")]
+    kept = []
+    for r in frontier.itertuples():
+        if int(r.n_kept) not in beats["where"]:
+            continue
+        same = rnd[np.isclose(rnd["initial_fraction"], r.initial_fraction) & np.isclose(rnd["keep_fraction"],
+                                                                                        r.keep_fraction)]
+        if same.empty:
+            continue
+        er = float(same["error_mean"].iloc[0])
+        se_r = max(float(same["error_std"].iloc[0]) / math.sqrt(max(int(same["n_seeds"].iloc[0]), 1)),
+                   _binom(er, holdout_size))
+        se_f = max(float(r.error_std) / math.sqrt(max(int(r.n_seeds), 1)), _binom(float(r.error_mean), holdout_size))
+        if er - float(r.error_mean) > SIGMAS * math.hypot(se_r, se_f):
+            kept.append(int(r.n_kept))
+    out = dict(beats)
+    out["where"] = kept
+    out["beats"] = bool(kept)
+    if not kept:
+        out["note"] = ("below the power-law fit, but not below the random subsets of the same size by more than "
+                       f"{SIGMAS:g} standard errors: no evidence of better-than-power-law scaling")
+    return out
+
+
 # ---------------------------------------------------------------------------
 # the regime
 # ---------------------------------------------------------------------------

@@ -191,3 +191,18 @@ def test_grid_covers_strategy_x_balance_on_a_real_run(tmp_path):
         assert (s["strategy"], s["balance"]) in got and s["keep_fraction"] in (0.3, 0.6)
     # the default grid keeps its old cache key: a different settings list is a different cache entry
     assert "settings" in res.params and res.dir.exists()
+
+
+def test_a_tiny_carved_holdout_on_real_images_makes_no_claim(base_run):
+    """The issue's case: a few hundred images and no test split, so a few dozen are held out."""
+    from backend.scaling import estimate_scaling
+
+    res = estimate_scaling(base_run, seeds=2, fractions=(0.4, 0.7, 1.0), initial_sizes=(0.5, 1.0))
+    h = res.holdout["size"]
+    assert res.holdout["kind"] == "stratified hold-out" and h < 100
+    rec = res.recommendation
+    assert f"only {h} examples" in rec["sentence"]
+    assert res.beats_powerlaw["beats"] is False and "power law" not in rec["sentence"]
+    assert "costs" not in rec["sentence"]
+    for r in rec["comparisons"]:  # every number carries at least the hold-out's noise
+        assert r["error_se"] >= np.sqrt(r["error"] * (1 - r["error"]) / h) - 1e-12
