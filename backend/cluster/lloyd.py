@@ -161,6 +161,7 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
     own = np.empty(n, np.float32)                     # lower bound on x . c_own
     ub = np.empty((n, n_groups), np.float32)          # upper bound on x . c_j, j in the group, j != own
     _full_pass(x, search, assign, own, ub, first=True)
+    n_fresh, backoff, wait = 0, 1, 0
     sums = _cluster_sums(x, assign, k)
     _reseed_empty(sums, assign, x, own, ub, rng)
     rescored = [n]
@@ -176,7 +177,11 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
         cand = np.flatnonzero(own <= ub.max(axis=1))
         if len(cand) > _BOUNDS_PAY * n:
             # most rows may move (early iterations): one pass over all of them beats gathering most of them
-            changed = _full_pass(x, search, assign, own, ub)
+            if n_fresh >= 0.9 * n:  # even fresh bounds did not hold for one step (noisy data):
+                backoff *= 2        # skip computing them for 2, 4, 8, ... iterations after each such failure
+                wait = backoff
+            wait -= 1
+            changed, n_fresh = _full_pass(x, search, assign, own, ub, fresh=wait < 0)
             rescored.append(n)
         else:
             with single_blas_thread():  # many small products: thread hand-offs would cost more than they save
@@ -185,6 +190,7 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
                     cand = cand[own[cand] <= ub[cand].max(axis=1)]
                 changed = _rescore(x, cand, cent, search, assign, own, ub, group, starts)
             rescored.append(len(cand))
+            n_fresh = 0
         if len(changed[0]):
             _move_rows(sums, x, *changed)
         _reseed_empty(sums, assign, x, own, ub, rng)
@@ -199,14 +205,16 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
     return _normalise(sums)[inv], it, objective
 
 
-def _full_pass(x, search, assign, own, ub, *, first: bool = False):
-    """Score every row against every centroid; returns (rows moved, new ids, old ids).
+def _full_pass(x, search, assign, own, ub, *, first: bool = False, fresh: bool = True):
+    """Score every row against every centroid: ((rows moved, new ids, old ids), rows given fresh bounds).
 
     Fresh bounds need the second-best similarity (one more pass over the score
     block); a block where many rows moved will fail its bounds next time anyway,
-    so there (and on the first pass) the bounds are left open (+inf) instead.
+    so there (on the first pass, and when ``fresh`` is false) the bounds are
+    left open (+inf) instead.
     """
     moved, new_ids, old_ids = [], [], []
+    n_fresh = 0
     for s in range(0, len(x), BLOCK):
         xb = x[s:s + BLOCK]
         if first:
@@ -214,21 +222,22 @@ def _full_pass(x, search, assign, own, ub, *, first: bool = False):
             assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
             ub[s:s + BLOCK] = np.inf
             continue
-        a, b = search.top1(xb, keep_scores=True)
+        a, b = search.top1(xb, keep_scores=fresh)
         ch = np.flatnonzero(a != assign[s:s + BLOCK])
         moved.append(s + ch)
         new_ids.append(a[ch])
         old_ids.append(assign[s + ch])
         assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
-        if len(ch) <= _FRESH_BOUNDS * len(xb):
+        if fresh and len(ch) <= _FRESH_BOUNDS * len(xb):
             ub[s:s + BLOCK] = search.second(a)[:, None]
+            n_fresh += len(xb)
         else:
             ub[s:s + BLOCK] = np.inf
+    empty = np.empty(0, np.int64)
     if first or not moved:
-        empty = np.empty(0, np.int64)
-        return empty, empty, empty
+        return (empty, empty, empty), n_fresh
     return (np.concatenate(moved), np.concatenate(new_ids).astype(np.int64),
-            np.concatenate(old_ids).astype(np.int64))
+            np.concatenate(old_ids).astype(np.int64)), n_fresh
 
 
 _controller = None
