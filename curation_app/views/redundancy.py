@@ -52,6 +52,36 @@ if by == "cluster":  # the ten clusters with the most redundancy at the threshol
     curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
 st.plotly_chart(metric_figures.redundancy_curve_figure(curve, threshold=float(threshold)), key="redundancy.curve")
 
+st.subheader("What removing them costs")
+cost = st.session_state.get("redundancy.cost")
+if cost is None or cost[0] != (run.key, float(threshold)):
+    if not run.has_labels:
+        st.caption("The estimate measures held-out error and needs labels; this run has none.")
+    elif res.n_removed and st.button(f"Estimate the held-out error without these {res.n_removed:,} examples",
+                                     icon=":material/query_stats:", key="redundancy.cost_go"):
+        from backend.dedup.cost import dedup_cost
+
+        with st.spinner("Training the probes on the deduplicated set and on random subsets of the same size..."):
+            st.session_state["redundancy.cost"] = cost = ((run.key, float(threshold)),
+                                                          dedup_cost(run, eps=1.0 - float(threshold)))
+if cost is not None and cost[0] == (run.key, float(threshold)):
+    c = cost[1]
+    if "error_dedup" in c:
+        k = st.columns(3)
+        k[0].metric("Without the duplicates", f"{100 * c['error_dedup']:.2f}%", f"{c['n_kept']:,} kept",
+                    delta_color="off", delta_arrow="off")
+        k[1].metric("Random subset, same size", f"{100 * c['error_random']:.2f}%",
+                    f"{100 * c['diff']:+.2f} ± {100 * c['se']:.2f} pp: {c['verdict']}", delta_color="off",
+                    delta_arrow="off")
+        if c.get("error_full") is not None:
+            k[2].metric("All the data", f"{100 * c['error_full']:.2f}%", f"{c['n']:,} examples", delta_color="off",
+                        delta_arrow="off")
+        st.caption(f"Held-out error of linear probes on the frozen embeddings, mean over {c['n_seeds']} seeds "
+                   "(a proxy for your final network). Better or worse than random means by more than two standard "
+                   "errors." + (f" Note: {c['note']}." if c.get("note") else ""))
+    else:
+        st.caption(c.get("note", ""))
+
 st.subheader("Duplicate groups")
 groups = res.groups_frame()
 c1, c2 = st.columns([1.2, 2])

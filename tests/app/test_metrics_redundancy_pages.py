@@ -85,6 +85,11 @@ def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, m
     from backend.dedup.export import render
 
     assert render(res.kept_frame(run.table), ".csv") == out.read_bytes()
+    if res.n_removed:  # the cost of removing them, against random removal of as many
+        at.button(key="redundancy.cost_go").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        labels = [m.label for m in at.metric]
+        assert "Without the duplicates" in labels and "Random subset, same size" in labels
     at.toggle(key="redundancy.exact").set_value(True).run()
     assert not at.exception
     at.radio(key="redundancy.by").set_value("cluster").run()

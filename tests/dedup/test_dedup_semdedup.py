@@ -202,3 +202,18 @@ def test_dup_distance_metric_is_one_minus_max_similarity(dup_run):
     # without the run's clustering it clusters itself (the scaling grid's subsets)
     sub = compute_metric("dup_distance", ctx.subset(np.arange(0, len(t), 2)))
     assert sub.shape == (len(range(0, len(t), 2)),) and np.isfinite(sub).all()
+
+
+def test_dedup_cost_trains_on_exactly_the_kept_set(dup_run):
+    from backend.dedup.cost import dedup_cost
+
+    run, _ = dup_run
+    c = dedup_cost(run, eps=0.2, seeds=2, device="cpu")
+    res = semdedup(run, eps=0.2)
+    assert c["n_removed"] == res.n_removed > 0
+    # no test split here: the hold-out is carved from the pool and the probes keep the same share of the rest
+    assert not c["exact"] and "carved" in c["note"]
+    n_grid = run.n_examples - c["holdout"]["size"]
+    assert abs(c["n_kept_estimate"] - round(res.n_kept / run.n_examples * n_grid)) <= 1
+    assert c["diff"] == pytest.approx(c["error_dedup"] - c["error_random"])
+    assert c["verdict"] in ("tie", "better than random", "worse than random") and c["se"] >= 0
