@@ -69,3 +69,17 @@ def test_curves_are_those_of_the_setting_on_screen(app_workdir, app_grid, monkey
     at.radio(key="w.prune.balance").set_value("class").run()
     assert "does not include your setting (CCS (class))" in texts(at, "caption")
     assert at.button(key="scaling.go").label == "Estimate again including CCS (class)"
+
+
+def test_verify_button_trains_from_scratch(app_workdir, app_grid, monkeypatch):
+    from curation_app import services
+
+    monkeypatch.setattr(services, "scaling_grid", lambda run_dir, key, metric, settings: app_grid)
+    at = make_app(app_workdir, monkeypatch)
+    goto(at, "prune")
+    at.slider(key="w.prune.keep").set_value(0.6).run()
+    at.button(key="verify.go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    out = texts(at, "success") + texts(at, "info")
+    assert "Measured with a linear probe, from scratch" in out and "random subsets of the same size" in out
+    assert "The estimate predicted" in out  # the app's grid has keep hard at 60%
