@@ -225,9 +225,15 @@ class SphericalKMeans:
         rng = np.random.default_rng(self.random_state)
         n_train = min(len(rows), max(self.max_train_points, 40 * k))
         train_rows = np.sort(rng.choice(rows, size=n_train, replace=False)) if n_train < len(rows) else rows
+        # read in file order, stored in a random order: every prefix of xt is a uniform sample, so the
+        # sample stages are views, not copies
+        where = rng.permutation(n_train)
         xt = np.empty((n_train, x.shape[1]), np.float32)
-        for start in range(0, n_train, CHUNK):
-            _read_rows(x, train_rows[start:start + CHUNK], xt[start:start + CHUNK])
+        step = 8192
+        buf = np.empty((min(step, n_train), x.shape[1]), np.float32)
+        for start in range(0, n_train, step):
+            xt[where[start:start + step]] = _read_rows(x, train_rows[start:start + step], buf)
+        del buf
         if self.device.startswith("cuda"):
             backend = "torch"
         else:
@@ -251,12 +257,10 @@ class SphericalKMeans:
         rng = np.random.default_rng(seed)
         with single_blas_thread():  # k sequential memory-bound products
             cent = kmeans_plus_plus(xt, k, seed)
-        n = len(xt)
-        order = rng.permutation(n)
         total, objective = 0, -1.0
-        stages = sample_stages(n, k, int(self.n_iter), xt.shape[1])
+        stages = sample_stages(len(xt), k, int(self.n_iter), xt.shape[1])
         for m, iters in stages:
-            xs = xt if m >= n else xt[np.sort(order[:m])]
+            xs = xt[:m]   # the rows are in a random order (see fit): a uniform sample
             if backend == "fp32":
                 cent, done, objective = spherical_lloyd(xs, cent, n_iter=iters, tol=self.tol, rng=rng,
                                                         early_stop=self.early_stop)
@@ -265,7 +269,6 @@ class SphericalKMeans:
                                                       self.device, bf16=backend == "bf16", tol=self.tol,
                                                       early_stop=self.early_stop)
             total += done
-            del xs
         return cent, total, objective
 
     def predict(self, x: np.ndarray, rows: np.ndarray | None = None):
