@@ -23,16 +23,24 @@ What it does
 4. The same run compares, on the first ``--sk-rows`` rows (normalised, in
    memory): our ``fit`` + ``predict`` against scikit-learn's
    ``KMeans(n_clusters=K, n_init=1, max_iter=ITERS, tol=0, algorithm="lloyd",
-   init="random")``.fit, and against the previous implementation (faiss
-   fp32 k-means + exhaustive faiss search, ``CURATE_KMEANS_BF16=0``), with
-   the ARI of each.
+   init="random")``.fit and against plain ``faiss.Kmeans(spherical=True)``
+   started from our k-means++ seeds + an ``IndexFlatIP`` search, with the
+   spherical objective (mean cosine of each row to its own normalised
+   centroid) and the ARI of each.  ``--faiss-full`` also scores the whole
+   file with a minimal faiss pipeline (same sample, ``faiss.Kmeans`` with its
+   own initialisation, ``IndexFlatIP`` in chunks); ``--baseline-full`` with
+   the fp32 path forced (``CURATE_KMEANS_BF16=0``, for bf16 CPUs).
+5. It prints the CPU flags it saw, the k-means path they choose and the
+   BLAS libraries' detected kernels, and writes
+   ``results/kmeans_<avx2|bf16>[_quick][_compare].json``.
 
 The machine may be shared: the ratios are measured in the same run, and CPU
 times are reported beside wall times.
 
 Usage::
 
-    python benchmarks/bench_kmeans.py                 # 1M x 512, K=1000 (about 5 min in all)
+    python benchmarks/bench_kmeans.py --faiss-full    # 1M x 512, K=1000, with the minimal faiss pipeline
+    python benchmarks/bench_kmeans.py --compare-only  # 100k x 512, K=1000: ours vs faiss vs scikit-learn
     python benchmarks/bench_kmeans.py --quick         # 100k x 512, K=100: smoke test (< 1 min)
     python benchmarks/bench_kmeans.py --n 200000 --k 500 --iters 10 --out /tmp/k.json
 """
@@ -483,6 +491,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn in the comparison")
     ap.add_argument("--no-faiss", action="store_true", help="skip plain faiss in the comparison")
     ap.add_argument("--no-compare", action="store_true", help="skip the whole same-run comparison")
+    ap.add_argument("--baseline-full", action="store_true",
+                    help="also score the full file with the fp32 path forced (CURATE_KMEANS_BF16=0): on bf16 CPUs")
     ap.add_argument("--faiss-full", action="store_true",
                     help="also score the full file with a minimal faiss pipeline (faiss.Kmeans + IndexFlatIP)")
     ap.add_argument("--compare-only", action="store_true",
@@ -513,6 +523,8 @@ def main(argv=None) -> int:
     scorers = {} if args.compare_only else {"ours": Scorer(emb_path, tmp, args, tag="ours")}
     if args.no_release_run and not args.compare_only:
         scorers["norelease"] = Scorer(emb_path, tmp, args, tag="norelease", no_release=True)
+    if args.baseline_full and not args.compare_only:
+        scorers["fp32"] = Scorer(emb_path, tmp, args, tag="fp32", env={"CURATE_KMEANS_BF16": "0"})
     if args.faiss_full and not args.compare_only:
         scorers["faiss"] = Scorer(emb_path, tmp, args, tag="faiss", engine="faiss")
     kind = cpu_kind()
@@ -547,7 +559,7 @@ def main(argv=None) -> int:
             results["targets"]["wall_ok"] = sc["wall_s"] <= 60
             results["targets"]["rss_ok"] = sc["peak_rss_mb"] <= 3 * 1024
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        for r in [results.get("score"), results.get("score_faiss_minimal")]:
+        for r in [results.get("score"), results.get("score_faiss_minimal"), results.get("score_fp32_forced")]:
             if r:
                 r.pop("result_prefix", None)
         out_path.write_text(json.dumps(results, indent=1) + "\n")
@@ -588,6 +600,16 @@ def score_full(args, scorers, results, emb, labels) -> dict:
         nr = scorers["norelease"].run()
         results["score_without_page_release"] = {k: nr[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "phases_s")}
         print(f"  {results['score_without_page_release']}", flush=True)
+    if "fp32" in scorers:
+        print("scoring again with the fp32 path forced (CURATE_KMEANS_BF16=0) ...", flush=True)
+        fp = scorers["fp32"].run()
+        fp["ari_vs_truth_all_rows"] = round(float(adjusted_rand_score(
+            labels, np.load(fp["result_prefix"] + ".assign.npy"))), 4)
+        fp["ratio_wall_fp32_over_ours"] = round(fp["wall_s"] / sc["wall_s"], 2)
+        fp["ratio_cpu_fp32_over_ours"] = round(fp["cpu_s"] / sc["cpu_s"], 2)
+        results["score_fp32_forced"] = fp
+        print(f"  wall {fp['wall_s']} s (cpu {fp['cpu_s']} s), peak RSS {fp['peak_rss_mb']:.0f} MB, "
+              f"ARI {fp['ari_vs_truth_all_rows']}, ratio fp32/ours {fp['ratio_wall_fp32_over_ours']}", flush=True)
     if "faiss" in scorers:
         print("scoring again with a minimal faiss pipeline (faiss.Kmeans + IndexFlatIP, same sample) ...", flush=True)
         bl = scorers["faiss"].run()
