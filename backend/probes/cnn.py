@@ -112,7 +112,7 @@ def _resize(arr: np.ndarray, side: int) -> np.ndarray:
     if arr.shape[0] == side and arr.shape[1] == side:
         return arr
     img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
-    out = np.asarray(img.resize((side, side), Image.BILINEAR))
+    out = np.asarray(img.resize((side, side), Image.Resampling.BILINEAR))
     return out[..., None] if out.ndim == 2 else out
 
 
@@ -158,7 +158,8 @@ def load_images(run, positions=None, *, table=None, side: int | None = None,
         except BadImage:
             a = None
         if out is None:
-            s = _target_side(*(a.shape[:2] if a is not None else (32, 32)), side)
+            h, w = (int(a.shape[0]), int(a.shape[1])) if a is not None else (32, 32)
+            s = _target_side(h, w, side)
             out = np.zeros((len(positions), s, s, 3), np.uint8)
         if a is None:
             ok[i] = False
@@ -299,6 +300,7 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
+    sched: Any
     if total >= 10:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
     else:  # too few steps for a warm-up and an annealing phase: a constant rate

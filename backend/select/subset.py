@@ -264,7 +264,7 @@ class Ranking:
 
     def steps(self, mask: np.ndarray) -> dict:
         """What each step removed (dedup strategies: duplicates vs difficulty), for the manifest."""
-        out = {}
+        out: dict[str, dict] = {}
         if "dedup_removed_total" in self._inp.report:
             from .strategies._dedup import duplicate_mask
 

@@ -218,7 +218,9 @@ def _train_cnns(run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds
     hold_imgs, hold_ok = load_images(run, None, table=hold_table, side=imgs.shape[1], reporter=rep)
     bad = int((~ok).sum() + (~hold_ok).sum())
     ev_imgs, ev_y = hold_imgs[hold_ok], y_hold[hold_ok]
-    kept_err, rnd_err, hist = [], [], {}
+    kept_err: list[float] = []
+    rnd_err: list[float] = []
+    hist: dict[str, dict] = {}
     for i, s in enumerate(seeds):
         for name, subset, out in (("kept", kept, kept_err), ("random", randoms[i], rnd_err)):
             sel = np.array([index[int(p)] for p in subset])
@@ -227,6 +229,7 @@ def _train_cnns(run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds
             res = train_cnn(imgs[sel], y_pool[subset][ok[sel]], n_classes=n_classes, config=cfg, eval_images=ev_imgs,
                             eval_labels=ev_y, device=device, checkpoint_dir=stage_dir / f"cnn_{name}_seed{s}",
                             reporter=rep)
+            assert res.eval_error is not None  # a hold-out was given
             out.append(float(res.eval_error))
             hist[f"{name}_seed{s}"] = {"epochs": res.epochs, "steps": res.steps, "device": res.device,
                                        "seconds": round(res.elapsed_s, 1),

@@ -24,8 +24,8 @@ OPTIONS = {"dedup_eps": DEFAULT_EPS}
 def duplicate_mask(inp: StrategyInput) -> np.ndarray:
     """True for every example of ``inp.table`` that semantic deduplication removes (cached per eps)."""
     eps_key = ("dedup_removed", float(inp.options.get("dedup_eps", DEFAULT_EPS)))
-    if eps_key in inp.report:
-        return inp.report[eps_key]
+    if eps_key in inp.cache:
+        return inp.cache[eps_key]
     if "dedup_removed" in inp.table.columns:  # a precomputed flag (tests, or a table written by curate dedup)
         return inp.table["dedup_removed"].to_numpy(bool)
     try:
@@ -41,7 +41,7 @@ def duplicate_mask(inp: StrategyInput) -> np.ndarray:
     mask = np.asarray(semdedup(inp.run, eps=eps).removed, bool)
     if mask.shape != (len(inp.table),):
         raise CurateError(f"semantic deduplication returned {mask.shape} flags for {len(inp.table)} examples")
-    inp.report[eps_key] = mask
+    inp.cache[eps_key] = mask
     return mask
 
 

@@ -102,6 +102,7 @@ def _orders(inp: StrategyInput, positions: np.ndarray):
         if len(inp.cache) > 64:
             inp.cache.clear()
         s = np.asarray(inp.scores, np.float64)[positions]
+        assert inp.priority_rank is not None  # Ranking fills it before any choose()
         tie = inp.priority_rank[positions]  # unique ranks of the seeded draw: ties and sampling order
         inp.cache[key] = (s, np.lexsort((tie, -s)), np.argsort(tie, kind="stable"))
     return inp.cache[key]
