@@ -187,8 +187,8 @@ class DedupResult:
                            "representative": ids[self.representative[pos]],
                            "duplicate_of": ids[par], "similarity": self.index.earlier_sim[pos].astype(np.float64),
                            "cluster": self.index.cluster[pos]})
-        if table is not None:
-            for col in ("path", "label"):
+        if table is not None:  # example_id, path, label first, as in the kept list
+            for col in ("label", "path"):
                 if col in table.columns:
                     df.insert(1, col, table[col].to_numpy()[pos])
         return df

@@ -11,8 +11,14 @@ Keep-hard by ``dup_distance`` drops the most duplicated examples first.  The
 raw similarity is :attr:`backend.dedup.DedupIndex.max_sim`; the dedup step
 itself (which member of a group to keep) is :func:`backend.dedup.semdedup`.
 
-Cost: one exact search inside every cluster, about ``N^2 D / K``
-multiply-adds (5e11 for 1M x 512, K = 1000; see benchmarks/bench_dedup.py).
+Cost: one exact search inside every cluster, about ``N^2 D / (2K)``
+multiply-adds (2.6e11 for 1M x 512, K = 1000: 27 s on 2 busy cores, see
+benchmarks/bench_dedup.py), plus a k-means fit when the context carries no
+cluster assignment (the pipeline's ScoreContext does not yet).  On the
+60,000-image demo it took 17 s on the shared 2-core machine, about as much as
+the clusters stage itself, so it is not computed by default: ask for it
+(``curate run --metrics ...,dup_distance``, ``compute_scores(run, ["dup_distance"])``).
+The Redundancy page and ``curate dedup`` do not need the column.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .base import ScoreContext, register_metric
 
 @register_metric("dup_distance", priority=100, needs_labels=False, recompute_in_subset=True, uses_clusters=True,
                  cost="an exact nearest-neighbour search inside every k-means cluster (~N^2 D / K flops)",
-                 default=True, range="[0, 2]",
+                 default=False, range="[0, 2]",
                  description="semantic-duplicate distance: 1 - the largest cosine similarity to another member of "
                              "the k-means cluster (0 = an exact copy exists; SemDeDup). Higher = harder "
                              "(more unique); keep-hard drops near-duplicates first.")

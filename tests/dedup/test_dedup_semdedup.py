@@ -51,7 +51,8 @@ def dup_run(tmp_path_factory, fashion_arrays, fast_kwargs):
     d = tmp_path_factory.mktemp("dedup")
     np.save(d / "emb.npy", x)
     pd.DataFrame({"example_id": ids, "label": labs}).to_csv(d / "meta.csv", index=False)
-    run = run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "meta.csv"), k=4, **fast_kwargs)
+    run = run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "meta.csv"), k=4,
+                       metrics=["ssl_prototype", "supervised_prototype", "random", "dup_distance"], **fast_kwargs)
     return run, planted
 
 
@@ -196,7 +197,7 @@ def test_dup_distance_metric_is_one_minus_max_similarity(dup_run):
     for orig in planted:
         assert got[ids == f"img{orig:04d}"][0] < 1e-3  # has a (near) copy: about 0
     assert (got >= 0).all() and (got <= 2).all()
-    # the pipeline's column (computed by default) used the same clustering
+    # the pipeline's column (asked for with metrics=...) used the same clustering
     assert "dup_distance" in run.score_columns
     np.testing.assert_allclose(t["dup_distance"], got, atol=1e-6)
     # without the run's clustering it clusters itself (the scaling grid's subsets)
