@@ -54,6 +54,7 @@ class DedupIndex:
                 raise CurateError(f"eps {eps} is outside [0, 2]: duplicates have cosine similarity > 1 - eps, "
                                   "so pass e.g. --eps 0.05")
             return 1.0 - eps
+        assert target_fraction is not None
         f = float(target_fraction)
         n = len(self)
         if not 0.0 < f <= 1.0 or np.isnan(f):
