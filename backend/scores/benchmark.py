@@ -147,10 +147,13 @@ def _col_fingerprint(run, m: str) -> str:
     return fingerprint(np.ascontiguousarray(run.table[m].to_numpy(np.float64)).round(10).tobytes().hex())
 
 
-def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0) -> pd.DataFrame:
-    """Per metric: its registered cost, and for metrics recomputed inside every subset the measured time of
-    one recomputation on a sample of ``sample`` examples, extrapolated linearly to the pool (a lower bound
-    for k-means and within-cluster search, which grow faster than N)."""
+def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0, measure_all: bool = False,
+                  options: dict | None = None) -> pd.DataFrame:
+    """Per metric: its registered cost, and the measured time of one computation on a seeded sample of
+    ``sample`` examples, extrapolated linearly to the pool (k-means and the within-cluster search grow
+    faster than N, fixed start-up costs slower: an order of magnitude, not a promise).  Measured for the
+    metrics recomputed inside every scaling subset, or for every registered one with ``measure_all``
+    (what ``curate scores`` is about to compute)."""
     from .base import METRICS, compute_metric
     from .compute import run_context
 
@@ -162,9 +165,11 @@ def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0) -> pd.Data
         rec = bool(entry and entry.info["recompute_in_subset"])
         row = {"metric": m, "cost": entry.info["cost"] if entry else "imported column (free)",
                "recomputed_in_subsets": rec, "sample": 0, "sample_s": 0.0, "pool_s_estimate": 0.0}
-        if rec:
+        if entry is not None and entry.info["needs_labels"] and not run.has_labels:
+            continue
+        if rec or (measure_all and entry is not None):
             if ctx is None:
-                ctx = run_context(run, device="cpu")
+                ctx = run_context(run, device="cpu", options=options)
             k = min(n, sample)
             pos = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
             sub = ctx.subset(pos)

@@ -36,7 +36,25 @@ def _float_list(text: str) -> list[float]:
 
 
 def add_parser(subparsers) -> None:
+    from .base import METRICS
     from .importing import KEYS, ORIENTATIONS
+
+    c = subparsers.add_parser("scores", help="compute more metrics on a finished run and add their columns",
+                              description="Compute registered metrics on a finished run's pool (e.g. the "
+                                          "training-dynamics metrics, which `curate run` skips by default), cache "
+                                          "them and add one column each to the run's table. Prints a cost "
+                                          "estimate measured on a small sample first.",
+                              epilog="example:\n  curate scores --workdir work --metrics el2n,forgetting,aum",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--workdir", required=True, help="the workdir of `curate run` (its latest run) or a run folder")
+    c.add_argument("--metrics", required=True, help="comma-separated: " + ", ".join(METRICS))
+    c.add_argument("--seeds", type=int, default=5, help="trainings averaged by the training-dynamics metrics "
+                                                        "(default: 5)")
+    c.add_argument("--epoch", type=int, help="epoch EL2N is read at (default: the metric's own, early)")
+    c.add_argument("--no-estimate", action="store_true", help="skip the measured cost estimate")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    c.add_argument("--force", action="store_true", help="recompute even when cached")
+    c.set_defaults(handler=cmd_scores)
 
     p = subparsers.add_parser("import-scores", help="join a score column from a CSV/Parquet file onto a run",
                               description=IMPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,6 +97,40 @@ def add_parser(subparsers) -> None:
     b.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     b.add_argument("--force", action="store_true", help="recompute even when cached")
     b.set_defaults(handler=cmd_benchmark_metrics)
+
+
+def cmd_scores(args) -> int:
+    from .. import load_run
+    from ..progress import TqdmReporter
+    from .benchmark import cost_estimate
+    from .compute import compute_scores
+
+    run = load_run(args.workdir)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not args.no_estimate and not args.force:
+        est = cost_estimate(run, names, measure_all=True, options={"seeds": args.seeds})
+        print("cost (registered; one computation timed on a sample, extrapolated to the pool):")
+        for r in est.itertuples():
+            timed = f"; {r.sample_s:.2f} s on {r.sample:,} examples -> ~{r.pool_s_estimate:.0f} s" if r.sample else ""
+            print(f"  {r.metric:24s} {r.cost}{timed}")
+    rep = TqdmReporter()
+    try:
+        res = compute_scores(run, names, seeds=args.seeds, epoch=args.epoch, device=args.device, force=args.force,
+                             reporter=rep)
+    finally:
+        rep.end_stage()
+    if res.scores:  # through the shared helper too: the run folder's lock, provenance and re-recorded files
+        from .table import add_score_columns
+
+        add_score_columns(run, res.scores, provenance={n: {"kind": "computed", "metric": n, "seeds": args.seeds}
+                                                       for n in res.scores})
+    for name, s in res.scores.items():
+        how = "cached" if res.cached.get(name) else f"{res.elapsed_s.get(name, 0):.1f} s"
+        print(f"{name:24s} {how}: mean {float(s.mean()):.4g}, range [{float(s.min()):.4g}, {float(s.max()):.4g}]")
+    for name, why in res.skipped.items():
+        print(f"{name}: skipped ({why})")
+    print(f"columns added to {res.table_path}")
+    return 0
 
 
 def cmd_import_scores(args) -> int:

@@ -181,3 +181,18 @@ def test_benchmark_metrics_small_run(run_copy, tmp_path, capsys):
                  "--fractions", "0.5,1", "--seeds", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "cached: benchmark of 3 metrics" in out and "rank  metric" in out and "Spearman" in out
+
+
+def test_curate_scores_adds_a_metric_with_a_cost_estimate(run_copy, capsys):
+    import json
+
+    from backend.cli import main
+    from backend.store import verify_files
+
+    assert main(["scores", "--workdir", str(run_copy.dir), "--metrics", "dup_distance", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "cost (registered" in out and "examples ->" in out and "dup_distance" in out
+    run = load_run(run_copy.dir)
+    assert "dup_distance" in run.score_columns and run.table["dup_distance"].between(0, 2).all()
+    assert score_info(run)["dup_distance"]["kind"] == "computed"
+    assert verify_files(run.dir, json.loads((run.dir / "meta.json").read_text()).get("files", {})) is None
