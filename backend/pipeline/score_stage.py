@@ -56,7 +56,8 @@ def run(workdir: Path, emb: Embeddings, clusters: Clusters, pool: np.ndarray, sr
     ids = src.index["example_id"].to_numpy()[pool].astype(str)
     labels = None if pool_labels is None else np.asarray(pool_labels).astype(str)
     ctx = ScoreContext(embeddings=emb.array, rows=pool, example_ids=ids, labels=labels, k=k, seed=cfg.seed,
-                       device=dev, kmeans_iters=cfg.kmeans_iters, centroid_sim=clusters.sim, workdir=workdir,
+                       device=dev, kmeans_iters=cfg.kmeans_iters, centroid_sim=clusters.sim, cluster=clusters.assign,
+                       workdir=workdir,
                        reporter=rep, source=src)
     rows_fp = fingerprint(pool.tolist())
     labels_fp = fingerprint(labels.tolist()) if labels is not None else None

@@ -65,6 +65,8 @@ class ScoreContext:
     device: str = "cpu"
     kmeans_iters: int = 20
     centroid_sim: np.ndarray | None = None
+    # the k-means cluster of every row, from the same clustering as centroid_sim (None with it)
+    cluster: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     workdir: Path | None = None
@@ -83,7 +85,7 @@ class ScoreContext:
             embeddings=self.embeddings, rows=self.rows[positions], example_ids=self.example_ids[positions],
             labels=None if self.labels is None else self.labels[positions],
             k=max(1, min(self.k, len(positions))), seed=self.seed if seed is None else seed, device=self.device,
-            kmeans_iters=self.kmeans_iters, centroid_sim=None, options=dict(self.options), shared={},
+            kmeans_iters=self.kmeans_iters, centroid_sim=None, cluster=None, options=dict(self.options), shared={},
             workdir=self.workdir, reporter=self.reporter, source=self.source)
 
 

@@ -91,6 +91,7 @@ def run_context(run, *, options: dict[str, Any] | None = None, device: str = "au
         k=run.k, seed=int(params.get("seed", 0)), device=resolve_device(device),
         kmeans_iters=int(params.get("kmeans_iters", 20)),
         centroid_sim=table["centroid_sim"].to_numpy(np.float32) if "centroid_sim" in table.columns else None,
+        cluster=table["cluster"].to_numpy(np.int64) if "cluster" in table.columns else None,
         options=dict(options or {}), shared={}, workdir=run.dir.parent.parent, reporter=rep)
     if with_pixels:
         def load():
