@@ -93,8 +93,9 @@ def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
     notes = []
     blank = df["label"].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
     if blank.any():  # " " is not a class name anyone means: say so instead of a folder called "unlabelled"
-        first = df["example_id"].iat[int(np.flatnonzero(blank)[0])]
-        notes.append(f"{int(blank.sum())} example(s) have a blank label ({df['label'].iat[int(np.flatnonzero(blank)[0])]!r}, "
+        at = int(np.flatnonzero(blank)[0])
+        first, value = df["example_id"].iat[at], df["label"].iat[at]
+        notes.append(f"{int(blank.sum())} example(s) have a blank label ({value!r}, "
                      f"e.g. {first}): they count as unlabelled (a run is labelled only when every pool "
                      "example has a label); fill in the label or leave the cell empty")
         df.loc[blank, "label"] = None

@@ -57,7 +57,8 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
         try:
             x = np.load(path, mmap_mode="r")
         except Exception as exc:  # noqa: BLE001
-            raise CurateError(f"cannot read {path.name} as a .npy array ({short(exc)}): save it with numpy.save") from None
+            raise CurateError(f"cannot read {path.name} as a .npy array ({short(exc)}): "
+                              "save it with numpy.save") from None
     elif path.suffix == ".parquet":
         try:
             df = pd.read_parquet(path)
@@ -103,7 +104,8 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
     ids = meta["example_id"].astype(str) if "example_id" in meta else (
         meta["path"].astype(str) if "path" in meta else pd.Series([str(i) for i in range(n)]))
     if ids.duplicated().any():
-        raise CurateError(f"example ids repeat in the manifest (e.g. {ids[ids.duplicated()].iloc[0]!r}): make them unique")
+        dup = ids[ids.duplicated()].iloc[0]
+        raise CurateError(f"example ids repeat in the manifest (e.g. {dup!r}): make them unique")
     paths = meta["path"].astype(str) if "path" in meta else None
     if paths is not None:  # relative paths resolve against the folder of the file that lists them
         base = (Path(manifest).expanduser().resolve() if manifest is not None else path).parent
