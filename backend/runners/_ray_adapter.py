@@ -30,6 +30,18 @@ def connect(address: str | None) -> None:
     """Join the cluster at ``address`` ("auto", "HOST:PORT", "ray://...") or start a local one (None)."""
     if ray.is_initialized():
         return
+    if address is not None:  # (an explicit RAY_AUTH_MODE is respected by the helper)
+        # `ray start` (2.60) enables token auth by default, but a driver joining it sends the token only in
+        # token mode: without this it retries "InvalidAuthToken" until it times out.  Ray's own helper switches
+        # token mode on when a token exists (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).
+        try:
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available,
+            )
+        except ImportError:  # another Ray version: no token auth, or it works without this
+            pass
+        else:
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     try:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING,
                  include_dashboard=False if address is None else None)
@@ -67,8 +79,18 @@ def map_actors(ds: Any, cls: type, *, constructor_kwargs: dict, batch_size: int,
 
 
 def iter_blocks(ds: Any) -> Iterator[dict]:
-    """Stream the dataset's output to the driver, one block (a dict of numpy arrays) at a time."""
-    return ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
+    """Stream the dataset's output to the driver, one block (a dict of numpy arrays) at a time.
+
+    Closing this generator (the driver was interrupted) shuts the execution down, so its actors free their
+    CPUs/GPUs for the next attempt.
+    """
+    it = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
+    try:
+        yield from it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def put(obj: Any) -> Any:

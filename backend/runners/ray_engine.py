@@ -188,35 +188,15 @@ class RayRunner:
             ds = ray.map_actors(ds, _EmbedActor, constructor_kwargs={"encoder": encoder, "device": device},
                                 batch_size=int(batch_size), actors=actors, gpus_per_actor=1.0 if gpus else 0.0,
                                 cpus_per_actor=1.0)
-            starts = np.array([a for a, _ in todo])
-            missing = np.array([b - a for a, b in todo])
-            seen = np.zeros(n, bool)
-            failed: dict[int, list] = {i: [] for i in range(len(todo))}
-            for block in ray.iter_blocks(ds):
-                rows = np.asarray(block["row"], np.int64)
-                fresh = ~seen[rows]  # a retried task may deliver rows again
-                rows, emb, errors = rows[fresh], block["emb"][fresh], block["error"][fresh]
-                if not len(rows):
-                    continue
-                raw[rows] = emb
-                seen[rows] = True
-                which = np.searchsorted(starts, rows, side="right") - 1
-                for i, r, e in zip(which, rows, errors):
-                    if e:
-                        failed[int(i)].append((int(r), str(e)))
-                for i, count in zip(*np.unique(which, return_counts=True)):
-                    missing[i] -= count
-                    if missing[i] == 0:  # the shard is complete: make it durable, then mark it
-                        raw.flush()
-                        a, b = todo[i]
-                        with atomic_path(shards_dir / f"{a:010d}.json") as tmp:
-                            tmp.write_text(json.dumps({"rows": [int(a), int(b)], "failed": failed[int(i)]}))
-                done_rows += len(rows)
-                if progress:
-                    progress(done_rows, n)
+            blocks = ray.iter_blocks(ds)
+            try:
+                received = self._collect(blocks, raw, todo, shards_dir, progress, n, done_rows)
+            finally:
+                blocks.close()  # an interrupted driver stops the cluster's work on this pass
             raw.flush()
-            if missing.any():
-                raise CurateError(f"the Ray cluster returned {int(missing.sum())} rows too few: run the same "
+            missing_rows = int(sum(b - a for a, b in todo)) - received
+            if missing_rows:
+                raise CurateError(f"the Ray cluster returned {missing_rows} rows too few: run the same "
                                   "command again to resume from the finished shards")
         failed_all = [f for _, _, fl in _read_markers(shards_dir, n) for f in fl]
         info = {"n": n, "raw_dim": int(encoder.raw_dim), "failed": failed_all, "engine": "ray"}
@@ -226,6 +206,42 @@ class RayRunner:
         else:
             info["dim"] = int(encoder.raw_dim)
         return info
+
+    @staticmethod
+    def _collect(blocks, raw, todo, shards_dir: Path, progress, n: int, done_rows: int) -> int:
+        """Write each arriving block into ``raw``; mark a shard once all its rows are in and flushed.
+
+        Returns the number of rows received (each row counted once: a retried task may deliver rows again).
+        """
+        starts = np.array([a for a, _ in todo])
+        missing = np.array([b - a for a, b in todo])
+        seen = np.zeros(n, bool)
+        failed: dict[int, list] = {i: [] for i in range(len(todo))}
+        received = 0
+        for block in blocks:
+            rows = np.asarray(block["row"], np.int64)
+            fresh = ~seen[rows]
+            rows, emb, errors = rows[fresh], block["emb"][fresh], block["error"][fresh]
+            if not len(rows):
+                continue
+            raw[rows] = emb
+            seen[rows] = True
+            which = np.searchsorted(starts, rows, side="right") - 1
+            for i, r, e in zip(which, rows, errors):
+                if e:
+                    failed[int(i)].append((int(r), str(e)))
+            for i, count in zip(*np.unique(which, return_counts=True)):
+                missing[i] -= count
+                if missing[i] == 0:  # the shard is complete: make it durable, then mark it
+                    raw.flush()
+                    a, b = todo[i]
+                    with atomic_path(shards_dir / f"{a:010d}.json") as tmp:
+                        tmp.write_text(json.dumps({"rows": [int(a), int(b)], "failed": failed[int(i)]}))
+            done_rows += len(rows)
+            received += len(rows)
+            if progress:
+                progress(done_rows, n)
+        return received
 
     # -- nearest centroids ------------------------------------------------
     def assign(self, x, centroids: np.ndarray, rows: np.ndarray, *, device: str = "cpu", progress=None):
