@@ -107,9 +107,9 @@ def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
     folders) are touched, and only when their process id is not alive, so a
     concurrent writer keeps its temporary file.
     """
-    removed = []
+    removed: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return removed
     for entry in entries:
@@ -181,17 +181,18 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str | None = None, need: int
 
 def _caused_by_space(exc: BaseException) -> bool:
     """pandas/pyarrow wrap the ENOSPC of a write in their own exception types."""
+    cur: BaseException | None = exc
     seen = 0
-    while exc is not None and seen < 5:
-        if is_space_error(exc) or "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+    while cur is not None and seen < 5:
+        if is_space_error(cur) or "No space left on device" in str(cur) or "Disk quota exceeded" in str(cur):
             return True
-        exc = exc.__cause__ or exc.__context__
+        cur = cur.__cause__ or cur.__context__
         seen += 1
     return False
 
 
 @contextlib.contextmanager
-def atomic_files(*dests: str | os.PathLike, need: int | None = None) -> Iterator[list[Path]]:
+def atomic_files(*destinations: str | os.PathLike, need: int | None = None) -> Iterator[list[Path]]:
     """Yield one temporary path per destination; when every one is written, move them all into place.
 
     The moves happen while holding :func:`dir_lock` on each destination's
@@ -199,7 +200,7 @@ def atomic_files(*dests: str | os.PathLike, need: int | None = None) -> Iterator
     never interleave: the files always come from the same writer.  Nothing is
     moved if writing any of them fails.
     """
-    dests = [Path(d) for d in dests]
+    dests = [Path(d) for d in destinations]
     if need:
         ensure_free(dests[0].parent, need, dests[0].name)
     tmps: list[Path] = []

@@ -92,18 +92,19 @@ def _collate(items):
 
 def _read_markers(chunks_dir: Path, n: int) -> list[tuple[int, int, list]]:
     """Finished chunks as sorted (start, end, failed); all are forgotten if any is damaged or overlaps."""
-    found = []
+    found: list[tuple[int, int, list]] | None = []
     markers = sorted(chunks_dir.glob("*.json"))
+    readable: list[tuple[int, int, list]] = []
     for marker in markers:
         try:
             info = json.loads(marker.read_text())
             start, end = (int(v) for v in info["rows"])
-            failed = list(info["failed"])
+            readable.append((start, end, list(info["failed"])))
         except (ValueError, KeyError, OSError, TypeError):
             found = None
             break
-        found.append((start, end, failed))
     if found is not None:
+        found = readable
         found.sort()
         prev_end = 0
         for start, end, _ in found:
@@ -282,10 +283,13 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
             end = min(gap_end, start + sizer.next())
             t0 = time.perf_counter()
             rows = np.arange(start, end)
-            loader = DataLoader(_ImageDataset(source, rows, encoder), batch_size=batch_size,
-                                shuffle=False, num_workers=num_workers if len(rows) > batch_size else 0,
-                                collate_fn=_collate, pin_memory=device.startswith("cuda"), persistent_workers=False)
-            failed = []
+            # a map-style dataset (len + getitem); not a torch Dataset subclass, so torch stays a lazy import
+            loader: DataLoader = DataLoader(_ImageDataset(source, rows, encoder),  # type: ignore[arg-type]
+                                            batch_size=batch_size, shuffle=False,
+                                            num_workers=num_workers if len(rows) > batch_size else 0,
+                                            collate_fn=_collate, pin_memory=device.startswith("cuda"),
+                                            persistent_workers=False)
+            failed: list[tuple[int, str]] = []
             for batch, brows, errors in loader:
                 feats = encoder.forward(batch)
                 feats = feats.cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)

@@ -26,8 +26,8 @@ def read_table(path: Path) -> pd.DataFrame:
                           "pass a CSV or Parquet file") from None
 
 
-def short(exc: BaseException, limit: int = 160) -> str:
-    """An exception's message cut to one short line (pyarrow quotes whole rows of data)."""
+def short(exc: BaseException | str | bytes, limit: int = 160) -> str:
+    """An exception's message (or any text) cut to one short line (pyarrow quotes whole rows of data)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
