@@ -31,20 +31,18 @@ def resolve_source(spec: str, *, data_root=None, download: bool = False, manifes
     kind, _, rest = spec.partition(":")
     if kind == "torchvision":
         return load_torchvision(rest, data_root, download=download)
-    if kind in ("folder", "manifest", "embeddings") and rest:
-        path = Path(rest)
-    else:
-        kind, path = None, Path(spec)
+    forced: str | None = kind if kind in ("folder", "manifest", "embeddings") and rest else None
+    path = Path(rest) if forced else Path(spec)
     path = path.expanduser()
     if not path.exists():
         raise CurateError(f"source {spec!r} does not exist: pass an existing folder or file, "
                           "torchvision:NAME or demo")
-    if kind == "folder" or (kind is None and path.is_dir()):
+    if forced == "folder" or (forced is None and path.is_dir()):
         return load_folder(path, labels=labels)
-    if kind == "embeddings" or (kind is None and path.suffix.lower() == ".npy"):
+    if forced == "embeddings" or (forced is None and path.suffix.lower() == ".npy"):
         return load_embeddings(path, manifest)
-    if kind == "manifest" or (kind is None and path.suffix.lower() in (".csv", ".parquet")):
-        if kind is None and path.suffix.lower() == ".parquet":
+    if forced == "manifest" or (forced is None and path.suffix.lower() in (".csv", ".parquet")):
+        if forced is None and path.suffix.lower() == ".parquet":
             cols = _parquet_columns(path)
             if "embedding" in cols or ("path" not in cols and len(cols) > 2):
                 return load_embeddings(path, manifest)

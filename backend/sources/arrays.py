@@ -23,7 +23,10 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 
 def array_source(spec, kind, description, splits: dict, classes) -> Source:
     """``splits`` maps split name -> (images uint8 (n,H,W[,3]), integer labels)."""
-    imgs, ids, labels, split_col = [], [], [], []
+    imgs: list[np.ndarray] = []
+    ids: list[str] = []
+    labels: list[str] = []
+    split_col: list[str] = []
     h = hashlib.sha256(spec.encode())
     for split, (x, y) in splits.items():
         x = np.ascontiguousarray(x, dtype=np.uint8)
@@ -98,7 +101,8 @@ def load_torchvision(name: str, root: str | Path | None, *, download: bool = Fal
                                      f"torchvision {match} from {root} (IDX files)", list(cls.classes))
         if src is not None:
             return src
-    splits, classes = {}, None
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    classes = None
     for split in ("train", "test"):
         try:
             if match == "SVHN":
@@ -145,8 +149,8 @@ def load_demo(data_root: str | Path | None = None, *, allow_download: bool = Tru
         root = (roots[0] if roots else Path("data")).resolve()
         try:
             import torchvision.datasets as tvd
-            for train in (True, False):
-                tvd.FashionMNIST(str(root), train=train, download=True)
+            for is_train in (True, False):
+                tvd.FashionMNIST(str(root), train=is_train, download=True)
             src = fashion_mnist_from_idx(root / "FashionMNIST" / "raw", "demo",
                                          f"Fashion-MNIST downloaded by torchvision into {root}")
             if src is not None:
