@@ -236,3 +236,25 @@ def test_the_watch_sees_streamlits_own_lookup(tmp_path):
         _stop(proc)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(host == "checkip.amazonaws.com" for _, host in events), events
+
+
+def test_the_export_page_cannot_overwrite_the_workdirs_cache(app_workdir, monkeypatch):
+    """Item 2 through the page itself: Overwrite ticked, JSON onto latest.json and Parquet onto the run's table."""
+    monkeypatch.setenv("CURATE_WORKDIR", str(app_workdir))
+    monkeypatch.setenv("CURATE_ALLOWED_DIRS", str(app_workdir))
+    run = backend.load_run(app_workdir)
+    targets = {"JSON": app_workdir / "latest.json", "Parquet": run.dir / "examples.parquet"}
+    before = {p: p.read_bytes() for p in targets.values()}
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page("views/export.py").run()
+    for fmt, target in targets.items():
+        at.radio(key="export.format").set_value(fmt).run()
+        path_box = next(t for t in at.text_input if t.label == "Path")
+        path_box.input(str(target)).run()
+        at.checkbox(key="export.force").check().run()
+        at.button(key="export.write").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any("refusing to write" in e.value for e in at.error), [e.value for e in at.error]
+    assert {p: p.read_bytes() for p in targets.values()} == before
+    assert backend.load_run(app_workdir).table.equals(run.table)
