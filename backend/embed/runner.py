@@ -119,6 +119,20 @@ def _read_markers(chunks_dir: Path, n: int) -> list[tuple[int, int, list]]:
     return found
 
 
+def _marker_path(chunks_dir: Path, start: int, chunk_size: int | None) -> Path:
+    """Where the marker of the chunk starting at ``start`` goes; never the name of another chunk's marker.
+
+    Fixed-size chunks keep their index as the name (as before); timed chunks, and a fixed chunk whose
+    index name is taken by a marker of another chunking, are named by their first row, which no
+    other finished chunk can share (finished chunks never overlap).
+    """
+    if chunk_size and start % chunk_size == 0:
+        by_index = chunks_dir / f"{start // chunk_size:06d}.json"
+        if not by_index.exists():
+            return by_index
+    return chunks_dir / f"r{start:010d}.json"
+
+
 def _gaps(done: list[tuple[int, int, list]], n: int) -> list[tuple[int, int]]:
     """Row ranges not covered by a finished chunk."""
     out, pos = [], 0
@@ -303,9 +317,7 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
                 if progress:
                     progress(done_rows, n)
             raw.flush()
-            # fixed chunks are named by their index (as before), timed ones by their first row
-            name = f"{start // chunk_size:06d}" if chunk_size else f"r{start:010d}"
-            with atomic_path(chunks_dir / f"{name}.json") as tmp:
+            with atomic_path(_marker_path(chunks_dir, start, chunk_size)) as tmp:
                 tmp.write_text(json.dumps({"rows": [int(start), int(end)], "failed": failed}))
             sizer.observe(end - start, time.perf_counter() - t0)
             start = end

@@ -101,3 +101,27 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(small_image_folder, tmp
         live.kill()
         live.wait()
     assert clean_stale_tmp(work) == [keep]
+
+
+def test_a_resume_with_another_chunking_keeps_the_finished_rows(small_image_folder, tmp_path):
+    """Markers record their rows, so a resume with other chunk sizes reuses every finished row and never
+    overwrites a marker of the first chunking."""
+    src = resolve_source(str(small_image_folder))  # 24 images
+    out = tmp_path / "emb"
+    enc = SlowPixels(delay=0.0)
+
+    def stop(done, total):
+        if done >= 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compute_embeddings(src, enc, out, num_workers=0, batch_size=4, chunk_size=4, progress=stop)
+    first = _markers(out)
+    assert first == [[0, 4], [4, 8]]
+    enc2 = SlowPixels(delay=0.0)
+    compute_embeddings(src, enc2, out, num_workers=0, batch_size=4, chunk_size=8)
+    assert enc2.rows_seen == len(src) - 8
+    # rows 8-16 are chunk 1 of the new chunking, but 000001.json is rows 4-8 of the old one: kept
+    assert _markers(out) == [[0, 4], [4, 8], [8, 16], [16, 24]]
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == ["000000.json", "000001.json", "000002.json",
+                                                                  "r0000000008.json"]
