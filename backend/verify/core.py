@@ -256,9 +256,13 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
     d_se = max(float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, noise)
     what = "linear probe" if model == "probe" else "small CNN trained on the images"
     note = " (a linear probe from zero weights is deterministic: one training)" if model == "probe" else ""
+    def spread(sd: float, n: int) -> str:  # one training has no spread to show: say so instead of "± 0.0"
+        return f" ± {100 * sd:.1f}" if n > 1 and sd > 0 else ""
+
     measured = (f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
-                f"{100 * km:.1f}% ± {100 * ks:.1f}, random subsets of the same size {100 * rm:.1f}% ± {100 * rs:.1f} "
-                f"held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp).")
+                f"{100 * km:.1f}%{spread(ks, len(kept_err))}, random subsets of the same size {100 * rm:.1f}%"
+                f"{spread(rs, len(rnd_err))} held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp, "
+                "the spread over seeds floored by the hold-out's noise).")
     if predicted is None:
         return None, measured + (" No cached scaling estimate covers this setting at this keep fraction, so there "
                                  "is no prediction to check: run `curate scaling` (or the app's estimate) first.")
