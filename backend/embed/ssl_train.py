@@ -28,6 +28,7 @@ epochs: the cheap signal that the embedding is getting better.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -189,8 +190,6 @@ class _Training:
         self.src, self.pool, self.dir = src, pool, out_dir
         self.params, self.spec, self.device = params, spec, device
         self.knn_every, self.checkpoint_every_s, self.rep = knn_every, checkpoint_every_s, reporter
-        import os
-
         cores = os.cpu_count() or 1
         # on a small CPU the workers' augmentation competes with the training itself for the same cores
         self.num_workers = num_workers if num_workers is not None else (0 if cores <= 2 else min(6, cores - 1))
