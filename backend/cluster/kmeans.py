@@ -59,14 +59,12 @@ keeps the sample.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import sys
 
 import numpy as np
 
-from ..arrays import CHUNK, l2_normalize, normalize_inplace
+from ..arrays import CHUNK, l2_normalize, normalize_inplace, release_pages
 from ..errors import CurateError
 from .lloyd import BlockSearch, _cluster_sums, single_blas_thread, spherical_lloyd
 
@@ -74,7 +72,6 @@ _BLOCK = 16384          # rows per bf16 product: the score block is _BLOCK x K
 _BF16_MARGIN = 0.032    # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
 _MAX_AMBIGUOUS = 0.25   # fraction of ambiguous rows above which they are scored in fp32 (faiss)
 _MAX_CANDIDATES = 8     # mean candidates per ambiguous row above which they are scored in fp32
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def default_k(n: int, n_classes: int | None) -> int:
@@ -114,34 +111,7 @@ def _iter_chunks(x, rows):
         yield start, _read_rows(x, rows[start:start + CHUNK], buf)
 
 
-_libc = None
-
-
-def _release_pages(x, lo: int, hi: int) -> None:
-    """Drop rows [lo, hi) of a shared read/write file mapping from this process's resident set.
-
-    Only for ``np.memmap`` in a shared mode ("r", "r+", "w+"): the pages stay
-    in the page cache and are read back on the next access, so nothing is lost.
-    Copy-on-write maps ("c") are left alone.
-    """
-    global _libc
-    if hi <= lo or not sys.platform.startswith("linux") or not isinstance(x, np.memmap):
-        return
-    if getattr(x, "mode", None) not in ("r", "r+", "w+") or x.ndim != 2 or x.strides[1] != x.itemsize:
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        base = x.ctypes.data
-        start = base + lo * x.strides[0]
-        stop = base + hi * x.strides[0]
-        start = -(-start // _PAGE) * _PAGE      # whole pages inside the rows only
-        stop = stop // _PAGE * _PAGE
-        if stop > start:
-            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start), 4)  # MADV_DONTNEED
-    except Exception:  # noqa: BLE001 - an optimisation, never an error
-        pass
+_release_pages = release_pages  # a module attribute: bench_kmeans --no-release-run replaces it
 
 
 _BF16 = None
