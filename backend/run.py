@@ -32,7 +32,12 @@ class Run:
     """Read-only view of ``<workdir>/runs/<key>/`` (see :mod:`backend.pipeline`)."""
 
     def __init__(self, run_dir: str | Path):
+        from .store import stage_dir_problem
+
         self.dir = Path(run_dir)
+        problem = stage_dir_problem(self.dir)
+        if problem:  # a file changed since the run finished: say which, instead of a reader's traceback
+            raise CurateError(f"the run in {self.dir} is damaged ({problem}): run `curate run` again to rebuild it")
         self.config = read_json(self.dir / "run.json")
 
     def __repr__(self):

@@ -8,14 +8,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from curation_app import services, state
+from curation_app.components import paths
 from curation_app.components import settings as S
 
 HERE = Path(__file__).resolve().parent
+
+# confine the backend's reads to the folders the pages may use, also under a bare `streamlit run`
+# (`curate app` sets this itself from --workdir and --allow-dir)
+if not os.environ.get("CURATE_ALLOWED_DIRS"):
+    os.environ["CURATE_ALLOWED_DIRS"] = os.pathsep.join(str(d) for d in paths.allowed_dirs())
 
 st.set_page_config(page_title="curation-studio", page_icon=":material/content_cut:", layout="wide")
 

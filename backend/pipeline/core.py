@@ -73,6 +73,8 @@ def run_config(cfg: PipelineConfig, workdir: str | Path, *, reporter: Reporter |
     src, source_rows = limit_source(src_full, cfg.limit, cfg.seed)
     rep.info(f"source: {src.description}; {len(src)} examples"
              + (f", {len(src_full.skipped)} files skipped at scan" if src_full.skipped else ""))
+    for warning in getattr(src_full, "warnings", ()):  # accepted, but probably not what the user meant
+        rep.info(f"warning: {warning}")
     timings["source"] = time.perf_counter() - t0
     dev = resolve_device(cfg.device)
     _check_train_split(src, cfg.k)
