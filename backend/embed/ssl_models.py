@@ -12,6 +12,7 @@ inside the function that trains.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -128,12 +129,11 @@ def transform_for(method: str, *, image_size: int, mean, std):
     norm = {"mean": list(mean), "std": list(std)}
     small = image_size <= 64
     blur = 0.0 if small else None
+    kw: dict[str, Any] = {"gaussian_blur": blur} if small else {}
     if method == "simclr":
-        kw = {"gaussian_blur": blur} if small else {}
         # cj_strength 0.5 and min_scale 0.2: lightly's advice for small images (CIFAR-like)
         return SimCLRTransform(input_size=image_size, cj_strength=0.5, min_scale=0.2, normalize=norm, **kw)
     if method == "byol":
-        kw = {"gaussian_blur": blur} if small else {}
         return BYOLTransform(view_1_transform=BYOLView1Transform(input_size=image_size, min_scale=0.2,
                                                                  normalize=norm, **kw),
                              view_2_transform=BYOLView2Transform(input_size=image_size, min_scale=0.2,

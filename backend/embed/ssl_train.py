@@ -214,7 +214,7 @@ class _Training:
         torch.manual_seed(p["seed"])
         mean, std = self._stats()
         backbone, dim = build_backbone(self.spec)
-        model = ssl_models.MODELS[p["method"]](backbone, dim, epochs=p["epochs"]).to(dev)
+        model: Any = ssl_models.MODELS[p["method"]](backbone, dim, epochs=p["epochs"]).to(dev)
         # channels-last: faster convolutions on CUDA; on this 2-core CPU it measured between 0.5x (batch 64)
         # and 1.1x (batch 512), so the CPU keeps the default layout
         channels_last = cuda and not self.spec["name"].startswith("timm:vit")
@@ -349,7 +349,8 @@ class _Training:
         order = order[: (len(order) // bs) * bs][start_step * bs:]  # drop_last: BatchNorm needs full batches
         torch.manual_seed(self.params["seed"] * 100_003 + epoch * 1_009 + start_step)  # augmentations
         gen = torch.Generator().manual_seed(self.params["seed"] * 7_919 + epoch)
-        return DataLoader(_ImageViews(self.src, self.pool[order], transform), batch_size=bs, shuffle=False,
+        views: Any = _ImageViews(self.src, self.pool[order], transform)  # a map-style dataset (len + getitem)
+        return DataLoader(views, batch_size=bs, shuffle=False,
                           num_workers=self.num_workers, collate_fn=_collate_views, generator=gen,
                           pin_memory=self.device.startswith("cuda"), persistent_workers=False,
                           prefetch_factor=4 if self.num_workers else None)
@@ -363,7 +364,7 @@ class _Training:
         acc = []
         for r in rows:
             try:
-                img = self.src.load_image(int(r)).resize((size, size), Image.BILINEAR)
+                img = self.src.load_image(int(r)).resize((size, size), Image.Resampling.BILINEAR)
             except Exception:  # noqa: BLE001 - unreadable: the training skips it too
                 continue
             acc.append(np.asarray(img, np.float32).reshape(-1, 3) / 255.0)
@@ -453,7 +454,8 @@ def embed_rows(backbone, src, rows: np.ndarray, *, image_size: int, mean, std, d
     backbone.eval()
     out = []
     with torch.inference_mode():
-        for x, _ in DataLoader(_Rows(), batch_size=batch_size, num_workers=num_workers):
+        dataset: Any = _Rows()
+        for x, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
             x = x.to(device)
             with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
                 out.append(backbone(x).flatten(1).float().cpu().numpy())

@@ -13,8 +13,10 @@ interpolation, resize mode and QuickGELU come from the tag's pretrained config
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
+from typing import Any
 
 from ...errors import CurateError
 from .base import (
@@ -57,7 +59,10 @@ class OpenClipEncoder(ModuleEncoder):
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         tag = tag or (tags[0] if tags else None)
         tag_cfg = (open_clip.get_pretrained_cfg(model_name, tag) or {}) if tag else {}
-        kwargs = {"pretrained_image": False, "pretrained_text": False}  # never fetch tower weights
+        # never fetch tower weights: open_clip 3 calls the switch pretrained_text, open_clip 2 pretrained_hf
+        accepted = inspect.signature(open_clip.create_model).parameters
+        kwargs: dict[str, Any] = {k: False for k in ("pretrained_image", "pretrained_text", "pretrained_hf")
+                                  if k in accepted}
         if image_size:
             kwargs["force_image_size"] = int(image_size)
         for ours, theirs in (("image_mean", "mean"), ("image_std", "std"), ("image_interpolation", "interpolation"),
