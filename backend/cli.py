@@ -85,6 +85,19 @@ def selection_options(args) -> dict:
     return {**out, "min_per_class": args.min_per_class, "min_per_cluster": args.min_per_cluster}
 
 
+def _source_help() -> str:
+    from .sources import SOURCE_KINDS
+
+    return "; ".join(f"{e.info['spec']}: {e.info['description']}" for e in SOURCE_KINDS.entries())
+
+
+def _metric_help() -> str:
+    from .scores import METRICS
+
+    return "; ".join(f"{e.name} ({'default' if e.info['default'] else 'on request'}, "
+                     f"{'labels, ' if e.info['needs_labels'] else ''}{e.info['cost']})" for e in METRICS.entries())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .embed import ENCODERS
     from .projection import MAP_METHODS
@@ -101,10 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "2-D map for a source; print the run directory. Stages are cached in the "
                                    "workdir: the same inputs again are a cache hit, and an interrupted run "
                                    "resumes where it stopped.")
-    r.add_argument("--source", required=True,
-                   help="demo | a folder of images (sub-folder per class = labels) | a .csv/.parquet manifest "
-                        "with a 'path' column (optional label, split) | torchvision:NAME (MNIST, FashionMNIST, "
-                        "KMNIST, CIFAR10, CIFAR100, SVHN) | a .npy/.parquet of embeddings")
+    r.add_argument("--source", required=True, help="what to read: " + _source_help())
     r.add_argument("--workdir", required=True, help="folder for the cache and the runs (created if missing)")
     r.add_argument("--encoder", default="pixels", choices=ENCODERS,
                    help="embedding model (default: pixels, which needs no weights)")
@@ -124,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, help="images per batch (default: 256 for pixels and on CUDA, "
                                                     "32 for CNNs on a CPU)")
     r.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers (default: min(4, cores))")
+    r.add_argument("--metrics", metavar="NAME,...",
+                   help="difficulty metrics to compute, comma-separated (default: every default metric; metrics "
+                        "that need labels are skipped on unlabelled data): " + _metric_help())
     from .runners import RUNNERS
 
     r.add_argument("--engine", default="local", choices=list(RUNNERS),
@@ -195,7 +208,7 @@ def cmd_run(args) -> int:
                            map_method=args.map_method, data_root=args.data_root, download=args.download,
                            manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
                            num_workers=args.num_workers,
-                           engine=args.engine, address=args.address, reporter=rep)
+                           engine=args.engine, address=args.address, metrics=args.metrics, reporter=rep)
     finally:
         rep.end_stage()  # close a progress bar, so an error message starts on its own line
     _print_summary(run.summary(), args.json)

@@ -11,51 +11,44 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CurateError
-from .arrays import TORCHVISION_SETS, load_demo, load_torchvision
+from .arrays import TORCHVISION_SETS
 from .base import HOLDOUT_SPLITS, Source
-from .embeddings import load_embeddings
-from .folder import load_folder
 from .images import BadImage, open_rgb
-from .manifest import load_manifest
+from .registry import SOURCE_KINDS, register_source
 
-__all__ = ["HOLDOUT_SPLITS", "TORCHVISION_SETS", "BadImage", "Source", "open_rgb", "resolve_source"]
+# the kinds register themselves when their modules are imported (SOURCE_KINDS.entries() imports them all)
+
+__all__ = ["HOLDOUT_SPLITS", "SOURCE_KINDS", "TORCHVISION_SETS", "BadImage", "Source", "open_rgb",
+           "register_source", "resolve_source"]
 
 
 def resolve_source(spec: str, *, data_root=None, download: bool = False, manifest=None,
                    labels: str = "auto") -> Source:
+    """The :class:`Source` a user's ``--source`` means (see :data:`SOURCE_KINDS`)."""
     spec = str(spec).strip()
     if not spec:
         raise CurateError("empty --source: pass a folder, a manifest, torchvision:NAME, embeddings or demo")
-    if spec == "demo":
-        return load_demo(data_root, allow_download=True)
-    kind, _, rest = spec.partition(":")
-    if kind == "torchvision":
-        return load_torchvision(rest, data_root, download=download)
-    forced: str | None = kind if kind in ("folder", "manifest", "embeddings") and rest else None
-    path = Path(rest) if forced else Path(spec)
-    path = path.expanduser()
+    options = {"data_root": data_root, "download": download, "manifest": manifest, "labels": labels}
+    kinds = SOURCE_KINDS.entries()
+    for e in kinds:
+        if e.info["exact"] and spec == e.name:
+            return e.obj(None, **options)
+    prefix, _, rest = spec.partition(":")
+    forced = None
+    for e in kinds:
+        if e.name == prefix and rest and not e.info["exact"]:
+            if not e.info["path_kind"]:
+                return e.obj(rest, **options)
+            forced = e
+    path = Path(rest if forced else spec).expanduser()
     if not path.exists():
         raise CurateError(f"source {spec!r} does not exist: pass an existing folder or file, "
                           "torchvision:NAME or demo")
-    if forced == "folder" or (forced is None and path.is_dir()):
-        return load_folder(path, labels=labels)
-    if forced == "embeddings" or (forced is None and path.suffix.lower() == ".npy"):
-        return load_embeddings(path, manifest)
-    if forced == "manifest" or (forced is None and path.suffix.lower() in (".csv", ".parquet")):
-        if forced is None and path.suffix.lower() == ".parquet":
-            cols = _parquet_columns(path)
-            if "embedding" in cols or ("path" not in cols and len(cols) > 2):
-                return load_embeddings(path, manifest)
-        return load_manifest(path)
+    if forced is not None:
+        return forced.obj(path, **options)
+    for e in sorted((e for e in kinds if e.info["path_kind"]), key=lambda e: e.info["priority"]):
+        if e.info["claims"] is not None and e.info["claims"](path):
+            return e.obj(path, **options)
+    forcing = "/".join(f"{e.name}:" for e in kinds if e.info["path_kind"])
     raise CurateError(f"cannot tell what {path.name} is: pass a folder, a .csv/.parquet manifest, "
-                      "a .npy of embeddings, or prefix it with folder:/manifest:/embeddings:")
-
-
-def _parquet_columns(path: Path) -> list[str]:
-    try:
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
-        raise CurateError(f"cannot read {path.name} as Parquet ({type(exc).__name__}: {exc}): "
-                          "pass a Parquet or CSV manifest, or a .npy of embeddings") from None
+                      f"a .npy of embeddings, or prefix it with {forcing}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import CurateError
 from .base import Source, make_index
+from .registry import register_source
 
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100", "SVHN")
 IDX_SETS = ("MNIST", "FashionMNIST", "KMNIST")  # stored as IDX files under <root>/<NAME>/raw/
@@ -124,6 +125,20 @@ def load_torchvision(name: str, root: str | Path | None, *, download: bool = Fal
         splits[split] = (x, y)
     return array_source(f"torchvision:{match}", "torchvision",
                         f"torchvision {match} from {root} ({', '.join(splits)})", splits, classes)
+
+
+@register_source("torchvision", spec="torchvision:NAME", priority=40,
+                 description="MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, SVHN from --data-root (downloads "
+                             "only with --download)")
+def _torchvision_kind(target, *, data_root=None, download: bool = False, **_):
+    return load_torchvision(target, data_root, download=download)
+
+
+@register_source("demo", spec="demo", exact=True, priority=0,
+                 description="Fashion-MNIST train (pool) + test (held out): a torchvision root, Debian's "
+                             "dataset-fashion-mnist, a download, or scikit-learn's digits")
+def _demo_kind(target, *, data_root=None, **_):
+    return load_demo(data_root, allow_download=True)
 
 
 def load_demo(data_root: str | Path | None = None, *, allow_download: bool = True) -> Source:

@@ -12,6 +12,7 @@ from ..errors import CurateError
 from .base import Source, make_index
 from .confine import check_allowed
 from .manifest import read_table, short
+from .registry import register_source
 
 META_COLUMNS = ("example_id", "path", "label", "split")
 
@@ -43,6 +44,33 @@ def _scan_rows(x: np.ndarray, name: str) -> int:
         raise CurateError(f"{name} has NaN or inf in {len(bad_rows)} row(s) (first: row {bad_rows[0]}): "
                           "fix or drop those rows and run again")
     return zero_rows
+
+
+def _looks_like_embeddings(path: Path) -> bool:
+    if path.suffix.lower() == ".npy":
+        return True
+    if path.suffix.lower() != ".parquet":
+        return False
+    cols = parquet_columns(path)
+    return "embedding" in cols or ("path" not in cols and len(cols) > 2)
+
+
+def parquet_columns(path: Path) -> list[str]:
+    """Column names of a Parquet file, or a one-line CurateError."""
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
+        raise CurateError(f"cannot read {path.name} as Parquet ({short(exc)}): "
+                          "pass a Parquet or CSV manifest, or a .npy of embeddings") from None
+
+
+@register_source("embeddings", spec="emb.npy | emb.parquet", path_kind=True, priority=20,
+                 claims=_looks_like_embeddings,
+                 description="precomputed embeddings (N x D), with --manifest for ids, paths, labels")
+def _embeddings_kind(target, *, manifest=None, **_):
+    return load_embeddings(target, manifest)
 
 
 def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Source:

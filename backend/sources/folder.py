@@ -10,6 +10,7 @@ from ..errors import CurateError
 from .base import HOLDOUT_SPLITS, Source, make_index
 from .confine import OUTSIDE, allowed_roots, check_allowed, is_allowed
 from .images import is_image_name
+from .registry import register_source
 
 SPLIT_NAMES = HOLDOUT_SPLITS | {"train"}
 
@@ -44,6 +45,13 @@ def _walk(root: Path, roots: list[str] | None = None):
     out.sort()
     refused.sort()
     return out, refused
+
+
+@register_source("folder", spec="PATH/TO/FOLDER", path_kind=True, priority=10, claims=lambda p: p.is_dir(),
+                 description="images; one sub-folder per class gives labels (torchvision ImageFolder); train/, "
+                             "val/, test/ at the top give splits; otherwise read recursively, unlabelled")
+def _folder_kind(target, *, labels: str = "auto", **_):
+    return load_folder(target, labels=labels)
 
 
 def load_folder(root: str | Path, *, labels: str = "auto") -> Source:

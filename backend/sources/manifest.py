@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import CurateError
 from .base import Source, make_index
 from .confine import OUTSIDE, allowed_roots, check_allowed, is_allowed
+from .registry import register_source
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -30,6 +31,14 @@ def short(exc: BaseException | str | bytes, limit: int = 160) -> str:
     """An exception's message (or any text) cut to one short line (pyarrow quotes whole rows of data)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@register_source("manifest", spec="manifest.csv | manifest.parquet", path_kind=True, priority=30,
+                 claims=lambda p: p.suffix.lower() in (".csv", ".parquet"),
+                 description="a table with a path column (relative paths resolve against its folder), optional "
+                             "label, split, example_id")
+def _manifest_kind(target, **_):
+    return load_manifest(target)
 
 
 def load_manifest(path: str | Path) -> Source:
