@@ -118,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", required=True, help="folder for the cache and the runs (created if missing)")
     r.add_argument("--encoder", default="pixels", choices=ENCODERS,
                    help="embedding model (default: pixels, which needs no weights)")
-    r.add_argument("--weights", help="weights for a torchvision encoder: a state-dict FILE (e.g. self-supervised "
-                                     "SwAV/DINO ResNet-50), 'imagenet' (torch cache; default) or 'random'")
+    r.add_argument("--weights", help="weights FILE or FOLDER: a torchvision state dict (e.g. self-supervised "
+                                     "SwAV/DINO ResNet-50), a timm/open_clip checkpoint, encoder.pt from "
+                                     "`curate train-encoder` (or its workdir); 'imagenet' (local caches only; "
+                                     "default) or 'random' (untrained, for tests)")
     r.add_argument("--image-size", type=int, help="input size for the encoder (pixels: 32; torchvision: 224)")
     r.add_argument("--k", type=int, help="number of k-means clusters (default: number of classes when "
                                          "labelled, else round(sqrt(N/2)) clipped to 2..1000)")

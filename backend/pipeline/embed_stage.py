@@ -41,8 +41,9 @@ def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Rep
         else:
             rep.stage("embeddings", detail=f"{cfg.encoder} on {dev}, {len(src)} images")
             batch_size = cfg.batch_size
-            if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32 there
-                batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else 32
+            if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32, unless it says
+                batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else \
+                    int(getattr(enc, "cpu_batch_size", 32))
             # local: backend.pipeline.compute_embeddings (tests patch it there); ray: backend/runners/ray_engine.py
             runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
             info = runner.embed(src, enc, st.prepare(), device=dev, batch_size=batch_size,
