@@ -269,8 +269,12 @@ class LinearProbes:
     def fit_evaluate(self, x_hold, y_hold, progress=None):
         """Fit, then ``(held-out error per probe, iterations, converged)``; ``y_hold == -1`` counts as wrong."""
         iters, conv = self.fit(progress)
-        err = []
+        err, wrong = [], []
         for p0 in range(0, self.b.n_probes, 16):
             z = self.torch.einsum("nd,pcd->pnc", x_hold, self.w[p0:p0 + 16])
-            err.append((z.argmax(2) != y_hold.view(1, -1)).float().mean(1))
+            w = z.argmax(2) != y_hold.view(1, -1)
+            wrong.append(w.cpu().numpy())
+            err.append(w.float().mean(1))
+        # which held-out examples each probe gets wrong: the paired comparison of two settings reads it
+        self.holdout_wrong = np.concatenate(wrong)
         return self.torch.cat(err).cpu().numpy().astype(np.float64), iters, conv

@@ -89,5 +89,7 @@ class MLPProbes:
     def fit_evaluate(self, x_hold, y_hold, progress=None):
         """Fit, then ``(held-out error per probe, steps, converged = all True)``."""
         steps, conv = self.fit(progress)
-        err = (self.logits(x_hold).argmax(2) != y_hold.view(1, -1)).float().mean(1)
+        wrong = self.logits(x_hold).argmax(2) != y_hold.view(1, -1)
+        self.holdout_wrong = wrong.cpu().numpy()  # per probe and held-out example (see LinearProbes)
+        err = wrong.float().mean(1)
         return err.cpu().numpy().astype(np.float64), steps, conv

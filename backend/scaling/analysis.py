@@ -31,7 +31,8 @@ def aggregate(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def analyse(points: pd.DataFrame, *, tolerance: float = 0.005, metric: str = "ssl_prototype",
-            holdout_size: int | None = None, probe: str = "linear", encoder: str = "embedding") -> dict:
+            holdout_size: int | None = None, probe: str = "linear", encoder: str = "embedding",
+            holdout_wrong: np.ndarray | None = None) -> dict:
     """Curves, power-law fit, frontier, beats-the-power-law verdict and recommendation from the points.
 
     The power law is fitted to the *random* subsets: the unpruned points
@@ -39,7 +40,9 @@ def analyse(points: pd.DataFrame, *, tolerance: float = 0.005, metric: str = "ss
     points, which are random subsets of the pool just the same, so the fit
     covers every size the frontier reaches instead of only the few initial
     sizes.  Each size is weighted by its standard error over seeds, floored at
-    the binomial standard error of the hold-out.
+    the binomial standard error of the hold-out.  ``holdout_wrong`` (packed bits,
+    one row per trained probe, indexed by ``points.holdout_index``) lets the
+    recommendation compare a setting with random on the *same* held-out examples.
     """
     curves = aggregate(points)
     rnd = curves[(curves["strategy"] == "random") & (curves["balance"] == "none")]
@@ -60,5 +63,5 @@ def analyse(points: pd.DataFrame, *, tolerance: float = 0.005, metric: str = "ss
     tested = frontier.assign(error_std=np.maximum(sem_fr, floor_fr) * np.sqrt(np.maximum(frontier["n_seeds"], 1)))
     beats = confirm_beats_powerlaw(pl.beats_powerlaw(tested, fit), frontier, curves, holdout_size)
     rec = recommend(curves, tolerance=tolerance, metric=metric, probe=probe, encoder=encoder,
-                    holdout_size=holdout_size, points=points, beats_powerlaw=beats)
+                    holdout_size=holdout_size, points=points, beats_powerlaw=beats, holdout_wrong=holdout_wrong)
     return {"curves": curves, "powerlaw": fit, "frontier": frontier, "beats_powerlaw": beats, "recommendation": rec}

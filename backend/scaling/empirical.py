@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CurateError
-from ..io import read_json, write_json, write_table
+from ..io import read_json, write_json, write_npy, write_table
 from ..probes import LinearProbes as _LinearProbes  # noqa: F401  (the name tests and benchmarks use)
 from ..probes import MLPProbes as _MLPProbes  # noqa: F401
 from ..probes import probe_features as _features  # noqa: F401
@@ -58,7 +58,7 @@ from .recommend import recommend
 
 _params = grid_params  # the name the benchmark uses
 
-VERSION = 1
+VERSION = 2  # 2: per-probe held-out mistakes (holdout_wrong.npy) for paired comparisons
 STAGE = "scaling"
 
 __all__ = [
@@ -194,6 +194,8 @@ def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, init
     d = st.prepare()
     write_table(d / "points.parquet", points)
     write_table(d / "points.csv", points)
+    for name, arr in info.pop("arrays", {}).items():
+        write_npy(d / f"{name}.npy", arr)
     meta = {"params": {**params, **info["params"]}, "holdout": info["holdout"], "elapsed_s": round(elapsed, 3),
             "device": dev, "run_dir": str(run.dir), "tolerance": tolerance}
     res = _assemble(points, meta, st.dir, tolerance, cached=False)
@@ -221,9 +223,11 @@ def _load(st: Stage, tolerance: float) -> ScalingResult:
 def _assemble(points: pd.DataFrame, meta: dict, d: Path, tolerance: float, *, cached: bool) -> ScalingResult:
     params = dict(meta["params"])
     params.update({"tolerance": float(tolerance), "device": meta.get("device"), "run_dir": meta.get("run_dir")})
+    wrong_path = Path(d) / "holdout_wrong.npy"
+    holdout_wrong = np.load(wrong_path, mmap_mode="r") if wrong_path.exists() else None
     an = analyse(points, tolerance=tolerance, metric=params.get("metric_name", params["metric"]),
                  holdout_size=meta["holdout"]["size"], probe=params["probe"],
-                 encoder=params.get("encoder", "embedding"))
+                 encoder=params.get("encoder", "embedding"), holdout_wrong=holdout_wrong)
     files = {"points.parquet": str(d / "points.parquet"), "points.csv": str(d / "points.csv"),
              "result.json": str(d / "result.json")}
     return ScalingResult(points=points, curves=an["curves"], powerlaw=an["powerlaw"], frontier=an["frontier"],

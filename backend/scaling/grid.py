@@ -331,6 +331,7 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
     total = int(sum(n_probes_group))
     done = 0
     rows_out = []
+    wrong_rows: list[np.ndarray] = []  # per trained probe: which held-out examples it got wrong (packed bits)
     iters, conv = [], []
     trainer = LinearProbes if params["probe"] == "linear" else MLPProbes
     probe_settings = params["probe_settings"]
@@ -368,10 +369,14 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         kept_rows += sum(p[1] for p in probes)
         iters.append(it)
         conv.append(ok)
-        for (_, n_keep, labels), e in zip(probes, err):
+        held = getattr(tr, "holdout_wrong", None)
+        for i, ((_, n_keep, labels), e) in enumerate(zip(probes, err)):
             for st, bal, f in labels:
                 rows_out.append({"initial_fraction": q, "initial_size": n0, "strategy": st, "keep_fraction": f,
-                                 "n_kept": int(n_keep), "seed": int(seed), "error": float(e), "balance": bal})
+                                 "n_kept": int(n_keep), "seed": int(seed), "error": float(e), "balance": bal,
+                                 "holdout_index": len(wrong_rows) if held is not None else -1})
+            if held is not None:
+                wrong_rows.append(np.packbits(held[i]))
         done += n_gp
         rep.update(done, total)
     points = sort_points(pd.DataFrame(rows_out))
@@ -391,4 +396,5 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         "settings": [list(p) for p in settings],
         "run_key": run.key,
     }
-    return points, {"params": info_params, "holdout": hold_info}
+    arrays = {"holdout_wrong": np.stack(wrong_rows)} if wrong_rows else {}
+    return points, {"params": info_params, "holdout": hold_info, "arrays": arrays}

@@ -7,10 +7,13 @@ Read from the grid at its largest initial size (the user's data):
    fraction: its error, the change against the full data, and a *paired*
    comparison with a random subset of the same size (same seeds, hence the
    same initial subsets): the mean over seeds of (setting - random) and its
-   standard error.  Every standard error is floored by the hold-out's
-   binomial noise (``sqrt(e (1 - e) / H)`` for an error; for a difference the
-   two added, a conservative bound because both are measured on the same H
-   examples), so a small hold-out never makes a difference look certain.
+   standard error.  Every standard error of an error is floored by the
+   hold-out's binomial noise (``sqrt(e (1 - e) / H)``), so a small hold-out
+   never makes a number look certain.  A difference with random adds the
+   hold-out noise of the *pair*: both are measured on the same H examples, so
+   it comes from the examples on which they disagree (McNemar's reasoning,
+   from the grid's per-example mistakes, ``holdout_wrong.npy``); runs cached
+   before that record fall back to the conservative independent bound.
    A setting *beats* random where it is lower by more than two standard
    errors, *loses* where it is higher by more than two.
 3. **The pick**: the smallest keep fraction at which some setting is within
@@ -61,6 +64,32 @@ def _binom(e: float, holdout_size: int | None) -> float:
     return math.sqrt(max(e * (1 - e), 1e-6) / holdout_size) if holdout_size else 0.0
 
 
+def _paired_holdout_se(holdout_wrong: np.ndarray, mine: pd.DataFrame, rnd_idx: dict, f: float,
+                       holdout_size: int | None) -> float | None:
+    """Standard error, over the held-out examples, of (setting's error - random's error), seeds averaged.
+
+    Both probes of a pair are scored on the same H examples, so the hold-out's
+    sampling noise of their *difference* comes only from the examples on which
+    they disagree: with delta_i = mean over seeds of (wrong_setting - wrong_random)
+    on example i, it is std(delta) / sqrt(H) (McNemar's reasoning), usually far
+    below the independent-samples bound sqrt(2 e (1 - e) / H).
+    """
+    pairs = [(int(i), rnd_idx[(f, int(sd))]) for i, sd in zip(mine["holdout_index"], mine["seed"])
+             if (f, int(sd)) in rnd_idx]
+    if not pairs:
+        return None
+    n = int(holdout_size or 0)
+    delta = None
+    for a, b in pairs:
+        wa = np.unpackbits(np.asarray(holdout_wrong[a]))[:n].astype(np.float64) if n else None
+        wb = np.unpackbits(np.asarray(holdout_wrong[b]))[:n].astype(np.float64) if n else None
+        if wa is None or wb is None:
+            return None
+        delta = (wa - wb) if delta is None else delta + (wa - wb)
+    delta = delta / len(pairs)
+    return float(delta.std(ddof=1) / math.sqrt(len(delta))) if len(delta) > 1 else None
+
+
 def setting_name(strategy: str, balance: str, metric: str) -> str:
     """A setting in words: 'keep hard by ssl_prototype, class-floor balance'."""
     words = {"hard": "keep the hardest", "easy": "keep the easiest", "random": "a random subset",
@@ -79,7 +108,7 @@ def setting_name(strategy: str, balance: str, metric: str) -> str:
 # ---------------------------------------------------------------------------
 
 def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_size: int | None,
-                tolerance: float) -> tuple[pd.DataFrame, float, float, int]:
+                tolerance: float, holdout_wrong: np.ndarray | None = None) -> tuple[pd.DataFrame, float, float, int]:
     """(table, full_error, its standard error, initial size) at the largest initial size.
 
     One row per (strategy, balance, keep_fraction < 1): ``error``, ``error_se``, ``vs_full``,
@@ -102,6 +131,9 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
         rnd_pts = pts[(pts["strategy"] == "random") & (pts["balance"] == "none")]
         rnd_by = {(float(f), int(sd)): float(e) for f, sd, e in zip(rnd_pts["keep_fraction"], rnd_pts["seed"],
                                                                     rnd_pts["error"])}
+        paired = holdout_wrong is not None and "holdout_index" in pts and bool((pts["holdout_index"] >= 0).all())
+        rnd_idx = ({(float(f), int(sd)): int(i) for f, sd, i in zip(rnd_pts["keep_fraction"], rnd_pts["seed"],
+                                                                   rnd_pts["holdout_index"])} if paired else {})
     rows = []
     for r in c[c["keep_fraction"] < 1.0].itertuples():
         f = float(r.keep_fraction)
@@ -115,17 +147,25 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
                            & np.isclose(pts["keep_fraction"], f)]
                 diffs = np.array([float(x) - rnd_by[(f, int(sd))] for x, sd in zip(mine["error"], mine["seed"])
                                   if (f, int(sd)) in rnd_by])
+            held_se = None
             if diffs is not None and len(diffs):
                 d = float(diffs.mean())
                 d_sem = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
                 n_pairs = len(diffs)
+                if rnd_idx:
+                    held_se = _paired_holdout_se(holdout_wrong, mine, rnd_idx, f, holdout_size)
             else:  # no per-seed points: an unpaired difference of the means
                 d = e - er
                 d_sem = math.hypot(se, float(base.loc[f, "error_std"]) / math.sqrt(max(int(base.loc[f, "n_seeds"]),
                                                                                            1)))
                 n_pairs = 0
             is_random = r.strategy == "random" and r.balance == "none"
-            d_se = 0.0 if is_random else max(d_sem, math.hypot(_binom(e, holdout_size), _binom(er, holdout_size)))
+            if is_random:
+                d_se = 0.0
+            elif held_se is not None:  # both measured on the same held-out examples: their paired noise
+                d_se = math.hypot(d_sem, held_se)
+            else:  # conservative: as if the two errors came from independent hold-outs
+                d_se = max(d_sem, math.hypot(_binom(e, holdout_size), _binom(er, holdout_size)))
         else:
             d, d_se, n_pairs, is_random = float("nan"), float("nan"), 0, False
         if is_random or not np.isfinite(d):
@@ -316,7 +356,7 @@ def _versus_full(e: float, se: float, full: float, full_se: float) -> str:
 
 def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str = "linear",
               encoder: str = "embedding", holdout_size: int | None = None, points: pd.DataFrame | None = None,
-              beats_powerlaw: dict | None = None) -> dict:
+              beats_powerlaw: dict | None = None, holdout_wrong: np.ndarray | None = None) -> dict:
     """The recommended setting and its sentence; see the module docstring.
 
     ``curves``: :func:`backend.scaling.analysis.aggregate` of the grid;
@@ -330,7 +370,8 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
     keep fraction), ``full_error``, ``loses_to_random_below``, ``evidence``,
     ``proxy_note``, ``alternative``.
     """
-    table, full_error, full_se, n_full = comparisons(curves, points, holdout_size=holdout_size, tolerance=tolerance)
+    table, full_error, full_se, n_full = comparisons(curves, points, holdout_size=holdout_size, tolerance=tolerance,
+                                                     holdout_wrong=holdout_wrong)
     kind = "linear probe (multinomial logistic regression)" if probe == "linear" else "small MLP probe"
     proxy_note = (f"These numbers come from a {kind} trained on the frozen {encoder} embeddings, not from your "
                   "final model: trust the direction and the rough size of the effect, not the exact error of a "
