@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrays import CHUNK, l2_normalize
+from ..arrays import CHUNK, l2_normalize, release_pages
 from ..errors import CurateError
 
 MAP_METHODS = ("umap", "pca")
@@ -56,7 +56,10 @@ class Projector2D:
         self.components_ = vt[:dim].astype(np.float32)
         out = np.empty((len(rows), self.components_.shape[0]), np.float32)
         for start in range(0, len(rows), step):
-            out[start:start + step] = (l2_normalize(x[rows[start:start + step]]) - self.mean_) @ self.components_.T
+            chunk = rows[start:start + step]
+            out[start:start + step] = (l2_normalize(x[chunk]) - self.mean_) @ self.components_.T
+            if len(chunk):  # read pages leave the resident set (a 1M x 512 map would hold the whole file)
+                release_pages(x, int(chunk.min()), int(chunk.max()) + 1)
         return out
 
     def _streaming_pca(self, x, sample, dim, step):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..arrays import release_pages
 from ..errors import CurateError
 from .base import Source, make_index
 from .confine import check_allowed
@@ -40,6 +41,7 @@ def _scan_rows(x: np.ndarray, name: str) -> int:
         if not ok.all():
             bad_rows.extend((start + np.flatnonzero(~ok)).tolist())
         zero_rows += int((~chunk.any(axis=1)).sum())
+        release_pages(x, start, start + len(chunk))  # a full scan must not keep the whole file resident
     if bad_rows:
         raise CurateError(f"{name} has NaN or inf in {len(bad_rows)} row(s) (first: row {bad_rows[0]}): "
                           "fix or drop those rows and run again")
