@@ -85,7 +85,7 @@ def faiss_baseline(path: str, k: int, keep: float, out_csv: str, iters: int, n_t
     index.add(km.centroids)
     score = np.empty(n, np.float32)
     for start in range(0, n, 65536):
-        xc = np.ascontiguousarray(x[start:start + 65536], dtype=np.float32)
+        xc = np.array(x[start:start + 65536], dtype=np.float32)  # a copy: normalize_L2 writes in place
         faiss.normalize_L2(xc)
         sim, _ = index.search(xc, 1)
         score[start:start + len(xc)] = 1.0 - sim[:, 0]
