@@ -12,18 +12,28 @@ Vocabulary: N examples, D embedding dimensions, K clusters, C classes.  Every
 difficulty score is "higher = harder"; keep-hard keeps the highest scores.
 """
 
-from .version import __version__  # noqa: E402
-from .errors import CurateError  # noqa: E402
 from .config import PipelineConfig  # noqa: E402
 from .embed import ENCODERS  # noqa: E402
-from .projection import MAP_METHODS  # noqa: E402
-from .sources import TORCHVISION_SETS  # noqa: E402
+from .errors import CurateError  # noqa: E402
 from .pipeline import find_run_dir, run_pipeline  # noqa: E402
 from .progress import Reporter, TqdmReporter  # noqa: E402
+from .projection import MAP_METHODS  # noqa: E402
 from .run import Run  # noqa: E402
 from .scores import METRICS  # noqa: E402
-from .select import BALANCES, FORMATS, STRATEGIES, Selection, export_tree, select_subset, write_selection  # noqa: E402
-from .select import Ranking, keep_count_for, render_selection  # noqa: E402
+from .select import (  # noqa: E402  # noqa: E402
+    BALANCES,
+    FORMATS,
+    STRATEGIES,
+    Ranking,
+    Selection,
+    export_tree,
+    keep_count_for,
+    render_selection,
+    select_subset,
+    write_selection,
+)
+from .sources import TORCHVISION_SETS  # noqa: E402
+from .version import __version__  # noqa: E402
 
 
 def load_run(path) -> Run:
@@ -31,6 +41,27 @@ def load_run(path) -> Run:
     return Run(find_run_dir(path))
 
 
-__all__ = ["__version__", "CurateError", "PipelineConfig", "run_pipeline", "load_run", "Run", "select_subset", "write_selection",
-           "export_tree", "Selection", "Ranking", "keep_count_for", "render_selection", "Reporter",
-           "TqdmReporter", "METRICS", "ENCODERS", "MAP_METHODS", "TORCHVISION_SETS", "STRATEGIES", "BALANCES", "FORMATS"]
+__all__ = [
+    "__version__",
+    "CurateError",
+    "PipelineConfig",
+    "run_pipeline",
+    "load_run",
+    "Run",
+    "select_subset",
+    "write_selection",
+    "export_tree",
+    "Selection",
+    "Ranking",
+    "keep_count_for",
+    "render_selection",
+    "Reporter",
+    "TqdmReporter",
+    "METRICS",
+    "ENCODERS",
+    "MAP_METHODS",
+    "TORCHVISION_SETS",
+    "STRATEGIES",
+    "BALANCES",
+    "FORMATS",
+]

@@ -59,7 +59,7 @@ def release_pages(x, lo: int, hi: int) -> None:
         base = x.ctypes.data
         start = base + lo * x.strides[0]
         stop = base + hi * x.strides[0]
-        start = -(-start // _PAGE) * _PAGE      # whole pages inside the rows only
+        start = -(-start // _PAGE) * _PAGE  # whole pages inside the rows only
         stop = stop // _PAGE * _PAGE
         if stop > start:
             _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start), 4)  # MADV_DONTNEED

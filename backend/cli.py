@@ -24,11 +24,11 @@ EPILOG = """examples:
 # More sub-commands, one module each: ``add_parser(subparsers)`` adds the sub-parser and sets
 # ``handler=...`` with ``set_defaults`` (see backend/scaling/cli.py).  A module that is not there is skipped.
 COMMAND_MODULES = (
-    "backend.scaling.cli",        # curate scaling
-    "backend.scores.cli",         # curate scores, import-scores, benchmark-metrics
-    "backend.dedup.cli",          # curate dedup
-    "backend.verify.cli",         # curate verify
-    "backend.embed.train_cli",    # curate train-encoder
+    "backend.scaling.cli",  # curate scaling
+    "backend.scores.cli",  # curate scores, import-scores, benchmark-metrics
+    "backend.dedup.cli",  # curate dedup
+    "backend.verify.cli",  # curate verify
+    "backend.embed.train_cli",  # curate train-encoder
 )
 
 
@@ -47,25 +47,50 @@ def _add_selection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keep", type=_fraction, metavar="FRACTION", help="share of examples to keep, 0 < f <= 1")
     g.add_argument("--keep-count", type=int, metavar="N", help="number of examples to keep instead of a fraction")
-    p.add_argument("--strategy", choices=list(STRATEGIES), default="hard",
-                   help=STRATEGIES.help("hard").replace("%", "%%"))
-    p.add_argument("--metric", default="ssl_prototype",
-                   help="difficulty column to rank by: " + ", ".join(METRICS) + " (default: ssl_prototype)")
-    p.add_argument("--balance", choices=list(BALANCES), default="none",
-                   help=BALANCES.help("none").replace("%", "%%"))
-    p.add_argument("--floor-share", type=_fraction, metavar="S",
-                   help="class-floor / cluster-floor: the share of its random-pruning count every group keeps "
-                        "at least (default: 0.5)")
-    p.add_argument("--min-per-class", type=int, default=0, metavar="N",
-                   help="every class keeps at least N examples (all of it when smaller), enforced (default: 0)")
-    p.add_argument("--min-per-cluster", type=int, default=0, metavar="N",
-                   help="every k-means cluster keeps at least N examples, enforced (default: 0)")
-    p.add_argument("--ccs-beta", type=_fraction, metavar="B",
-                   help="ccs: share of the hardest dropped first (default: by keep fraction, as the CCS paper: "
-                        "0 when keeping more than 30%%, 0.1 at 30%% or less, 0.3 at 10%% or less)")
+    p.add_argument(
+        "--strategy", choices=list(STRATEGIES), default="hard", help=STRATEGIES.help("hard").replace("%", "%%")
+    )
+    p.add_argument(
+        "--metric",
+        default="ssl_prototype",
+        help="difficulty column to rank by: " + ", ".join(METRICS) + " (default: ssl_prototype)",
+    )
+    p.add_argument("--balance", choices=list(BALANCES), default="none", help=BALANCES.help("none").replace("%", "%%"))
+    p.add_argument(
+        "--floor-share",
+        type=_fraction,
+        metavar="S",
+        help="class-floor / cluster-floor: the share of its random-pruning count every group keeps "
+        "at least (default: 0.5)",
+    )
+    p.add_argument(
+        "--min-per-class",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every class keeps at least N examples (all of it when smaller), enforced (default: 0)",
+    )
+    p.add_argument(
+        "--min-per-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every k-means cluster keeps at least N examples, enforced (default: 0)",
+    )
+    p.add_argument(
+        "--ccs-beta",
+        type=_fraction,
+        metavar="B",
+        help="ccs: share of the hardest dropped first (default: by keep fraction, as the CCS paper: "
+        "0 when keeping more than 30%%, 0.1 at 30%% or less, 0.3 at 10%% or less)",
+    )
     p.add_argument("--ccs-strata", type=int, metavar="K", help="ccs: equal-width score strata (default: 50)")
-    p.add_argument("--dedup-eps", type=_fraction, metavar="EPS",
-                   help="dedup+hard / dedup+easy: duplicates have cosine similarity above 1 - EPS (default: 0.05)")
+    p.add_argument(
+        "--dedup-eps",
+        type=_fraction,
+        metavar="EPS",
+        help="dedup+hard / dedup+easy: duplicates have cosine similarity above 1 - EPS (default: 0.05)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the random strategy (default: 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
@@ -75,13 +100,18 @@ def selection_options(args) -> dict:
     from .select import BALANCES, STRATEGIES
 
     applies = {**STRATEGIES.entry(args.strategy).options, **BALANCES.entry(args.balance).options}
-    given = {"floor_share": args.floor_share, "ccs_beta": args.ccs_beta, "ccs_strata": args.ccs_strata,
-             "dedup_eps": args.dedup_eps}
+    given = {
+        "floor_share": args.floor_share,
+        "ccs_beta": args.ccs_beta,
+        "ccs_strata": args.ccs_strata,
+        "dedup_eps": args.dedup_eps,
+    }
     out = {k: v for k, v in given.items() if v is not None and k in applies}
     ignored = sorted(k for k, v in given.items() if v is not None and k not in applies)
     if ignored:
-        raise CurateError(f"--{ignored[0].replace('_', '-')} does not apply to --strategy {args.strategy} "
-                          f"--balance {args.balance}")
+        raise CurateError(
+            f"--{ignored[0].replace('_', '-')} does not apply to --strategy {args.strategy} --balance {args.balance}"
+        )
     return {**out, "min_per_class": args.min_per_class, "min_per_cluster": args.min_per_cluster}
 
 
@@ -94,8 +124,11 @@ def _source_help() -> str:
 def _metric_help() -> str:
     from .scores import METRICS
 
-    return "; ".join(f"{e.name} ({'default' if e.info['default'] else 'on request'}, "
-                     f"{'labels, ' if e.info['needs_labels'] else ''}{e.info['cost']})" for e in METRICS.entries())
+    return "; ".join(
+        f"{e.name} ({'default' if e.info['default'] else 'on request'}, "
+        f"{'labels, ' if e.info['needs_labels'] else ''}{e.info['cost']})"
+        for e in METRICS.entries()
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,62 +136,98 @@ def build_parser() -> argparse.ArgumentParser:
     from .projection import MAP_METHODS
 
     parser = argparse.ArgumentParser(
-        prog="curate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="curate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Find the redundant part of an image data set and prune it "
-                    "(self-supervised prototypes, Sorscher et al. 2022).")
+        "(self-supervised prototypes, Sorscher et al. 2022).",
+    )
     parser.add_argument("--version", action="version", version=f"curation-studio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="compute embeddings, clusters, difficulty scores and the 2-D map",
-                       description="Compute embeddings, spherical k-means clusters, difficulty scores and the "
-                                   "2-D map for a source; print the run directory. Stages are cached in the "
-                                   "workdir: the same inputs again are a cache hit, and an interrupted run "
-                                   "resumes where it stopped.")
+    r = sub.add_parser(
+        "run",
+        help="compute embeddings, clusters, difficulty scores and the 2-D map",
+        description="Compute embeddings, spherical k-means clusters, difficulty scores and the "
+        "2-D map for a source; print the run directory. Stages are cached in the "
+        "workdir: the same inputs again are a cache hit, and an interrupted run "
+        "resumes where it stopped.",
+    )
     r.add_argument("--source", required=True, help="what to read: " + _source_help())
     r.add_argument("--workdir", required=True, help="folder for the cache and the runs (created if missing)")
-    r.add_argument("--encoder", default="pixels", choices=ENCODERS,
-                   help="embedding model (default: pixels, which needs no weights)")
-    r.add_argument("--weights", help="weights FILE or FOLDER: a torchvision state dict (e.g. self-supervised "
-                                     "SwAV/DINO ResNet-50), a timm/open_clip checkpoint, encoder.pt from "
-                                     "`curate train-encoder` (or its workdir); 'imagenet' (local caches only; "
-                                     "default) or 'random' (untrained, for tests)")
+    r.add_argument(
+        "--encoder",
+        default="pixels",
+        choices=ENCODERS,
+        help="embedding model (default: pixels, which needs no weights)",
+    )
+    r.add_argument(
+        "--weights",
+        help="weights FILE or FOLDER: a torchvision state dict (e.g. self-supervised "
+        "SwAV/DINO ResNet-50), a timm/open_clip checkpoint, encoder.pt from "
+        "`curate train-encoder` (or its workdir); 'imagenet' (local caches only; "
+        "default) or 'random' (untrained, for tests)",
+    )
     r.add_argument("--image-size", type=int, help="input size for the encoder (pixels: 32; torchvision: 224)")
-    r.add_argument("--k", type=int, help="number of k-means clusters (default: number of classes when "
-                                         "labelled, else round(sqrt(N/2)) clipped to 2..1000)")
+    r.add_argument(
+        "--k",
+        type=int,
+        help="number of k-means clusters (default: number of classes when "
+        "labelled, else round(sqrt(N/2)) clipped to 2..1000)",
+    )
     r.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto = cuda when available)")
-    r.add_argument("--map", dest="map_method", default="umap", choices=MAP_METHODS,
-                   help="2-D map method (default: umap)")
+    r.add_argument(
+        "--map", dest="map_method", default="umap", choices=MAP_METHODS, help="2-D map method (default: umap)"
+    )
     r.add_argument("--seed", type=int, default=0, help="seed for k-means, the map and sampling (default: 0)")
     r.add_argument("--data-root", help="root folder of torchvision data sets (default: $CURATE_DATA_ROOT or ./data)")
     r.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     r.add_argument("--manifest", help="ids/paths/labels for a .npy of precomputed embeddings (same row order)")
     r.add_argument("--limit", type=int, help="use at most N examples per split (seeded sample), for a quick look")
-    r.add_argument("--batch-size", type=int, help="images per batch (default: 256 for pixels and on CUDA, "
-                                                    "32 for CNNs on a CPU)")
+    r.add_argument(
+        "--batch-size", type=int, help="images per batch (default: 256 for pixels and on CUDA, 32 for CNNs on a CPU)"
+    )
     r.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers (default: min(4, cores))")
-    r.add_argument("--metrics", metavar="NAME,...",
-                   help="difficulty metrics to compute, comma-separated (default: every default metric; metrics "
-                        "that need labels are skipped on unlabelled data): " + _metric_help())
+    r.add_argument(
+        "--metrics",
+        metavar="NAME,...",
+        help="difficulty metrics to compute, comma-separated (default: every default metric; metrics "
+        "that need labels are skipped on unlabelled data): " + _metric_help(),
+    )
     from .runners import RUNNERS
 
-    r.add_argument("--engine", default="local", choices=list(RUNNERS),
-                   help="where the embedding and nearest-centroid passes run, same results on each: "
-                        + RUNNERS.help("local") + "; ray needs pip install 'curation-studio[ray]'")
-    r.add_argument("--address", help="--engine ray: the cluster, auto (the one `ray start` started here) or "
-                                     "HOST:PORT (default: a Ray instance started on this machine)")
+    r.add_argument(
+        "--engine",
+        default="local",
+        choices=list(RUNNERS),
+        help="where the embedding and nearest-centroid passes run, same results on each: "
+        + RUNNERS.help("local")
+        + "; ray needs pip install 'curation-studio[ray]'",
+    )
+    r.add_argument(
+        "--address",
+        help="--engine ray: the cluster, auto (the one `ray start` started here) or "
+        "HOST:PORT (default: a Ray instance started on this machine)",
+    )
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    s = sub.add_parser("select", help="write the kept subset (.csv/.parquet/.json/.txt) and its manifest",
-                       description="Write the kept subset. The format follows the --out ending: .csv, .parquet, "
-                                   ".json (one row per kept example with example_id, path, label, cluster, rank "
-                                   "and every score) or .txt (one path, or id, per line). FILE.manifest.json "
-                                   "beside it records everything needed to reproduce the list.")
+    s = sub.add_parser(
+        "select",
+        help="write the kept subset (.csv/.parquet/.json/.txt) and its manifest",
+        description="Write the kept subset. The format follows the --out ending: .csv, .parquet, "
+        ".json (one row per kept example with example_id, path, label, cluster, rank "
+        "and every score) or .txt (one path, or id, per line). FILE.manifest.json "
+        "beside it records everything needed to reproduce the list.",
+    )
     _add_selection_args(s)
     s.add_argument("--out", required=True, help="output file; its ending picks the format")
 
-    e = sub.add_parser("export-tree", help="build an ImageFolder tree of symlinks to the kept images",
-                       description="Build OUT/<label>/<image> symlinks to the kept images (sources are never "
-                                   "copied, moved or modified; array data sets are written as PNG).")
+    e = sub.add_parser(
+        "export-tree",
+        help="build an ImageFolder tree of symlinks to the kept images",
+        description="Build OUT/<label>/<image> symlinks to the kept images (sources are never "
+        "copied, moved or modified; array data sets are written as PNG).",
+    )
     _add_selection_args(e)
     e.add_argument("--out", required=True, help="output folder")
 
@@ -166,13 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--workdir", required=True, help="workdir or run folder")
     i.add_argument("--json", action="store_true", help="print as JSON")
 
-    a = sub.add_parser("app", help="open the Streamlit app on a finished run",
-                       description="Start the app at http://127.0.0.1:PORT (no usage statistics are sent).")
+    a = sub.add_parser(
+        "app",
+        help="open the Streamlit app on a finished run",
+        description="Start the app at http://127.0.0.1:PORT (no usage statistics are sent).",
+    )
     a.add_argument("--workdir", default="work", help="workdir with runs (default: ./work)")
     a.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     a.add_argument("--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    a.add_argument("--allow-dir", action="append", default=[],
-                   help="another folder the app may read from or write to (repeatable)")
+    a.add_argument(
+        "--allow-dir", action="append", default=[], help="another folder the app may read from or write to (repeatable)"
+    )
 
     for module in COMMAND_MODULES:
         try:
@@ -205,12 +278,27 @@ def cmd_run(args) -> int:
 
     rep = TqdmReporter()
     try:
-        run = run_pipeline(args.source, args.workdir, encoder=args.encoder, weights=args.weights,
-                           image_size=args.image_size, k=args.k, seed=args.seed, device=args.device,
-                           map_method=args.map_method, data_root=args.data_root, download=args.download,
-                           manifest=args.manifest, limit=args.limit, batch_size=args.batch_size,
-                           num_workers=args.num_workers,
-                           engine=args.engine, address=args.address, metrics=args.metrics, reporter=rep)
+        run = run_pipeline(
+            args.source,
+            args.workdir,
+            encoder=args.encoder,
+            weights=args.weights,
+            image_size=args.image_size,
+            k=args.k,
+            seed=args.seed,
+            device=args.device,
+            map_method=args.map_method,
+            data_root=args.data_root,
+            download=args.download,
+            manifest=args.manifest,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            engine=args.engine,
+            address=args.address,
+            metrics=args.metrics,
+            reporter=rep,
+        )
     finally:
         rep.end_stage()  # close a progress bar, so an error message starts on its own line
     _print_summary(run.summary(), args.json)
@@ -223,8 +311,16 @@ def _selection(args):
     from . import load_run, select_subset
 
     run = load_run(args.workdir)
-    sel = select_subset(run, keep=args.keep, keep_count=args.keep_count, strategy=args.strategy,
-                        metric=args.metric, balance=args.balance, seed=args.seed, **selection_options(args))
+    sel = select_subset(
+        run,
+        keep=args.keep,
+        keep_count=args.keep_count,
+        strategy=args.strategy,
+        metric=args.metric,
+        balance=args.balance,
+        seed=args.seed,
+        **selection_options(args),
+    )
     return run, sel
 
 
@@ -292,22 +388,44 @@ def cmd_app(args) -> int:
     allowed = [workdir] + [Path(d).expanduser().resolve() for d in args.allow_dir]
     # CURATE_ALLOWED_DIRS confines every read of the backend's sources in the server process
     # (folder walks, manifest rows, thumbnails): see backend/sources/confine.py
-    env = dict(os.environ, CURATE_WORKDIR=str(workdir),
-               CURATE_ALLOWED_DIRS=os.pathsep.join(str(d) for d in dict.fromkeys(allowed)))
+    env = dict(
+        os.environ,
+        CURATE_WORKDIR=str(workdir),
+        CURATE_ALLOWED_DIRS=os.pathsep.join(str(d) for d in dict.fromkeys(allowed)),
+    )
     hosts = _app_hosts(args.address)
     # curation_app.serve is `streamlit run` with Streamlit's public-IP lookups switched off (no outbound request);
     # server.allowedHosts refuses WebSockets whose Host is not this machine's (DNS rebinding)
-    cmd = [sys.executable, "-m", "curation_app.serve", "run", str(app), "--server.headless", "true",
-           "--server.address", args.address, "--server.port", str(args.port),
-           "--server.enableCORS", "true", "--server.enableXsrfProtection", "true",
-           "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "curation_app.serve",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.address",
+        args.address,
+        "--server.port",
+        str(args.port),
+        "--server.enableCORS",
+        "true",
+        "--server.enableXsrfProtection",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+    ]
     for host in hosts:
         cmd += ["--server.allowedHosts", host]
-    print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop",
-          flush=True)
+    print(f"curation-studio app on http://{args.address}:{args.port} (workdir {workdir}); Ctrl-C to stop", flush=True)
     for folder in _runs_outside(workdir, allowed):
-        print(f"note: the images in {folder} are outside the folders the app may read: pass --allow-dir {folder} "
-              "to see them", flush=True)
+        print(
+            f"note: the images in {folder} are outside the folders the app may read: pass --allow-dir {folder} "
+            "to see them",
+            flush=True,
+        )
     # replace this process, so Ctrl-C and kill reach Streamlit itself (a child would be orphaned)
     os.execve(sys.executable, cmd, env)
     return 0  # pragma: no cover - execve does not return
@@ -323,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    assert handler is not None, f"sub-command {args.command!r} has no handler"
     try:
         return handler(args)
     except CurateError as exc:

@@ -40,7 +40,7 @@ class PipelineConfig:
     address: str | None = None
 
     @classmethod
-    def from_kwargs(cls, source: str, **kw: Any) -> "PipelineConfig":
+    def from_kwargs(cls, source: str, **kw: Any) -> PipelineConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kw) - known)
         if unknown:
@@ -49,7 +49,7 @@ class PipelineConfig:
             kw["metrics"] = parse_metric_list(kw["metrics"])
         return cls(source=source, **kw)
 
-    def replace(self, **changes: Any) -> "PipelineConfig":
+    def replace(self, **changes: Any) -> PipelineConfig:
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,14 +57,15 @@ class PipelineConfig:
         out["metrics"] = list(self.metrics) if self.metrics is not None else None
         return out
 
-    def check(self) -> "PipelineConfig":
+    def check(self) -> PipelineConfig:
         """Refuse values that are wrong whatever the data (one-line messages); return self."""
         from .projection import MAP_METHODS
         from .scores import METRICS
 
         if self.k is not None and int(self.k) < 1:
-            raise CurateError(f"--k must be at least 1 (got {self.k}): pass a positive number of clusters or "
-                              "leave it out")
+            raise CurateError(
+                f"--k must be at least 1 (got {self.k}): pass a positive number of clusters or leave it out"
+            )
         if self.map_method not in MAP_METHODS:
             raise CurateError(f"unknown map method {self.map_method!r}: use one of {', '.join(MAP_METHODS)}")
         if self.limit is not None and int(self.limit) < 1:

@@ -66,8 +66,10 @@ def disk_full(folder: str | os.PathLike, need: int | None, what: str = "the outp
         free = None
     need_txt = f"about {human_bytes(need)} for {what}" if need else f"more space for {what}"
     free_txt = f", {human_bytes(free)} free" if free is not None else ""
-    return DiskFull(f"no space left in {folder}: it needs {need_txt}{free_txt}; free some space "
-                    "(or choose another folder) and run the same command again")
+    return DiskFull(
+        f"no space left in {folder}: it needs {need_txt}{free_txt}; free some space "
+        "(or choose another folder) and run the same command again"
+    )
 
 
 def ensure_free(folder: str | os.PathLike, need: int, what: str = "the output") -> None:
@@ -136,8 +138,11 @@ def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
 def _make_tmp(dest: Path, suffix: str | None) -> Path:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}-",
-                                   suffix=suffix if suffix is not None else ".tmp" + dest.suffix, dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.name}.{os.getpid()}-",
+            suffix=suffix if suffix is not None else ".tmp" + dest.suffix,
+            dir=dest.parent,
+        )
     except OSError as exc:
         if is_space_error(exc):
             raise disk_full(dest.parent, None, dest.name) from None

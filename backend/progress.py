@@ -47,8 +47,15 @@ class TqdmReporter(Reporter):
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=total, desc=self._name, file=self.stream, unit="ex",
-                             dynamic_ncols=True, leave=True, mininterval=0.5)
+            self._bar = tqdm(
+                total=total,
+                desc=self._name,
+                file=self.stream,
+                unit="ex",
+                dynamic_ncols=True,
+                leave=True,
+                mininterval=0.5,
+            )
         self._bar.total = total
         self._bar.n = done
         self._bar.refresh()

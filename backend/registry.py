@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import CurateError
 
@@ -60,12 +61,14 @@ class Registry(Generic[T]):
     # -- registration -----------------------------------------------------
     def register(self, name: str, obj: T | None = None, **info: Any) -> Any:
         """Register ``obj`` under ``name`` (or use as a decorator)."""
+
         def add(o: T) -> T:
             if name in self._entries and self._entries[name].obj is not o:
                 existing = self._entries[name].obj
                 # re-importing the same module (e.g. reload in tests) re-registers the same definition
-                if getattr(existing, "__qualname__", None) != getattr(o, "__qualname__", None) or \
-                        getattr(existing, "__module__", None) != getattr(o, "__module__", None):
+                if getattr(existing, "__qualname__", None) != getattr(o, "__qualname__", None) or getattr(
+                    existing, "__module__", None
+                ) != getattr(o, "__module__", None):
                     raise ValueError(f"{self.kind} {name!r} is registered twice")
             order = self._entries[name].order if name in self._entries else len(self._entries)
             self._entries[name] = Entry(name, o, dict(info), order)
@@ -106,8 +109,9 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise CurateError(f"unknown {self.kind} {name!r}: use one of {', '.join(self.names())} "
-                              f"({self.option})") from None
+            raise CurateError(
+                f"unknown {self.kind} {name!r}: use one of {', '.join(self.names())} ({self.option})"
+            ) from None
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

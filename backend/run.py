@@ -11,8 +11,18 @@ import pandas as pd
 from .errors import CurateError
 from .io import read_json
 
-NON_SCORE_COLUMNS = {"example_id", "path", "label", "split", "row", "source_row", "cluster",
-                     "centroid_sim", "map_x", "map_y"}
+NON_SCORE_COLUMNS = {
+    "example_id",
+    "path",
+    "label",
+    "split",
+    "row",
+    "source_row",
+    "cluster",
+    "centroid_sim",
+    "map_x",
+    "map_y",
+}
 LATEST = "latest.json"  # <workdir>/latest.json names the run that --workdir resolves to
 
 
@@ -123,8 +133,10 @@ class Run:
         src = resolve_source(p["source"], data_root=p.get("data_root"), manifest=p.get("manifest"))
         if src.fingerprint != self.config["source"]["fingerprint"]:
             # e.g. the demo found another copy of its data from another folder: its images would not match
-            raise CurateError(f"the source {p['source']!r} is not the one this run was computed on "
-                              f"({src.description}): run `curate run` again")
+            raise CurateError(
+                f"the source {p['source']!r} is not the one this run was computed on "
+                f"({src.description}): run `curate run` again"
+            )
         return src
 
     def load_image(self, position: int):

@@ -72,8 +72,11 @@ def record_files(folder: str | os.PathLike) -> dict[str, dict]:
     rec = {}
     for p in _stage_files(folder):
         st = p.stat()
-        rec[p.relative_to(folder).as_posix()] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                                 "sha256": sha256_file(p)}
+        rec[p.relative_to(folder).as_posix()] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": sha256_file(p),
+        }
     return rec
 
 
@@ -157,9 +160,17 @@ class Stage:
 
     def finish(self, **info: Any) -> None:
         """Record every file of the folder (size, mtime, sha256), then write meta.json."""
-        write_json(self.dir / META, {"stage": self.name, "version": self.version,
-                                     "key": self.key, "inputs": self.inputs, **info,
-                                     "files": record_files(self.dir)})
+        write_json(
+            self.dir / META,
+            {
+                "stage": self.name,
+                "version": self.version,
+                "key": self.key,
+                "inputs": self.inputs,
+                **info,
+                "files": record_files(self.dir),
+            },
+        )
 
 
 def stage_dir_problem(folder: str | os.PathLike) -> str | None:
@@ -226,9 +237,11 @@ def store_owner(path: str | os.PathLike) -> str | None:
         child = parts[i - 1]
         if _is_stage_meta(folder / META):
             return f"{folder} is a cached stage of a workdir"
-        if (folder / LATEST).exists() and (child.name == LATEST or (child.is_dir() and _is_stage_parent(child))
-                                           or (child.name in ("embeddings", "clusters", "maps", "runs")
-                                               and child.is_dir())):
+        if (folder / LATEST).exists() and (
+            child.name == LATEST
+            or (child.is_dir() and _is_stage_parent(child))
+            or (child.name in ("embeddings", "clusters", "maps", "runs") and child.is_dir())
+        ):
             return f"{child} belongs to the workdir {folder}"
         if _is_stage_parent(folder):
             return f"{folder} holds a workdir's cached stages"

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -56,8 +55,9 @@ def make_run(workdir: Path, n: int, dim: int = 64, classes: int = 20, seed: int 
     lab = rng.integers(0, classes, n)
     x = centres[lab] + 0.8 * rng.normal(size=(n, dim)).astype(np.float32)
     np.save(src / "emb.npy", x.astype(np.float32))
-    pd.DataFrame({"example_id": [f"ex{i:07d}" for i in range(n)], "label": [f"class_{c:02d}" for c in lab],
-                  "split": "train"}).to_csv(src / "manifest.csv", index=False)
+    pd.DataFrame(
+        {"example_id": [f"ex{i:07d}" for i in range(n)], "label": [f"class_{c:02d}" for c in lab], "split": "train"}
+    ).to_csv(src / "manifest.csv", index=False)
     t = time.perf_counter()
     backend.run_pipeline(str(src / "emb.npy"), workdir, manifest=str(src / "manifest.csv"), map_method="pca")
     print(f"made a {n:,}-example run in {workdir} in {time.perf_counter() - t:.1f} s")
@@ -65,8 +65,12 @@ def make_run(workdir: Path, n: int, dim: int = 64, classes: int = 20, seed: int 
 
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"median_ms": round(float(np.median(a)), 2), "p90_ms": round(float(np.percentile(a, 90)), 2),
-            "max_ms": round(float(a.max()), 2), "n": len(ms)}
+    return {
+        "median_ms": round(float(np.median(a)), 2),
+        "p90_ms": round(float(np.percentile(a, 90)), 2),
+        "max_ms": round(float(a.max()), 2),
+        "n": len(ms),
+    }
 
 
 def slider_work(run, rk, n_keep: int, scaling) -> None:
@@ -87,8 +91,10 @@ def slider_work(run, rk, n_keep: int, scaling) -> None:
     all_h = _cache["all_h"]
     cut = summaries.cut_value(scores, mask, rk.strategy, rk.balance)
     summaries.margin_positions(rk, n_keep, n, mask, count=12)
-    figs = [figures.class_counts_figure(lab_names, lab_total, lab_kept, floor=10, title="Kept per class"),
-            figures.score_histogram(edges, kept_h, all_h - kept_h, metric="ssl_prototype", cut=cut)]
+    figs = [
+        figures.class_counts_figure(lab_names, lab_total, lab_kept, floor=10, title="Kept per class"),
+        figures.score_histogram(edges, kept_h, all_h - kept_h, metric="ssl_prototype", cut=cut),
+    ]
     if scaling is not None:
         figs.append(figures.scaling_figure(scaling.curves, scaling.powerlaw, scaling.frontier, n_current=n_keep))
     for f in figs:  # Streamlit serialises each figure to JSON on every run
@@ -143,8 +149,10 @@ def main(argv=None) -> int:
         pass
     cores = os.cpu_count()
     print(f"run: {run.dir} | {n:,} examples, k={run.k}, {len(names)} classes | {cores} CPU cores")
-    print(f"once per run/setting (cached by the app): load {load_s * 1e3:.0f} ms, Ranking {ranking_s * 1e3:.0f} ms"
-          f"{'' if scaling is not None else ' | no cached scaling estimate: its chart is not timed'}")
+    print(
+        f"once per run/setting (cached by the app): load {load_s * 1e3:.0f} ms, Ranking {ranking_s * 1e3:.0f} ms"
+        f"{'' if scaling is not None else ' | no cached scaling estimate: its chart is not timed'}"
+    )
 
     rng = np.random.default_rng(0)
     fracs = rng.uniform(0.05, 1.0, args.moves + 3)
@@ -166,15 +174,27 @@ def main(argv=None) -> int:
         rk2 = backend.Ranking(t, strategy="hard", metric="ssl_prototype", balance="none", seed=0)
         slider_work(run, rk2, k, scaling)
         base_ms.append((time.perf_counter() - a) * 1e3)
-    res = {"n": n, "k": run.k, "classes": len(names), "cores": cores, "load_ms": round(load_s * 1e3, 1),
-           "ranking_ms": round(ranking_s * 1e3, 1), "mask": _stats(mask_ms), "slider_work": _stats(work_ms),
-           "baseline_rebuild_ranking": _stats(base_ms)}
+    res = {
+        "n": n,
+        "k": run.k,
+        "classes": len(names),
+        "cores": cores,
+        "load_ms": round(load_s * 1e3, 1),
+        "ranking_ms": round(ranking_s * 1e3, 1),
+        "mask": _stats(mask_ms),
+        "slider_work": _stats(work_ms),
+        "baseline_rebuild_ranking": _stats(base_ms),
+    }
     ratio = res["baseline_rebuild_ranking"]["median_ms"] / max(res["slider_work"]["median_ms"], 1e-9)
     print(f"mask only              median {res['mask']['median_ms']:8.2f} ms  p90 {res['mask']['p90_ms']:8.2f} ms")
-    print(f"slider work (in-proc)  median {res['slider_work']['median_ms']:8.2f} ms  p90 "
-          f"{res['slider_work']['p90_ms']:8.2f} ms")
-    print(f"baseline: rebuild Ranking per move  median {res['baseline_rebuild_ranking']['median_ms']:8.2f} ms "
-          f"(cached ranking is {ratio:.1f}x faster)")
+    print(
+        f"slider work (in-proc)  median {res['slider_work']['median_ms']:8.2f} ms  p90 "
+        f"{res['slider_work']['p90_ms']:8.2f} ms"
+    )
+    print(
+        f"baseline: rebuild Ranking per move  median {res['baseline_rebuild_ranking']['median_ms']:8.2f} ms "
+        f"(cached ranking is {ratio:.1f}x faster)"
+    )
 
     if args.apptest_moves:
         from streamlit.testing.v1 import AppTest
@@ -200,8 +220,10 @@ def main(argv=None) -> int:
         res["apptest_first_render_ms"] = round(first_ms, 1)
         res["apptest_slider_round_trip"] = _stats(rt)
         print(f"AppTest Prune page first render (cold caches, theory solve) {first_ms:8.0f} ms")
-        print(f"AppTest slider set_value().run()  median {res['apptest_slider_round_trip']['median_ms']:8.2f} ms  "
-              f"p90 {res['apptest_slider_round_trip']['p90_ms']:8.2f} ms")
+        print(
+            f"AppTest slider set_value().run()  median {res['apptest_slider_round_trip']['median_ms']:8.2f} ms  "
+            f"p90 {res['apptest_slider_round_trip']['p90_ms']:8.2f} ms"
+        )
         a = time.perf_counter()
         at.switch_page("views/map.py").run()
         map_first = (time.perf_counter() - a) * 1e3

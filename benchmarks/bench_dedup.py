@@ -72,18 +72,24 @@ def generate(path: Path, n: int, dim: int, k: int, seed: int, dup_share: float) 
                 jitter = rng.standard_normal(dim).astype(np.float32) * np.float32(1e-3 / np.sqrt(dim))
                 x[i] = x[rng.choice(same)] + jitter
                 n_dup += 1
-        emb[start:start + m] = x
+        emb[start : start + m] = x
         u = x / np.linalg.norm(x, axis=1, keepdims=True)
-        cluster[start:start + m] = lab
-        sim[start:start + m] = np.einsum("nd,nd->n", u, centres[lab])
+        cluster[start : start + m] = lab
+        sim[start : start + m] = np.einsum("nd,nd->n", u, centres[lab])
     emb.flush()
     del emb
     np.save(str(path) + ".cluster.npy", cluster)
     np.save(str(path) + ".sim.npy", sim)
     sizes = np.bincount(cluster, minlength=k)
-    return {"n": n, "dim": dim, "k": k, "seed": seed, "planted_near_copies": int(n_dup),
-            "cluster_size_min_mean_max": [int(sizes.min()), float(sizes.mean()), int(sizes.max())],
-            "sum_size_squared": float((sizes.astype(np.float64) ** 2).sum())}
+    return {
+        "n": n,
+        "dim": dim,
+        "k": k,
+        "seed": seed,
+        "planted_near_copies": int(n_dup),
+        "cluster_size_min_mean_max": [int(sizes.min()), float(sizes.mean()), int(sizes.max())],
+        "sum_size_squared": float((sizes.astype(np.float64) ** 2).sum()),
+    }
 
 
 def _peak_mb() -> float:
@@ -155,8 +161,12 @@ def worker_main(args) -> None:
 
 
 def _start(kind: str, data: Path, result: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--worker", kind, "--data", str(data), "--result", str(result)],
-                            stdin=subprocess.PIPE, text=True, cwd=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, __file__, "--worker", kind, "--data", str(data), "--result", str(result)],
+        stdin=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
 
 
 def _run(p: subprocess.Popen, result: Path) -> dict:
@@ -207,20 +217,31 @@ def main() -> None:
             results["speed_ratio_faiss_over_ours"] = round(ratio, 2)
     report = {
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor(),
-                    "load_before": load_before, "load_after": os.getloadavg()},
-        "data": recipe, "results": results, "targets": {"wall_s": 60, "peak_rss_mb": 3072},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        },
+        "data": recipe,
+        "results": results,
+        "targets": {"wall_s": 60, "peak_rss_mb": 3072},
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=1))
     o = results["ours"]
-    print(f"\nours: search {o['search_s']} s (target 60 s), peak RSS {o['peak_rss_mb']} MB (target 3072 MB); "
-          f"any threshold afterwards {o['three_thresholds_s'] / 3:.3f} s, 41-point curve {o['curve_41_s']} s")
+    print(
+        f"\nours: search {o['search_s']} s (target 60 s), peak RSS {o['peak_rss_mb']} MB (target 3072 MB); "
+        f"any threshold afterwards {o['three_thresholds_s'] / 3:.3f} s, 41-point curve {o['curve_41_s']} s"
+    )
     if "faiss" in results:
         f = results["faiss"]
-        print(f"faiss per-cluster IndexFlatIP (max_sim only): {f['search_s']} s, peak RSS {f['peak_rss_mb']} MB; "
-              f"ratio {results['speed_ratio_faiss_over_ours']}x; max |diff| of max_sim "
-              f"{results['max_sim_max_abs_diff_vs_faiss']:.2e}")
+        print(
+            f"faiss per-cluster IndexFlatIP (max_sim only): {f['search_s']} s, peak RSS {f['peak_rss_mb']} MB; "
+            f"ratio {results['speed_ratio_faiss_over_ours']}x; max |diff| of max_sim "
+            f"{results['max_sim_max_abs_diff_vs_faiss']:.2e}"
+        )
     print(f"-> {out_path}")
 
 

@@ -46,9 +46,12 @@ def subset(src, n: int):
     from backend.store import fingerprint
 
     n = min(n, len(src))
-    return dataclasses.replace(src, index=src.index.iloc[:n].reset_index(drop=True),
-                               images=None if src.images is None else src.images[:n],
-                               fingerprint=fingerprint(src.fingerprint, "bench-first", n))
+    return dataclasses.replace(
+        src,
+        index=src.index.iloc[:n].reset_index(drop=True),
+        images=None if src.images is None else src.images[:n],
+        fingerprint=fingerprint(src.fingerprint, "bench-first", n),
+    )
 
 
 def parse_spec(spec: str) -> tuple[str, int | None]:
@@ -86,15 +89,22 @@ def run_pipeline_pass(src, name, size, args, tmp: Path) -> dict:
         torch.cuda.reset_peak_memory_stats()
     sync(args.device)
     t = time.perf_counter()
-    info = compute_embeddings(src, enc, out_dir, device=args.device, batch_size=args.batch_size,
-                              num_workers=args.workers)
+    info = compute_embeddings(
+        src, enc, out_dir, device=args.device, batch_size=args.batch_size, num_workers=args.workers
+    )
     sync(args.device)
     wall = time.perf_counter() - t
     emb = np.load(out_dir / "embeddings.npy", mmap_mode="r")
     assert emb.shape[0] == len(src) and np.isfinite(emb[: min(len(src), 1000)]).all()
-    res = {"images": len(src), "wall_s": round(wall, 2), "images_per_s": round(len(src) / wall, 1),
-           "dim": int(info["dim"]), "failed": len(info["failed"]), "batch_size": args.batch_size,
-           "num_workers": args.workers if args.workers is not None else min(4, os.cpu_count() or 1)}
+    res = {
+        "images": len(src),
+        "wall_s": round(wall, 2),
+        "images_per_s": round(len(src) / wall, 1),
+        "dim": int(info["dim"]),
+        "failed": len(info["failed"]),
+        "batch_size": args.batch_size,
+        "num_workers": args.workers if args.workers is not None else min(4, os.cpu_count() or 1),
+    }
     if pca_s:
         res["of_which_pca_s"] = round(sum(pca_s), 2)
         res["images_per_s_without_pca"] = round(len(src) / max(wall - sum(pca_s), 1e-9), 1)
@@ -103,8 +113,9 @@ def run_pipeline_pass(src, name, size, args, tmp: Path) -> dict:
         model = getattr(enc, "model", None)
         if model is not None:
             conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-            res["channels_last"] = bool(conv is not None and conv.weight.is_contiguous(
-                memory_format=torch.channels_last))
+            res["channels_last"] = bool(
+                conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last)
+            )
             res["autocast"] = "float16 (TorchvisionEncoder.forward on cuda)"
     shutil.rmtree(out_dir, ignore_errors=True)
     return res
@@ -134,8 +145,7 @@ def run_baseline(src, name, size, args) -> dict:
         pca = time.perf_counter() - t_pca
     sync(args.device)
     wall = time.perf_counter() - t
-    res = {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1), "batch_size": 1,
-           "num_workers": 0}
+    res = {"images": n, "wall_s": round(wall, 2), "images_per_s": round(n / wall, 1), "batch_size": 1, "num_workers": 0}
     if pca is not None:
         res["of_which_pca_s"] = round(pca, 2)
         res["images_per_s_without_pca"] = round(n / max(wall - pca, 1e-9), 1)
@@ -162,9 +172,14 @@ def machine(device: str) -> dict:
                 break
     except OSError:
         pass
-    out = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": model or platform.processor(),
-           "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "python": platform.python_version()}
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     try:
@@ -179,15 +194,21 @@ def machine(device: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--encoders", default=None,
-                    help="comma-separated NAME@SIZE (default: pixels@32,resnet18@32,resnet18@224 on cpu)")
+    ap.add_argument(
+        "--encoders",
+        default=None,
+        help="comma-separated NAME@SIZE (default: pixels@32,resnet18@32,resnet18@224 on cpu)",
+    )
     ap.add_argument("--encoder", default=None, help="a single encoder (with --image-size)")
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--weights", default="random", help="random (default), imagenet or a state-dict file")
     ap.add_argument("--n", type=int, default=None, help="images per pipeline pass (default 10000; 512 at 224 on cpu)")
-    ap.add_argument("--n-baseline", type=int, default=None,
-                    help="images for the one-at-a-time baseline (default: --n for pixels, 1000 for models, "
-                         "64 at 224 on cpu)")
+    ap.add_argument(
+        "--n-baseline",
+        type=int,
+        default=None,
+        help="images for the one-at-a-time baseline (default: --n for pixels, 1000 for models, 64 at 224 on cpu)",
+    )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the runner's)")
     ap.add_argument("--no-baseline", action="store_true")
@@ -211,13 +232,20 @@ def main(argv=None) -> int:
     elif args.encoders:
         specs = [s.strip() for s in args.encoders.split(",") if s.strip()]
     else:
-        specs = ["pixels@32", "resnet18@32", "resnet18@224"] if args.device == "cpu" else \
-            ["resnet18@224", "resnet50@224"]
+        specs = (
+            ["pixels@32", "resnet18@32", "resnet18@224"] if args.device == "cpu" else ["resnet18@224", "resnet50@224"]
+        )
     src_all = resolve_source("demo", data_root=args.data_root)
     print(f"source: {src_all.description}, {len(src_all)} images", flush=True)
-    results = {"benchmark": "bench_embed", "command": " ".join(["python"] + sys.argv), "device": args.device,
-               "source": src_all.description, "weights": args.weights,
-               "loadavg_start": _loadavg(), "runs": []}
+    results = {
+        "benchmark": "bench_embed",
+        "command": " ".join(["python"] + sys.argv),
+        "device": args.device,
+        "source": src_all.description,
+        "weights": args.weights,
+        "loadavg_start": _loadavg(),
+        "runs": [],
+    }
     tmp = Path(tempfile.mkdtemp(prefix="bench_embed-"))
     try:
         for spec in specs:
@@ -233,22 +261,24 @@ def main(argv=None) -> int:
             row = {"encoder": name, "image_size": size, "device": args.device}
             if args.device.startswith("cuda"):  # CUDA context, cuDNN plans: not part of the throughput
                 run_pipeline_pass(subset(src_all, min(n, 2 * args.batch_size)), name, size, args, tmp)
-            row["pipeline"] = best_of(args.repeat,
-                                      lambda: run_pipeline_pass(subset(src_all, n), name, size, args, tmp))
+            row["pipeline"] = best_of(args.repeat, lambda: run_pipeline_pass(subset(src_all, n), name, size, args, tmp))
             print(f"  pipeline  {row['pipeline']['images_per_s']:9.1f} images/s  ({row['pipeline']})", flush=True)
             if name == "pixels":
-                print("  (pixels: the PCA, an SVD of the fit sample, is part of the pass; "
-                      "see of_which_pca_s)", flush=True)
+                print(
+                    "  (pixels: the PCA, an SVD of the fit sample, is part of the pass; see of_which_pca_s)", flush=True
+                )
             if not args.no_baseline:
-                row["baseline"] = best_of(args.repeat,
-                                          lambda: run_baseline(subset(src_all, nb), name, size, args))
-                row["speedup_vs_baseline"] = round(row["pipeline"]["images_per_s"] /
-                                                   row["baseline"]["images_per_s"], 2)
+                row["baseline"] = best_of(args.repeat, lambda: run_baseline(subset(src_all, nb), name, size, args))
+                row["speedup_vs_baseline"] = round(row["pipeline"]["images_per_s"] / row["baseline"]["images_per_s"], 2)
                 if "images_per_s_without_pca" in row["baseline"]:
                     row["speedup_vs_baseline_without_pca"] = round(
-                        row["pipeline"]["images_per_s_without_pca"] / row["baseline"]["images_per_s_without_pca"], 2)
-                print(f"  baseline  {row['baseline']['images_per_s']:9.1f} images/s  (one at a time, "
-                      f"{nb} images: {row['baseline']}): pipeline is {row['speedup_vs_baseline']}x", flush=True)
+                        row["pipeline"]["images_per_s_without_pca"] / row["baseline"]["images_per_s_without_pca"], 2
+                    )
+                print(
+                    f"  baseline  {row['baseline']['images_per_s']:9.1f} images/s  (one at a time, "
+                    f"{nb} images: {row['baseline']}): pipeline is {row['speedup_vs_baseline']}x",
+                    flush=True,
+                )
             results["runs"].append(row)
         results["loadavg_end"] = _loadavg()
         results["machine"] = machine(args.device)

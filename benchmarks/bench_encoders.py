@@ -56,10 +56,12 @@ def knn_of_run(run) -> float:
 
     emb = run.embeddings
     table, hold = run.table, run.holdout
-    return knn_accuracy(np.asarray(emb[np.sort(table["row"].to_numpy())]),
-                        table.sort_values("row")["label"].to_numpy(),
-                        np.asarray(emb[np.sort(hold["row"].to_numpy())]),
-                        hold.sort_values("row")["label"].to_numpy())
+    return knn_accuracy(
+        np.asarray(emb[np.sort(table["row"].to_numpy())]),
+        table.sort_values("row")["label"].to_numpy(),
+        np.asarray(emb[np.sort(hold["row"].to_numpy())]),
+        hold.sort_values("row")["label"].to_numpy(),
+    )
 
 
 def untrained_weights(trained_path: Path, out: Path) -> Path:
@@ -80,16 +82,23 @@ def scaling_table(run, args) -> dict:
     from backend.scaling.empirical import estimate_scaling
 
     t0 = time.perf_counter()
-    res = estimate_scaling(run, metric="ssl_prototype", fractions=args.fractions, initial_sizes=[1.0],
-                           seeds=args.seeds, device=args.device)
+    res = estimate_scaling(
+        run, metric="ssl_prototype", fractions=args.fractions, initial_sizes=[1.0], seeds=args.seeds, device=args.device
+    )
     c = res.curves
     c = c[np.isclose(c["initial_fraction"], c["initial_fraction"].max()) & (c["balance"] == "none")]
     rows = {}
     for strategy, g in c.groupby("strategy"):
-        rows[strategy] = {f"{f:g}": {"error": round(float(e), 4), "std": round(float(s), 4)}
-                          for f, e, s in zip(g["keep_fraction"], g["error_mean"], g["error_std"])}
-    return {"seconds": round(time.perf_counter() - t0, 1), "cached": res.cached, "curves": rows,
-            "recommendation": {k: v for k, v in res.recommendation.items() if isinstance(v, (str, int, float))}}
+        rows[strategy] = {
+            f"{f:g}": {"error": round(float(e), 4), "std": round(float(s), 4)}
+            for f, e, s in zip(g["keep_fraction"], g["error_mean"], g["error_std"])
+        }
+    return {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "cached": res.cached,
+        "curves": rows,
+        "recommendation": {k: v for k, v in res.recommendation.items() if isinstance(v, (str, int, float))},
+    }
 
 
 def print_scaling(name: str, sc: dict) -> None:
@@ -133,32 +142,59 @@ def main(argv=None) -> int:
             print("    " + message, flush=True)
 
     work = Path(args.workdir)
-    results = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-               "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "python": platform.python_version(), "torch": torch.__version__,
-                           "processor": platform.processor() or platform.machine()},
-               "loadavg_start": _loadavg(), "params": {k: v for k, v in vars(args).items() if k != "out"},
-               "encoders": {}}
+    results = {
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "processor": platform.processor() or platform.machine(),
+        },
+        "loadavg_start": _loadavg(),
+        "params": {k: v for k, v in vars(args).items() if k != "out"},
+        "encoders": {},
+    }
     common = {"map_method": "pca", "device": args.device, "limit": args.limit, "batch_size": 256, "num_workers": 0}
 
     print(f"training {args.method}/{args.backbone} on {args.train_images} demo images, {args.epochs} epochs ...")
     t0 = time.perf_counter()
-    trained = train_encoder("demo", work, method=args.method, backbone=args.backbone, epochs=args.epochs,
-                            limit=args.train_images, batch_size=args.batch_size, device=args.device,
-                            reporter=Lines())
+    trained = train_encoder(
+        "demo",
+        work,
+        method=args.method,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        limit=args.train_images,
+        batch_size=args.batch_size,
+        device=args.device,
+        reporter=Lines(),
+    )
     train_wall = time.perf_counter() - t0
     train_only = sum(h["seconds"] for h in trained.history)
     img_s = trained.n_images * trained.epochs / max(train_only, 1e-9)
-    results["training"] = {"path": str(trained.path), "cached": trained.cached, "images": trained.n_images,
-                           "epochs": trained.epochs, "seconds_total": round(trained.seconds, 1),
-                           "seconds_epochs_only": round(train_only, 1), "images_per_s": round(img_s, 1),
-                           "wall_this_call": round(train_wall, 1), "history": trained.history,
-                           "extrapolated_60k_epoch_s": round(60000 / img_s, 0)}
-    print(f"  trained in {trained.seconds:.0f} s ({img_s:.0f} images/s in the epochs; kNN monitor "
-          f"{trained.knn_accuracy}); a 60,000-image epoch would take ~{60000 / img_s:.0f} s here")
+    results["training"] = {
+        "path": str(trained.path),
+        "cached": trained.cached,
+        "images": trained.n_images,
+        "epochs": trained.epochs,
+        "seconds_total": round(trained.seconds, 1),
+        "seconds_epochs_only": round(train_only, 1),
+        "images_per_s": round(img_s, 1),
+        "wall_this_call": round(train_wall, 1),
+        "history": trained.history,
+        "extrapolated_60k_epoch_s": round(60000 / img_s, 0),
+    }
+    print(
+        f"  trained in {trained.seconds:.0f} s ({img_s:.0f} images/s in the epochs; kNN monitor "
+        f"{trained.knn_accuracy}); a 60,000-image epoch would take ~{60000 / img_s:.0f} s here"
+    )
 
-    encoders = [("pixels", None), ("ssl", str(trained.path)),
-                ("ssl-untrained", str(untrained_weights(trained.path, work / "untrained.pt")))]
+    encoders = [
+        ("pixels", None),
+        ("ssl", str(trained.path)),
+        ("ssl-untrained", str(untrained_weights(trained.path, work / "untrained.pt"))),
+    ]
     for label, weights in encoders:
         print(f"{label}: run_pipeline on the demo ...", flush=True)
         t0 = time.perf_counter()
@@ -166,17 +202,25 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
         acc = knn_of_run(run)
-        entry = {"knn_accuracy": round(acc, 4), "knn_seconds": round(time.perf_counter() - t1, 1),
-                 "pipeline_wall_s": round(wall, 1), "timings_s": run.config.get("timings_s"),
-                 "dim": int(run.embeddings.shape[1]), "identity": run.config["embedding"].get("identity")}
+        entry = {
+            "knn_accuracy": round(acc, 4),
+            "knn_seconds": round(time.perf_counter() - t1, 1),
+            "pipeline_wall_s": round(wall, 1),
+            "timings_s": run.config.get("timings_s"),
+            "dim": int(run.embeddings.shape[1]),
+            "identity": run.config["embedding"].get("identity"),
+        }
         print(f"  kNN accuracy {acc:.4f}; pipeline {wall:.0f} s (stages {run.config.get('timings_s')})")
         if args.scaling:
             entry["scaling"] = scaling_table(run, args)
             print_scaling(label, entry["scaling"])
         results["encoders"][label] = entry
     results["loadavg_end"] = _loadavg()
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        "encoders_quick.json" if args.quick else "encoders.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "benchmarks" / "results" / ("encoders_quick.json" if args.quick else "encoders.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {out}")

@@ -69,6 +69,7 @@ GEN_CHUNK = 65536
 
 # --------------------------------------------------------------------------- data
 
+
 def generate(path: Path, n: int, dim: int, k: int, seed: int, noise: tuple[float, float]) -> dict:
     """Write ``path`` (n x dim float32 .npy) and ``path.labels.npy`` chunk-wise; return the recipe."""
     rng = np.random.default_rng(seed)
@@ -87,18 +88,28 @@ def generate(path: Path, n: int, dim: int, k: int, seed: int, noise: tuple[float
         x *= (ratio[lab] / np.float32(np.sqrt(dim)))[:, None]
         x += centres[lab]
         x *= rng.lognormal(0.0, 0.3, size=(m, 1)).astype(np.float32)
-        emb[start:start + m] = x
-        labels[start:start + m] = lab
+        emb[start : start + m] = x
+        labels[start : start + m] = lab
     emb.flush()
     labels.flush()
     del emb, labels
-    return {"n": n, "dim": dim, "k": k, "seed": seed, "noise_ratio_range": list(noise),
-            "cluster_weights": "lognormal(0, 0.5)", "row_scale": "lognormal(0, 0.3)",
-            "expected_cos_to_own_centre": [round(1 / np.sqrt(1 + noise[1] ** 2), 3),
-                                           round(1 / np.sqrt(1 + noise[0] ** 2), 3)]}
+    return {
+        "n": n,
+        "dim": dim,
+        "k": k,
+        "seed": seed,
+        "noise_ratio_range": list(noise),
+        "cluster_weights": "lognormal(0, 0.5)",
+        "row_scale": "lognormal(0, 0.3)",
+        "expected_cos_to_own_centre": [
+            round(1 / np.sqrt(1 + noise[1] ** 2), 3),
+            round(1 / np.sqrt(1 + noise[0] ** 2), 3),
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- scoring (subprocess)
+
 
 def score_main(args) -> None:
     """The scoring process: everything after the imports counts (``import_s`` is reported apart:
@@ -121,6 +132,7 @@ def score_main(args) -> None:
     if args.no_release:
         kmeans_mod._release_pages = lambda *a, **kw: None
     import faiss  # noqa: F401  (loaded by the pipeline before this stage, like torch)
+
     if kmeans_mod._use_bf16():
         import torch  # noqa: F401
     import_s = time.perf_counter() - t_import
@@ -143,12 +155,14 @@ def score_main(args) -> None:
     cpu_phases["predict"] = time.process_time() - c
     predict_stats = dict(kmeans_mod._last_stats) if args.engine == "ours" else {"path": "faiss IndexFlatIP"}
     t = time.perf_counter()
-    table = pd.DataFrame({
-        "example_id": [f"train/{i}" for i in range(len(emb))],
-        "cluster": assign,
-        "centroid_sim": sim,
-        "ssl_prototype": ssl_prototype(sim),
-    })
+    table = pd.DataFrame(
+        {
+            "example_id": [f"train/{i}" for i in range(len(emb))],
+            "cluster": assign,
+            "centroid_sim": sim,
+            "ssl_prototype": ssl_prototype(sim),
+        }
+    )
     phases["table"] = time.perf_counter() - t
     t = time.perf_counter()
     n_keep = keep_count_for(len(table), 0.7)
@@ -163,7 +177,8 @@ def score_main(args) -> None:
     np.save(args.result + ".sim.npy", sim)
     np.save(args.result + ".centroids.npy", km.centroids_)
     out = {
-        "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
         "phases_s": {k: round(v, 2) for k, v in phases.items()},
         "cpu_phases_s": {k: round(v, 2) for k, v in cpu_phases.items()},
         "import_s": round(import_s, 2),
@@ -172,11 +187,14 @@ def score_main(args) -> None:
         "peak_rss_after_fit_mb": round(rss_after_fit, 1),
         "engine": args.engine,
         "vm_hwm_mb": hwm,
-        "backend": km.backend_, "n_train": int(km.n_train_), "n_iter_run": int(km.n_iter_),
+        "backend": km.backend_,
+        "n_train": int(km.n_train_),
+        "n_iter_run": int(km.n_iter_),
         "n_init": int(getattr(km, "n_init_", 1)),
         "predict_stats": predict_stats,
         "mean_sim_all_rows": round(float(sim.mean()), 5),
-        "kept": int(kept.sum()), "kept_expected": int(n_keep),
+        "kept": int(kept.sum()),
+        "kept_expected": int(n_keep),
         "threads": {"torch": _torch_threads(), "faiss": _faiss_threads()},
         "release_pages": not args.no_release,
         "env_CURATE_KMEANS_BF16": os.environ.get("CURATE_KMEANS_BF16"),
@@ -204,8 +222,15 @@ class _MinimalFaiss:
         rows = np.sort(rng.choice(len(emb), size=n_train, replace=False)) if n_train < len(emb) else None
         xt = np.ascontiguousarray(emb[rows] if rows is not None else emb, dtype=np.float32)
         normalize_inplace(xt)
-        km = faiss.Kmeans(xt.shape[1], self.k, niter=self.n_iter, spherical=True, seed=self.random_state + 1,
-                          max_points_per_centroid=10**9, verbose=False)
+        km = faiss.Kmeans(
+            xt.shape[1],
+            self.k,
+            niter=self.n_iter,
+            spherical=True,
+            seed=self.random_state + 1,
+            max_points_per_centroid=10**9,
+            verbose=False,
+        )
         km.train(xt)
         self.centroids_ = km.centroids.copy()
         normalize_inplace(self.centroids_)
@@ -222,10 +247,10 @@ class _MinimalFaiss:
         assign = np.empty(len(emb), np.int32)
         sim = np.empty(len(emb), np.float32)
         for s in range(0, len(emb), 65536):
-            xc = np.array(emb[s:s + 65536], dtype=np.float32)
+            xc = np.array(emb[s : s + 65536], dtype=np.float32)
             normalize_inplace(xc)
             v, a = index.search(xc, 1)
-            assign[s:s + len(xc)], sim[s:s + len(xc)] = a[:, 0], v[:, 0]
+            assign[s : s + len(xc)], sim[s : s + len(xc)] = a[:, 0], v[:, 0]
         return assign, sim
 
 
@@ -257,11 +282,34 @@ def _faiss_threads():
 class Scorer:
     """A scoring subprocess, started while this process is still small (see ``score_main``)."""
 
-    def __init__(self, emb_path: Path, tmp: Path, args, *, tag: str, env: dict | None = None,
-                 no_release: bool = False, engine: str = "ours"):
+    def __init__(
+        self,
+        emb_path: Path,
+        tmp: Path,
+        args,
+        *,
+        tag: str,
+        env: dict | None = None,
+        no_release: bool = False,
+        engine: str = "ours",
+    ):
         self.result = tmp / f"score-{tag}.json"
-        cmd = [sys.executable, __file__, "--score", str(emb_path), "--result", str(self.result),
-               "--k", str(args.k), "--iters", str(args.iters), "--seed", str(args.seed), "--engine", engine]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--score",
+            str(emb_path),
+            "--result",
+            str(self.result),
+            "--k",
+            str(args.k),
+            "--iters",
+            str(args.iters),
+            "--seed",
+            str(args.seed),
+            "--engine",
+            engine,
+        ]
         cmd += ["--no-release"] if no_release else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
@@ -281,6 +329,7 @@ class Scorer:
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def exactness(emb, assign, sim, centroids, n_sample: int, seed: int) -> dict:
     """Compare with an exhaustive fp32 (float64 accumulation) search on a sample of rows."""
@@ -312,7 +361,7 @@ def _objective(x, labels, centroids) -> float:
     c = l2_normalize(centroids)
     out = 0.0
     for s in range(0, len(x), 65536):
-        out += float(np.einsum("nd,nd->n", x[s:s + 65536], c[labels[s:s + 65536]]).sum())
+        out += float(np.einsum("nd,nd->n", x[s : s + 65536], c[labels[s : s + 65536]]).sum())
     return out / len(x)
 
 
@@ -337,11 +386,19 @@ def compare_slice(emb, labels, args) -> dict:
     def timed(name, fn):
         w, c = time.perf_counter(), time.process_time()
         lab, cents, extra = fn()
-        r = {"name": name, "wall_s": round(time.perf_counter() - w, 2), "cpu_s": round(time.process_time() - c, 2),
-             "objective": round(_objective(x, lab, cents), 5),
-             "ari_vs_truth": round(float(adjusted_rand_score(y, lab)), 4), **extra}
-        print(f"  {name:44s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  objective {r['objective']:.5f}  "
-              f"ARI {r['ari_vs_truth']:.4f}  {extra}", flush=True)
+        r = {
+            "name": name,
+            "wall_s": round(time.perf_counter() - w, 2),
+            "cpu_s": round(time.process_time() - c, 2),
+            "objective": round(_objective(x, lab, cents), 5),
+            "ari_vs_truth": round(float(adjusted_rand_score(y, lab)), 4),
+            **extra,
+        }
+        print(
+            f"  {name:44s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  objective {r['objective']:.5f}  "
+            f"ARI {r['ari_vs_truth']:.4f}  {extra}",
+            flush=True,
+        )
         res["runs"].append(r)
         return r
 
@@ -360,18 +417,35 @@ def compare_slice(emb, labels, args) -> dict:
     def ours(env_bf16=None, **kw):
         def fn():
             def go():
-                km = SphericalKMeans(args.k, n_iter=args.iters, max_train_points=m, random_state=args.seed,
-                                     **kw).fit(x)
+                km = SphericalKMeans(args.k, n_iter=args.iters, max_train_points=m, random_state=args.seed, **kw).fit(x)
                 a, s = km.predict(x)
-                return a, km.centroids_, {"backend": km.backend_, "n_iter_run": int(km.n_iter_),
-                                          "n_init": int(km.n_init_), "predict_path": kmeans_mod._last_stats["path"]}
+                return (
+                    a,
+                    km.centroids_,
+                    {
+                        "backend": km.backend_,
+                        "n_iter_run": int(km.n_iter_),
+                        "n_init": int(km.n_init_),
+                        "predict_path": kmeans_mod._last_stats["path"],
+                    },
+                )
+
             return with_env(env_bf16, go)
+
         return fn
 
     def faiss_same_seeding():
         init = kmeans_mod.kmeans_plus_plus(x, args.k, args.seed)
-        km = faiss.Kmeans(x.shape[1], args.k, niter=args.iters, spherical=True, seed=args.seed + 1,
-                          max_points_per_centroid=10**9, min_points_per_centroid=1, verbose=False)
+        km = faiss.Kmeans(
+            x.shape[1],
+            args.k,
+            niter=args.iters,
+            spherical=True,
+            seed=args.seed + 1,
+            max_points_per_centroid=10**9,
+            min_points_per_centroid=1,
+            verbose=False,
+        )
         km.train(x, init_centroids=init)
         index = faiss.IndexFlatIP(x.shape[1])
         index.add(l2_normalize(km.centroids))
@@ -379,8 +453,15 @@ def compare_slice(emb, labels, args) -> dict:
         return a[:, 0], km.centroids, {"faiss_threads": faiss.omp_get_max_threads()}
 
     def sklearn_fn():
-        km = KMeans(n_clusters=args.k, n_init=1, max_iter=args.iters, tol=0.0, algorithm="lloyd", init="random",
-                    random_state=args.seed).fit(x)
+        km = KMeans(
+            n_clusters=args.k,
+            n_init=1,
+            max_iter=args.iters,
+            tol=0.0,
+            algorithm="lloyd",
+            init="random",
+            random_state=args.seed,
+        ).fit(x)
         return km.labels_, km.cluster_centers_, {"n_iter_run": int(km.n_iter_)}
 
     # warm-up: imports and first-call set-up are not part of the comparison
@@ -404,9 +485,11 @@ def compare_slice(emb, labels, args) -> dict:
         by.setdefault(r["name"], []).append(r)
     best = {name: min(rs, key=lambda r: r["wall_s"]) for name, rs in by.items()}
     o = best["ours: fit+predict"]
-    for key, name in (("faiss", "faiss.Kmeans, same k-means++ seeding: +search"),
-                      ("sklearn", "scikit-learn KMeans lloyd, init=random: fit"),
-                      ("fp32_path", "ours, fp32 path forced (CURATE_KMEANS_BF16=0)")):
+    for key, name in (
+        ("faiss", "faiss.Kmeans, same k-means++ seeding: +search"),
+        ("sklearn", "scikit-learn KMeans lloyd, init=random: fit"),
+        ("fp32_path", "ours, fp32 path forced (CURATE_KMEANS_BF16=0)"),
+    ):
         if name in best:
             res[f"ratio_{key}_over_ours_wall"] = round(best[name]["wall_s"] / o["wall_s"], 2)
             res[f"ratio_{key}_over_ours_cpu"] = round(best[name]["cpu_s"] / o["cpu_s"], 2)
@@ -436,14 +519,22 @@ def cpu_kind() -> dict:
         import faiss  # noqa: F401  (its bundled OpenBLAS shows up below)
         from threadpoolctl import threadpool_info
 
-        blas = [f"{i['prefix']} {i.get('version')} {i.get('architecture')} x{i['num_threads']}"
-                for i in threadpool_info() if i["user_api"] == "blas"]
+        blas = [
+            f"{i['prefix']} {i.get('version')} {i.get('architecture')} x{i['num_threads']}"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
     except ImportError:
         pass
-    return {"model": model, "flags": [f for f in _FLAGS_OF_INTEREST if f in flags],
-            "kind": "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "avx2",
-            "path": "bf16 torch (candidate search + exact fp32 re-scoring)" if bf16 else
-                    "fp32 numpy BLAS (blocked, Yinyang bounds)", "blas": blas}
+    return {
+        "model": model,
+        "flags": [f for f in _FLAGS_OF_INTEREST if f in flags],
+        "kind": "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "avx2",
+        "path": "bf16 torch (candidate search + exact fp32 re-scoring)"
+        if bf16
+        else "fp32 numpy BLAS (blocked, Yinyang bounds)",
+        "blas": blas,
+    }
 
 
 def machine() -> dict:
@@ -461,11 +552,18 @@ def machine() -> dict:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": model or platform.processor(),
-            "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags,
-            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "faiss": faiss.__version__, "sklearn": sklearn.__version__}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+        "sklearn": sklearn.__version__,
+    }
 
 
 def loadavg():
@@ -477,6 +575,7 @@ def loadavg():
 
 # --------------------------------------------------------------------------- main
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -484,21 +583,39 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--noise", type=float, nargs=2, default=(1.0, 2.5), metavar=("LO", "HI"),
-                    help="per-cluster noise norm relative to the unit centre, uniform in [LO, HI]")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        nargs=2,
+        default=(1.0, 2.5),
+        metavar=("LO", "HI"),
+        help="per-cluster noise norm relative to the unit centre, uniform in [LO, HI]",
+    )
     ap.add_argument("--quick", action="store_true", help="100k x 512, K=100, 20k-row comparison: a smoke test")
     ap.add_argument("--sk-rows", type=int, default=100_000, help="rows for the scikit-learn comparison")
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn in the comparison")
     ap.add_argument("--no-faiss", action="store_true", help="skip plain faiss in the comparison")
     ap.add_argument("--no-compare", action="store_true", help="skip the whole same-run comparison")
-    ap.add_argument("--baseline-full", action="store_true",
-                    help="also score the full file with the fp32 path forced (CURATE_KMEANS_BF16=0): on bf16 CPUs")
-    ap.add_argument("--faiss-full", action="store_true",
-                    help="also score the full file with a minimal faiss pipeline (faiss.Kmeans + IndexFlatIP)")
-    ap.add_argument("--compare-only", action="store_true",
-                    help="generate --sk-rows rows and run only the same-run comparison (no scoring subprocess)")
-    ap.add_argument("--no-release-run", action="store_true",
-                    help="also score the full file without releasing mapped pages (shows the RSS they add)")
+    ap.add_argument(
+        "--baseline-full",
+        action="store_true",
+        help="also score the full file with the fp32 path forced (CURATE_KMEANS_BF16=0): on bf16 CPUs",
+    )
+    ap.add_argument(
+        "--faiss-full",
+        action="store_true",
+        help="also score the full file with a minimal faiss pipeline (faiss.Kmeans + IndexFlatIP)",
+    )
+    ap.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="generate --sk-rows rows and run only the same-run comparison (no scoring subprocess)",
+    )
+    ap.add_argument(
+        "--no-release-run",
+        action="store_true",
+        help="also score the full file without releasing mapped pages (shows the RSS they add)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="repeat the comparison runs (best wall time is kept)")
     ap.add_argument("--check-rows", type=int, default=20000, help="rows for the fp32 exactness check")
     ap.add_argument("--tmpdir", default=None, help="where the temporary .npy goes (default: $TMPDIR)")
@@ -528,13 +645,27 @@ def main(argv=None) -> int:
     if args.faiss_full and not args.compare_only:
         scorers["faiss"] = Scorer(emb_path, tmp, args, tag="faiss", engine="faiss")
     kind = cpu_kind()
-    out_path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
-        f"kmeans_{kind['kind']}{'_quick' if args.quick else ''}{'_compare' if args.compare_only else ''}.json")
-    results = {"benchmark": "bench_kmeans", "command": " ".join(["python"] + sys.argv),
-               "loadavg_start": loadavg(), "cpu_kind": kind, "targets": {"wall_s": 60, "peak_rss_gb": 3}}
-    print(f"CPU: {kind['model']}; flags seen: {', '.join(kind['flags']) or 'none of interest'}; "
-          f"k-means CPU path: {kind['path']} (CURATE_KMEANS_BF16={os.environ.get('CURATE_KMEANS_BF16')}); "
-          f"BLAS: {kind['blas']}", flush=True)
+    out_path = (
+        Path(args.out)
+        if args.out
+        else ROOT
+        / "benchmarks"
+        / "results"
+        / (f"kmeans_{kind['kind']}{'_quick' if args.quick else ''}{'_compare' if args.compare_only else ''}.json")
+    )
+    results = {
+        "benchmark": "bench_kmeans",
+        "command": " ".join(["python"] + sys.argv),
+        "loadavg_start": loadavg(),
+        "cpu_kind": kind,
+        "targets": {"wall_s": 60, "peak_rss_gb": 3},
+    }
+    print(
+        f"CPU: {kind['model']}; flags seen: {', '.join(kind['flags']) or 'none of interest'}; "
+        f"k-means CPU path: {kind['path']} (CURATE_KMEANS_BF16={os.environ.get('CURATE_KMEANS_BF16')}); "
+        f"BLAS: {kind['blas']}",
+        flush=True,
+    )
     sc = None
     try:
         print(f"generating {args.n} x {args.dim} float32 from {args.k} clusters into {emb_path} ...", flush=True)
@@ -551,8 +682,11 @@ def main(argv=None) -> int:
         if not args.no_compare:
             print(f"same-run comparison on the first {min(args.sk_rows, args.n)} rows:", flush=True)
             results["compare"] = compare_slice(emb, labels, args)
-            print("  " + ", ".join(f"{k}={v}" for k, v in results["compare"].items()
-                                   if k.startswith(("ratio", "objective_"))), flush=True)
+            print(
+                "  "
+                + ", ".join(f"{k}={v}" for k, v in results["compare"].items() if k.startswith(("ratio", "objective_"))),
+                flush=True,
+            )
         results["loadavg_end"] = loadavg()
         results["machine"] = machine()
         if sc:
@@ -578,22 +712,28 @@ def score_full(args, scorers, results, emb, labels) -> dict:
     """Score the whole file in subprocesses (ours, then the optional baselines); quality checks on ours."""
     from sklearn.metrics import adjusted_rand_score
 
-    print(f"scoring in a subprocess: k-means k={args.k}, {args.iters} iterations, ssl_prototype, keep 0.7 ...",
-          flush=True)
+    print(
+        f"scoring in a subprocess: k-means k={args.k}, {args.iters} iterations, ssl_prototype, keep 0.7 ...", flush=True
+    )
     sc = scorers["ours"].run()
     results["score"] = sc
-    print(f"  wall {sc['wall_s']} s (cpu {sc['cpu_s']} s; phases {sc['phases_s']}, cpu {sc['cpu_phases_s']}), "
-          f"peak RSS {sc['peak_rss_mb']:.0f} MB (VmHWM {sc['vm_hwm_mb']} MB, after imports "
-          f"{sc['rss_after_import_mb']:.0f} MB, after fit {sc['peak_rss_after_fit_mb']:.0f} MB), "
-          f"{sc['n_iter_run']} iterations on {sc['n_train']} rows, backend {sc['backend']}, "
-          f"predict {sc['predict_stats']}", flush=True)
+    print(
+        f"  wall {sc['wall_s']} s (cpu {sc['cpu_s']} s; phases {sc['phases_s']}, cpu {sc['cpu_phases_s']}), "
+        f"peak RSS {sc['peak_rss_mb']:.0f} MB (VmHWM {sc['vm_hwm_mb']} MB, after imports "
+        f"{sc['rss_after_import_mb']:.0f} MB, after fit {sc['peak_rss_after_fit_mb']:.0f} MB), "
+        f"{sc['n_iter_run']} iterations on {sc['n_train']} rows, backend {sc['backend']}, "
+        f"predict {sc['predict_stats']}",
+        flush=True,
+    )
 
     prefix = sc["result_prefix"]
     assign = np.load(prefix + ".assign.npy")
     sim = np.load(prefix + ".sim.npy")
     cents = np.load(prefix + ".centroids.npy")
-    results["quality"] = {"ari_vs_truth_all_rows": round(float(adjusted_rand_score(labels, assign)), 4),
-                          "exactness_vs_fp32": exactness(emb, assign, sim, cents, args.check_rows, args.seed)}
+    results["quality"] = {
+        "ari_vs_truth_all_rows": round(float(adjusted_rand_score(labels, assign)), 4),
+        "exactness_vs_fp32": exactness(emb, assign, sim, cents, args.check_rows, args.seed),
+    }
     print(f"  quality: {results['quality']}", flush=True)
     if "norelease" in scorers:
         print("scoring again without releasing mapped pages ...", flush=True)
@@ -603,13 +743,17 @@ def score_full(args, scorers, results, emb, labels) -> dict:
     if "fp32" in scorers:
         print("scoring again with the fp32 path forced (CURATE_KMEANS_BF16=0) ...", flush=True)
         fp = scorers["fp32"].run()
-        fp["ari_vs_truth_all_rows"] = round(float(adjusted_rand_score(
-            labels, np.load(fp["result_prefix"] + ".assign.npy"))), 4)
+        fp["ari_vs_truth_all_rows"] = round(
+            float(adjusted_rand_score(labels, np.load(fp["result_prefix"] + ".assign.npy"))), 4
+        )
         fp["ratio_wall_fp32_over_ours"] = round(fp["wall_s"] / sc["wall_s"], 2)
         fp["ratio_cpu_fp32_over_ours"] = round(fp["cpu_s"] / sc["cpu_s"], 2)
         results["score_fp32_forced"] = fp
-        print(f"  wall {fp['wall_s']} s (cpu {fp['cpu_s']} s), peak RSS {fp['peak_rss_mb']:.0f} MB, "
-              f"ARI {fp['ari_vs_truth_all_rows']}, ratio fp32/ours {fp['ratio_wall_fp32_over_ours']}", flush=True)
+        print(
+            f"  wall {fp['wall_s']} s (cpu {fp['cpu_s']} s), peak RSS {fp['peak_rss_mb']:.0f} MB, "
+            f"ARI {fp['ari_vs_truth_all_rows']}, ratio fp32/ours {fp['ratio_wall_fp32_over_ours']}",
+            flush=True,
+        )
     if "faiss" in scorers:
         print("scoring again with a minimal faiss pipeline (faiss.Kmeans + IndexFlatIP, same sample) ...", flush=True)
         bl = scorers["faiss"].run()
@@ -618,10 +762,12 @@ def score_full(args, scorers, results, emb, labels) -> dict:
         bl["ratio_wall_ours_over_faiss"] = round(sc["wall_s"] / bl["wall_s"], 2)
         bl["ratio_cpu_ours_over_faiss"] = round(sc["cpu_s"] / bl["cpu_s"], 2)
         results["score_faiss_minimal"] = bl
-        print(f"  wall {bl['wall_s']} s (cpu {bl['cpu_s']} s; phases {bl['phases_s']}), peak RSS "
-              f"{bl['peak_rss_mb']:.0f} MB, mean sim {bl['mean_sim_all_rows']} (ours {sc['mean_sim_all_rows']}), "
-              f"ARI {bl['ari_vs_truth_all_rows']}, ratio ours/faiss wall {bl['ratio_wall_ours_over_faiss']}",
-              flush=True)
+        print(
+            f"  wall {bl['wall_s']} s (cpu {bl['cpu_s']} s; phases {bl['phases_s']}), peak RSS "
+            f"{bl['peak_rss_mb']:.0f} MB, mean sim {bl['mean_sim_all_rows']} (ours {sc['mean_sim_all_rows']}), "
+            f"ARI {bl['ari_vs_truth_all_rows']}, ratio ours/faiss wall {bl['ratio_wall_ours_over_faiss']}",
+            flush=True,
+        )
     return sc
 
 

@@ -56,7 +56,7 @@ def make(path: Path, n: int, d: int) -> None:
     basis = rng.standard_normal((32, d)).astype(np.float32)
     for start in range(0, n, 256):
         k = min(256, n - start)
-        x[start:start + k] = rng.standard_normal((k, 32)).astype(np.float32) @ basis
+        x[start : start + k] = rng.standard_normal((k, 32)).astype(np.float32) @ basis
     x.flush()
     del x
 
@@ -65,8 +65,12 @@ def run_case(path: Path, in_memory: bool) -> dict:
     code = CHILD.format(root=str(ROOT), path=str(path), in_memory=in_memory)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall, rss, anon, spread = res.stdout.split()
-    return {"wall_s": round(float(wall), 2), "peak_rss_gb": round(int(rss) / 1e9, 3),
-            "peak_anon_gb": round(int(anon) / 1e9, 3), "map_x_std": float(spread)}
+    return {
+        "wall_s": round(float(wall), 2),
+        "peak_rss_gb": round(int(rss) / 1e9, 3),
+        "peak_anon_gb": round(int(anon) / 1e9, 3),
+        "map_x_std": float(spread),
+    }
 
 
 def main() -> None:
@@ -83,7 +87,8 @@ def main() -> None:
             if d <= 20000:  # the baseline copies the sample several times: only where that is safe
                 row["in_memory"] = run_case(path, True)
                 row["anon_ratio_in_memory_over_streaming"] = round(
-                    row["in_memory"]["peak_anon_gb"] / row["streaming"]["peak_anon_gb"], 2)
+                    row["in_memory"]["peak_anon_gb"] / row["streaming"]["peak_anon_gb"], 2
+                )
             results["cases"].append(row)
             print(json.dumps(row), flush=True)
             path.unlink()

@@ -68,8 +68,9 @@ def baseline_one_seed(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, s
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     n = len(xt)
     model = torch.nn.Linear(x.shape[1], n_classes, bias=False)  # the features carry the bias column
-    opt = torch.optim.SGD(model.parameters(), lr=settings["lr"], momentum=settings["momentum"],
-                          weight_decay=settings["weight_decay"])
+    opt = torch.optim.SGD(
+        model.parameters(), lr=settings["lr"], momentum=settings["momentum"], weight_decay=settings["weight_decay"]
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     forgotten = torch.zeros(n, dtype=torch.int32)
     prev = torch.zeros(n, dtype=torch.bool)
@@ -78,7 +79,7 @@ def baseline_one_seed(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, s
     for _ in range(settings["epochs"]):
         perm = torch.randperm(n)
         for r0 in range(0, n, settings["batch"]):
-            idx = perm[r0:r0 + settings["batch"]]
+            idx = perm[r0 : r0 + settings["batch"]]
             z = model(xt[idx])
             loss = loss_fn(z, yt[idx])
             with torch.no_grad():
@@ -106,11 +107,23 @@ def cnn_epoch(run, limit: int | None = None) -> dict:
         x, y = x[:limit], y[:limit]
     seen: list[float] = []
     t = time.perf_counter()
-    res = train_cnn(x, y, n_classes=int(y.max()) + 1, config=CNNConfig(epochs=1, seed=0), device="auto",
-                    on_epoch=lambda e, z: seen.append(time.perf_counter()))
-    return {"images": list(x.shape), "load_s": round(load_s, 1), "train_epoch_s": res.history[0]["seconds"],
-            "epoch_with_eval_pass_s": round(seen[0] - t, 1), "device": res.device,
-            "train_error": res.history[0]["train_error"], "loadavg": _loadavg()}
+    res = train_cnn(
+        x,
+        y,
+        n_classes=int(y.max()) + 1,
+        config=CNNConfig(epochs=1, seed=0),
+        device="auto",
+        on_epoch=lambda e, z: seen.append(time.perf_counter()),
+    )
+    return {
+        "images": list(x.shape),
+        "load_s": round(load_s, 1),
+        "train_epoch_s": res.history[0]["seconds"],
+        "epoch_with_eval_pass_s": round(seen[0] - t, 1),
+        "device": res.device,
+        "train_error": res.history[0]["train_error"],
+        "loadavg": _loadavg(),
+    }
 
 
 def main(argv=None):
@@ -141,9 +154,12 @@ def main(argv=None):
         print(f"  {name:<11} {per_metric[name]:7.2f} s   mean {s.mean():.4f}  std {s.std():.4f}", flush=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     info = next(iter(ctx.shared["probe_dynamics"].values())).info
-    print(f"ours: all five metrics, {args.seeds} seeds x {info['epochs']} epochs, wall {wall:.1f} s, CPU {cpu:.1f} s "
-          f"(training {info['elapsed_s']:.1f} s, torch threads {info['cpu_threads']}); target <= 60 s: "
-          f"{'met' if wall <= 60 else 'NOT met'}", flush=True)
+    print(
+        f"ours: all five metrics, {args.seeds} seeds x {info['epochs']} epochs, wall {wall:.1f} s, CPU {cpu:.1f} s "
+        f"(training {info['elapsed_s']:.1f} s, torch threads {info['cpu_threads']}); target <= 60 s: "
+        f"{'met' if wall <= 60 else 'NOT met'}",
+        flush=True,
+    )
 
     # the baseline, same features and settings, one seed at a time
     x, _ = probe_features(run.embeddings, run.table["row"].to_numpy(np.int64))
@@ -154,10 +170,14 @@ def main(argv=None):
     per_seed = float(np.mean(times))
     shared_base = per_seed * args.seeds
     separate_base = per_seed * args.seeds * len(NAMES)
-    print(f"baseline: textbook autograd loop {per_seed:.1f} s per seed (mean of {len(times)}); "
-          f"shared over the metrics {shared_base:.1f} s, one training per metric and seed {separate_base:.1f} s")
-    print(f"ratio baseline / ours: {shared_base / wall:.1f}x (shared trainings), {separate_base / wall:.1f}x "
-          f"(one training per metric)")
+    print(
+        f"baseline: textbook autograd loop {per_seed:.1f} s per seed (mean of {len(times)}); "
+        f"shared over the metrics {shared_base:.1f} s, one training per metric and seed {separate_base:.1f} s"
+    )
+    print(
+        f"ratio baseline / ours: {shared_base / wall:.1f}x (shared trainings), {separate_base / wall:.1f}x "
+        f"(one training per metric)"
+    )
     from scipy.stats import spearmanr
 
     cols = np.stack([compute_metric(nm, ctx) for nm in NAMES], 1)
@@ -166,22 +186,46 @@ def main(argv=None):
     print("            " + " ".join(f"{nm:>10}" for nm in NAMES))
     for i, nm in enumerate(NAMES):
         print(f"{nm:>11} " + " ".join(f"{rho[i, j]:10.3f}" for j in range(len(NAMES))))
-    out = {"benchmark": "bench_metrics", "command": " ".join(["python"] + sys.argv), "run": str(run.dir),
-           "n": n, "dim": d, "seeds": args.seeds, "training": info, "per_metric_s": per_metric,
-           "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "target_s": 60, "target_met": wall <= 60,
-           "baseline_seconds_per_seed": [round(t, 3) for t in times], "baseline_shared_s": round(shared_base, 3),
-           "baseline_per_metric_s": round(separate_base, 3), "ratio_shared": round(shared_base / wall, 2),
-           "ratio_per_metric": round(separate_base / wall, 2),
-           "spearman": {f"{NAMES[i]}~{NAMES[j]}": round(float(rho[i, j]), 4)
-                        for i in range(len(NAMES)) for j in range(i + 1, len(NAMES))},
-           "loadavg_start": load0, "loadavg_end": _loadavg(),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "platform": platform.platform()}}
+    out = {
+        "benchmark": "bench_metrics",
+        "command": " ".join(["python"] + sys.argv),
+        "run": str(run.dir),
+        "n": n,
+        "dim": d,
+        "seeds": args.seeds,
+        "training": info,
+        "per_metric_s": per_metric,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "target_s": 60,
+        "target_met": wall <= 60,
+        "baseline_seconds_per_seed": [round(t, 3) for t in times],
+        "baseline_shared_s": round(shared_base, 3),
+        "baseline_per_metric_s": round(separate_base, 3),
+        "ratio_shared": round(shared_base / wall, 2),
+        "ratio_per_metric": round(separate_base / wall, 2),
+        "spearman": {
+            f"{NAMES[i]}~{NAMES[j]}": round(float(rho[i, j]), 4)
+            for i in range(len(NAMES))
+            for j in range(i + 1, len(NAMES))
+        },
+        "loadavg_start": load0,
+        "loadavg_end": _loadavg(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+    }
     if args.cnn_epoch:
         out["cnn_epoch"] = cnn_epoch(run, args.cnn_limit)
-        print(f"CNN: one epoch on {out['cnn_epoch']['images']} images: training {out['cnn_epoch']['train_epoch_s']} s, "
-              f"with the evaluation pass {out['cnn_epoch']['epoch_with_eval_pass_s']} s on "
-              f"{out['cnn_epoch']['device']} (load average {out['cnn_epoch']['loadavg']})")
+        print(
+            f"CNN: one epoch on {out['cnn_epoch']['images']} images: training {out['cnn_epoch']['train_epoch_s']} s, "
+            f"with the evaluation pass {out['cnn_epoch']['epoch_with_eval_pass_s']} s on "
+            f"{out['cnn_epoch']['device']} (load average {out['cnn_epoch']['loadavg']})"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -63,10 +63,10 @@ def wide_run(base, workdir: Path, dim: int):
     split = ["train"] * len(base.table) + ["test"] * len(base.holdout)
     np.save(d / "emb.npy", x[rows])
     pd.DataFrame({"example_id": [f"x{i}" for i in range(len(rows))], "label": labels, "split": split}).to_csv(
-        d / "manifest.csv", index=False)
+        d / "manifest.csv", index=False
+    )
     print(f"building a {dim}-D precomputed-embedding run in {d} ...", flush=True)
-    return backend.run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "manifest.csv"),
-                                map_method="pca")
+    return backend.run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "manifest.csv"), map_method="pca")
 
 
 def sklearn_baseline(run, points: pd.DataFrame, max_iter: int, threads: int, n_samples: int = 4):
@@ -103,10 +103,24 @@ def sklearn_baseline(run, points: pd.DataFrame, max_iter: int, threads: int, n_s
             m = LogisticRegression(C=1.0, max_iter=max_iter).fit(x[rows], y[rows])
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         err = float((m.predict(x_hold) != y_hold).mean())
-        p = points[(points["initial_fraction"] == 1.0) & (points["seed"] == seed) & (points["strategy"] == strategy)
-                   & np.isclose(points["keep_fraction"], f)]
-        out.append({"strategy": strategy, "keep": f, "n_kept": n_keep, "sk_wall_s": wall, "sk_cpu_s": cpu,
-                    "sk_iters": int(np.max(m.n_iter_)), "sk_error": err, "our_error": float(p["error"].iloc[0])})
+        p = points[
+            (points["initial_fraction"] == 1.0)
+            & (points["seed"] == seed)
+            & (points["strategy"] == strategy)
+            & np.isclose(points["keep_fraction"], f)
+        ]
+        out.append(
+            {
+                "strategy": strategy,
+                "keep": f,
+                "n_kept": n_keep,
+                "sk_wall_s": wall,
+                "sk_cpu_s": cpu,
+                "sk_iters": int(np.max(m.n_iter_)),
+                "sk_error": err,
+                "our_error": float(p["error"].iloc[0]),
+            }
+        )
     df = pd.DataFrame(out)
     per_example_wall = df["sk_wall_s"].sum() / df["n_kept"].sum()
     per_example_cpu = df["sk_cpu_s"].sum() / df["n_kept"].sum()
@@ -127,25 +141,40 @@ def bench(run, label: str, threads: int | None):
     n = ip["n_probes_trained"]
     print(f"\n== {label}: {run.n_examples} pool x {ip['embedding_dim']}-D, hold-out {info['holdout']['size']} ==")
     print(f"load average at start {load:.1f} on {os.cpu_count()} CPUs; torch threads {ip['cpu_threads']}")
-    print(f"default grid: {n} probes trained ({len(points)} grid points), {ip['kept_rows_total']} kept rows, "
-          f"at most {params['probe_settings']['max_iter']} L-BFGS iterations "
-          f"(mean {ip['probe_iterations_mean']:.1f}, converged {ip['probe_converged_share']:.0%})")
+    print(
+        f"default grid: {n} probes trained ({len(points)} grid points), {ip['kept_rows_total']} kept rows, "
+        f"at most {params['probe_settings']['max_iter']} L-BFGS iterations "
+        f"(mean {ip['probe_iterations_mean']:.1f}, converged {ip['probe_converged_share']:.0%})"
+    )
     print(f"wall {wall:.1f} s, CPU {cpu:.1f} s, {n / wall:.1f} probes/s; stages (wall): {ip['timings_s']}")
     df, pew, pec = sklearn_baseline(run, points, params["probe_settings"]["max_iter"], ip["cpu_threads"])
     base_wall = pew * ip["kept_rows_total"]
     base_cpu = pec * ip["kept_rows_total"]
     print("baseline: scikit-learn LogisticRegression(lbfgs, C=1, same max_iter), one probe at a time:")
     print(df.round(4).to_string(index=False))
-    print(f"baseline extrapolated to the grid's probes: wall {base_wall:.1f} s, CPU {base_cpu:.1f} s "
-          f"({n / base_wall:.2f} probes/s)")
+    print(
+        f"baseline extrapolated to the grid's probes: wall {base_wall:.1f} s, CPU {base_cpu:.1f} s "
+        f"({n / base_wall:.2f} probes/s)"
+    )
     probes = ip["timings_s"]["probes"]
-    print(f"ratio baseline / ours: {base_wall / probes:.1f}x on probe training ({probes:.1f} s), "
-          f"{base_wall / wall:.1f}x on the whole grid including k-means and features (wall); "
-          f"{base_cpu / cpu:.1f}x on the whole grid in CPU time")
+    print(
+        f"ratio baseline / ours: {base_wall / probes:.1f}x on probe training ({probes:.1f} s), "
+        f"{base_wall / wall:.1f}x on the whole grid including k-means and features (wall); "
+        f"{base_cpu / cpu:.1f}x on the whole grid in CPU time"
+    )
     print(f"probe matrix products in {ip.get('gemm_dtype')}")
-    return {"label": label, "wall_s": wall, "cpu_s": cpu, "probes": n, "probes_per_s": n / wall,
-            "baseline_wall_s": base_wall, "baseline_cpu_s": base_cpu, "ratio_probe": base_wall / probes,
-            "ratio_total_wall": base_wall / wall, "ratio_total_cpu": base_cpu / cpu}
+    return {
+        "label": label,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "probes": n,
+        "probes_per_s": n / wall,
+        "baseline_wall_s": base_wall,
+        "baseline_cpu_s": base_cpu,
+        "ratio_probe": base_wall / probes,
+        "ratio_total_wall": base_wall / wall,
+        "ratio_total_cpu": base_cpu / cpu,
+    }
 
 
 def main(argv=None):

@@ -20,14 +20,26 @@ import time
 import numpy as np
 import pandas as pd
 
-SETTINGS = (("hard", "none"), ("hard", "class"), ("hard", "class-floor"), ("random", "cluster-floor"),
-            ("ccs", "none"), ("ccs", "class-floor"))
+SETTINGS = (
+    ("hard", "none"),
+    ("hard", "class"),
+    ("hard", "class-floor"),
+    ("random", "cluster-floor"),
+    ("ccs", "none"),
+    ("ccs", "class-floor"),
+)
 
 
 def table(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"example_id": [f"e{i:07d}" for i in range(n)], "label": rng.integers(0, 10, n).astype(str),
-                         "cluster": rng.integers(0, 100, n), "score": rng.random(n)})
+    return pd.DataFrame(
+        {
+            "example_id": [f"e{i:07d}" for i in range(n)],
+            "label": rng.integers(0, 10, n).astype(str),
+            "cluster": rng.integers(0, 100, n),
+            "score": rng.random(n),
+        }
+    )
 
 
 def main() -> None:
@@ -55,8 +67,10 @@ def main() -> None:
             again = time.perf_counter() - a
             med = float(np.median(times))
             base = med if base is None else base
-            print(f"N={n:>9,} {st:6s} {bal:13s} build {build:6.2f} s   new count {1000 * med:8.1f} ms "
-                  f"({med / base:6.1f}x hard/none)   seen count {1000 * again:6.1f} ms")
+            print(
+                f"N={n:>9,} {st:6s} {bal:13s} build {build:6.2f} s   new count {1000 * med:8.1f} ms "
+                f"({med / base:6.1f}x hard/none)   seen count {1000 * again:6.1f} ms"
+            )
 
 
 if __name__ == "__main__":

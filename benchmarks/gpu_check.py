@@ -73,6 +73,7 @@ def _images(n: int, side: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------- 1. embedding
 
+
 def check_embed(device: str, small: bool, tmp: Path) -> dict:
     import torch
     from PIL import Image
@@ -109,17 +110,26 @@ def check_embed(device: str, small: bool, tmp: Path) -> dict:
         Image.fromarray(imgs[i % len(imgs)]).save(folder / f"{i:06d}.jpg", quality=90)
     src = resolve_source(str(tmp / "jpegs"))
     t0 = time.perf_counter()
-    info = compute_embeddings(src, enc_dev, tmp / "emb_out", device=device, batch_size=batch,
-                              num_workers=min(8, os.cpu_count() or 1))
+    info = compute_embeddings(
+        src, enc_dev, tmp / "emb_out", device=device, batch_size=batch, num_workers=min(8, os.cpu_count() or 1)
+    )
     e2e_s = time.perf_counter() - t0
-    return {"ok": bool(cos.min() >= 0.995), "min_cosine_vs_cpu": round(float(cos.min()), 5),
-            "forward_images_per_s": round(done / fwd_s, 1), "forward_images": done, "batch_size": batch,
-            "end_to_end_images_per_s": round(n_files / e2e_s, 1), "end_to_end_images": n_files,
-            "end_to_end_s": round(e2e_s, 2), "failed": len(info["failed"]),
-            "decode": "PIL on DataLoader workers (CPU)"}
+    return {
+        "ok": bool(cos.min() >= 0.995),
+        "min_cosine_vs_cpu": round(float(cos.min()), 5),
+        "forward_images_per_s": round(done / fwd_s, 1),
+        "forward_images": done,
+        "batch_size": batch,
+        "end_to_end_images_per_s": round(n_files / e2e_s, 1),
+        "end_to_end_images": n_files,
+        "end_to_end_s": round(e2e_s, 2),
+        "failed": len(info["failed"]),
+        "decode": "PIL on DataLoader workers (CPU)",
+    }
 
 
 # --------------------------------------------------------------------------- 2. k-means
+
 
 def check_kmeans(device: str, small: bool) -> dict:
     from backend.cluster import SphericalKMeans
@@ -147,14 +157,24 @@ def check_kmeans(device: str, small: bool) -> dict:
     km_dev = SphericalKMeans(k, n_iter=20, random_state=0, device=device).fit(x[sub])
     q_cpu = float(km_cpu.predict(x[sub])[1].mean())
     q_dev = float(km_dev.predict(x[sub])[1].mean())
-    return {"ok": bool(same >= 0.999 and sim_err <= 1e-4 and abs(q_cpu - q_dev) <= 0.01),
-            "n": n, "dim": d, "k": k, "fit_s": round(fit_s, 2), "predict_s": round(predict_s, 2),
-            "total_s": round(fit_s + predict_s, 2), "backend": getattr(km, "backend_", "?"),
-            "assignment_equal_to_cpu": round(same, 6), "max_similarity_error": sim_err,
-            "mean_similarity_cpu_fit": round(q_cpu, 5), "mean_similarity_device_fit": round(q_dev, 5)}
+    return {
+        "ok": bool(same >= 0.999 and sim_err <= 1e-4 and abs(q_cpu - q_dev) <= 0.01),
+        "n": n,
+        "dim": d,
+        "k": k,
+        "fit_s": round(fit_s, 2),
+        "predict_s": round(predict_s, 2),
+        "total_s": round(fit_s + predict_s, 2),
+        "backend": getattr(km, "backend_", "?"),
+        "assignment_equal_to_cpu": round(same, 6),
+        "max_similarity_error": sim_err,
+        "mean_similarity_cpu_fit": round(q_cpu, 5),
+        "mean_similarity_device_fit": round(q_dev, 5),
+    }
 
 
 # --------------------------------------------------------------------------- 3. probes
+
 
 def check_probes(device: str, small: bool) -> dict:
     import torch
@@ -189,13 +209,18 @@ def check_probes(device: str, small: bool) -> dict:
             errs[dev] = err
         diff = float(np.abs(errs["cpu"] - errs[device]).max())
         ok &= diff <= 0.02
-        out[name] = {"heldout_error_cpu": [round(float(e), 4) for e in errs["cpu"]],
-                     "heldout_error_device": [round(float(e), 4) for e in errs[device]],
-                     "max_abs_diff": round(diff, 4), "seconds_cpu": secs["cpu"], "seconds_device": secs[device]}
+        out[name] = {
+            "heldout_error_cpu": [round(float(e), 4) for e in errs["cpu"]],
+            "heldout_error_device": [round(float(e), 4) for e in errs[device]],
+            "max_abs_diff": round(diff, 4),
+            "seconds_cpu": secs["cpu"],
+            "seconds_device": secs[device],
+        }
     return {"ok": bool(ok), "n": n, "dim": d, "classes": c, "probes": len(probes), **out}
 
 
 # --------------------------------------------------------------------------- 4. SSL
+
 
 def check_ssl(device: str, small: bool, tmp: Path) -> dict:
     import torch
@@ -212,12 +237,27 @@ def check_ssl(device: str, small: bool, tmp: Path) -> dict:
     out, models = {}, {}
     for dev in ("cpu", device) if device != "cpu" else ("cpu",):
         t0 = time.perf_counter()
-        res = train_encoder(str(tmp / "ssl_imgs"), tmp / f"ssl_{dev}", method="simclr", backbone="small-cnn",
-                            epochs=1, image_size=32, batch_size=64, device=dev, seed=0, knn_every=0, num_workers=0)
+        res = train_encoder(
+            str(tmp / "ssl_imgs"),
+            tmp / f"ssl_{dev}",
+            method="simclr",
+            backbone="small-cnn",
+            epochs=1,
+            image_size=32,
+            batch_size=64,
+            device=dev,
+            seed=0,
+            knn_every=0,
+            num_workers=0,
+        )
         _sync(dev)
         loss = res.history[-1].get("loss") if res.history else None
-        out[dev] = {"seconds": round(time.perf_counter() - t0, 2), "loss": loss, "images": n,
-                    "images_per_s": round(n / max(res.seconds, 1e-9), 1)}
+        out[dev] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "loss": loss,
+            "images": n,
+            "images_per_s": round(n / max(res.seconds, 1e-9), 1),
+        }
         models[dev] = res
     ok = all(v["loss"] is None or np.isfinite(v["loss"]) for v in out.values())
     # the same weights, forward on both devices (the SSL backbone's CUDA path)
@@ -239,6 +279,7 @@ def check_ssl(device: str, small: bool, tmp: Path) -> dict:
 
 # --------------------------------------------------------------------------- 5. CNN
 
+
 def check_cnn(device: str, small: bool) -> dict:
     from backend.probes.cnn import CNNConfig, train_cnn
 
@@ -251,13 +292,18 @@ def check_cnn(device: str, small: bool) -> dict:
     out, preds = {}, {}
     for dev in ("cpu", device) if device != "cpu" else ("cpu", "cpu"):
         t0 = time.perf_counter()
-        res = train_cnn(imgs[:n], labels[:n], n_classes=10, config=cfg, eval_images=imgs[n:], eval_labels=labels[n:],
-                        device=dev)
+        res = train_cnn(
+            imgs[:n], labels[:n], n_classes=10, config=cfg, eval_images=imgs[n:], eval_labels=labels[n:], device=dev
+        )
         _sync(dev)
         key = dev if dev not in out else dev + "_again"
-        out[key] = {"seconds": round(time.perf_counter() - t0, 2), "eval_error": res.eval_error,
-                    "final_loss": res.history[-1].get("loss") if res.history else None,
-                    "steps": res.steps, "images_per_s": round(res.steps * cfg.batch_size / max(res.elapsed_s, 1e-9), 1)}
+        out[key] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "eval_error": res.eval_error,
+            "final_loss": res.history[-1].get("loss") if res.history else None,
+            "steps": res.steps,
+            "images_per_s": round(res.steps * cfg.batch_size / max(res.elapsed_s, 1e-9), 1),
+        }
         preds[key] = np.asarray(res.eval_predictions)
     a, b = list(out)
     same = float((preds[a] == preds[b]).mean())
@@ -277,26 +323,42 @@ def main(argv=None) -> int:
 
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
-        print("no CUDA GPU visible to torch: run this on a GPU machine, or pass --device cpu to test the script",
-              file=sys.stderr)
+        print(
+            "no CUDA GPU visible to torch: run this on a GPU machine, or pass --device cpu to test the script",
+            file=sys.stderr,
+        )
         return 2
     small = args.small or device == "cpu"
-    report = {"benchmark": "gpu_check", "device": device, "small": small, "torch": torch.__version__,
-              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-              "cpus": os.cpu_count(), "platform": platform.platform(), "checks": {}}
+    report = {
+        "benchmark": "gpu_check",
+        "device": device,
+        "small": small,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "checks": {},
+    }
     ok = True
     with tempfile.TemporaryDirectory(prefix="gpucheck-") as d:
         tmp = Path(d)
         for name in [s.strip() for s in args.only.split(",") if s.strip()]:
             t0 = time.perf_counter()
             try:
-                fn = {"embed": lambda: check_embed(device, small, tmp), "kmeans": lambda: check_kmeans(device, small),
-                      "probes": lambda: check_probes(device, small), "ssl": lambda: check_ssl(device, small, tmp),
-                      "cnn": lambda: check_cnn(device, small)}[name]
+                fn = {
+                    "embed": lambda: check_embed(device, small, tmp),
+                    "kmeans": lambda: check_kmeans(device, small),
+                    "probes": lambda: check_probes(device, small),
+                    "ssl": lambda: check_ssl(device, small, tmp),
+                    "cnn": lambda: check_cnn(device, small),
+                }[name]
                 res = fn()
             except Exception as exc:  # noqa: BLE001 - one broken path must not hide the others' figures
-                res = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc()[-2000:]}
+                res = {
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()[-2000:],
+                }
             res["check_s"] = round(time.perf_counter() - t0, 2)
             report["checks"][name] = res
             ok &= bool(res.get("ok"))

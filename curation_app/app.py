@@ -30,8 +30,9 @@ PAGES = [
     st.Page(HERE / "views/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
     st.Page(HERE / "views/map.py", title="Map", icon=":material/scatter_plot:", url_path="map"),
     st.Page(HERE / "views/clusters.py", title="Clusters", icon=":material/workspaces:", url_path="clusters"),
-    st.Page(HERE / "views/difficulty.py", title="Difficulty", icon=":material/signal_cellular_alt:",
-            url_path="difficulty"),
+    st.Page(
+        HERE / "views/difficulty.py", title="Difficulty", icon=":material/signal_cellular_alt:", url_path="difficulty"
+    ),
     st.Page(HERE / "views/prune.py", title="Prune", icon=":material/content_cut:", url_path="prune"),
     st.Page(HERE / "views/metrics.py", title="Metrics", icon=":material/leaderboard:", url_path="metrics"),
     st.Page(HERE / "views/redundancy.py", title="Redundancy", icon=":material/content_copy:", url_path="redundancy"),
@@ -59,9 +60,15 @@ def sidebar() -> None:
             st.warning(msg, icon=":material/link_off:")
         with st.expander("Save or load settings"):
             st.caption("The address bar also holds these settings: bookmark it to come back to this view.")
-            st.download_button("Save settings (JSON)", S.to_json(state.current()), file_name="curation-settings.json",
-                               mime="application/json", on_click="ignore", icon=":material/save:",
-                               key="settings.save")
+            st.download_button(
+                "Save settings (JSON)",
+                S.to_json(state.current()),
+                file_name="curation-settings.json",
+                mime="application/json",
+                on_click="ignore",
+                icon=":material/save:",
+                key="settings.save",
+            )
             up = st.file_uploader("Load settings", type=["json"], key="settings.load")
             if up is not None and st.session_state.get("s._loaded_file") != up.file_id:
                 values, problems = S.from_json(up.getvalue())

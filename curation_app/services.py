@@ -111,8 +111,15 @@ def selection(run_dir: str, settings: dict) -> backend.Selection:
         kw = {"keep_count": n_keep(settings, run.n_examples)}
     else:
         kw = {"keep": float(settings["keep"])}
-    return backend.select_subset(run, **kw, strategy=settings["strategy"], metric=settings["metric"],
-                                 balance=settings["balance"], seed=settings["seed"], ranking=rk)
+    return backend.select_subset(
+        run,
+        **kw,
+        strategy=settings["strategy"],
+        metric=settings["metric"],
+        balance=settings["balance"],
+        seed=settings["seed"],
+        ranking=rk,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -152,8 +159,14 @@ def scaling_api():
     try:
         from backend.scaling import estimate_scaling, load_scaling
     except ImportError as exc:
-        return None, None, (f"the scaling-curve estimate is not available in this installation: "
-                            f"backend.scaling does not provide load_scaling / estimate_scaling ({exc})")
+        return (
+            None,
+            None,
+            (
+                f"the scaling-curve estimate is not available in this installation: "
+                f"backend.scaling does not provide load_scaling / estimate_scaling ({exc})"
+            ),
+        )
     return load_scaling, estimate_scaling, None
 
 
@@ -162,8 +175,14 @@ def theory_api():
     try:
         from backend.scaling.theory import error_curve, pareto_frontier
     except ImportError as exc:
-        return None, None, (f"the perceptron theory is not available in this installation: "
-                            f"backend.scaling.theory does not provide error_curve / pareto_frontier ({exc})")
+        return (
+            None,
+            None,
+            (
+                f"the perceptron theory is not available in this installation: "
+                f"backend.scaling.theory does not provide error_curve / pareto_frontier ({exc})"
+            ),
+        )
     return error_curve, pareto_frontier, None
 
 
@@ -211,8 +230,9 @@ def theory_figure(theta_deg: float, pool_alpha: float):
     from curation_app.components import figures
 
     t = theory_curves(theta_deg, pool_alpha)
-    fig = figures.theory_figure(t["alphas"], t["curves"], THEORY_FS, t["random"], t["frontier"],
-                                theta_deg=theta_deg, pool_alpha=pool_alpha)
+    fig = figures.theory_figure(
+        t["alphas"], t["curves"], THEORY_FS, t["random"], t["frontier"], theta_deg=theta_deg, pool_alpha=pool_alpha
+    )
     return fig, t
 
 
@@ -259,6 +279,5 @@ REDUNDANCY_CURVE = tuple(np.round(np.arange(0.80, 1.0000001, 0.0025), 4))
 def redundancy_curve(run_dir: str, run_key: str, by: str) -> pd.DataFrame:
     """Share removed vs threshold (0.80..1.00), overall and per class or cluster (``by``)."""
     t = load_run(run_dir).table
-    codes = t["label"].astype(str).to_numpy() if by == "class" else t["cluster"].to_numpy() if by == "cluster" \
-        else None
+    codes = t["label"].astype(str).to_numpy() if by == "class" else t["cluster"].to_numpy() if by == "cluster" else None
     return dedup_index(run_dir, run_key).redundancy_curve(np.asarray(REDUNDANCY_CURVE), by=codes)

@@ -102,7 +102,8 @@ def current_run():
     if key not in keys:
         if key is not None:
             st.session_state["s._url_problems"] = st.session_state.get("s._url_problems", []) + [
-                f"run {key!r} is not in {services.workdir()}: showing the latest run"]
+                f"run {key!r} is not in {services.workdir()}: showing the latest run"
+            ]
         key = runs[0]["key"]
         put("run", key)
     run = services.load_run(keys[key]["dir"])

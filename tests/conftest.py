@@ -26,8 +26,9 @@ PER_CLASS = 20  # 200 images in the shared folder
 def has_fashion_mnist() -> bool:
     if os.environ.get("CURATE_TEST_NO_FASHION"):  # exercise the generated-images fallback
         return False
-    return (FASHION_DIR / "train-images-idx3-ubyte.gz").exists() and \
-        (FASHION_DIR / "train-labels-idx1-ubyte.gz").exists()
+    return (FASHION_DIR / "train-images-idx3-ubyte.gz").exists() and (
+        FASHION_DIR / "train-labels-idx1-ubyte.gz"
+    ).exists()
 
 
 def _generated_images(per_class: int, n_classes: int, seed: int = 0):

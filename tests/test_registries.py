@@ -25,18 +25,24 @@ TOY = "toy_brightness"
 def toy_metric():
     from backend.scores import METRICS, register_metric
 
-    @register_metric(TOY, description="toy: norm of the raw embedding (higher = harder)", default=False,
-                     cost="free", range="[0, inf)")
+    @register_metric(
+        TOY,
+        description="toy: norm of the raw embedding (higher = harder)",
+        default=False,
+        cost="free",
+        range="[0, inf)",
+    )
     def toy(ctx):
         x = np.asarray(ctx.embeddings[ctx.rows], np.float64)
-        return np.sqrt((x ** 2).sum(1))
+        return np.sqrt((x**2).sum(1))
 
     yield toy
     METRICS.unregister(TOY)
 
 
-def test_a_registered_metric_appears_in_run_select_scaling_app_and_table(toy_metric, image_folder, tmp_path,
-                                                                         fast_kwargs, monkeypatch):
+def test_a_registered_metric_appears_in_run_select_scaling_app_and_table(
+    toy_metric, image_folder, tmp_path, fast_kwargs, monkeypatch
+):
     from backend import cli, load_run, run_pipeline
     from backend.scaling.empirical import estimate_scaling
 
@@ -44,18 +50,52 @@ def test_a_registered_metric_appears_in_run_select_scaling_app_and_table(toy_met
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert TOY in help_text
     work = tmp_path / "work"
-    assert cli.main(["run", "--source", str(image_folder), "--workdir", str(work), "--map", "pca",
-                     "--workers", "0", "--device", "cpu", "--metrics", f"ssl_prototype,{TOY}"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--source",
+                str(image_folder),
+                "--workdir",
+                str(work),
+                "--map",
+                "pca",
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--metrics",
+                f"ssl_prototype,{TOY}",
+            ]
+        )
+        == 0
+    )
     run = load_run(work)
     # 5. the per-example table, with the values the metric computes
     assert TOY in run.table.columns and TOY in run.score_columns
     x = np.asarray(run.embeddings[run.table["row"].to_numpy()], np.float64)
-    np.testing.assert_allclose(run.table[TOY], np.sqrt((x ** 2).sum(1)), rtol=1e-6)
+    np.testing.assert_allclose(run.table[TOY], np.sqrt((x**2).sum(1)), rtol=1e-6)
 
     # 2. curate select --metric: keep-hard keeps the highest toy scores
     out = tmp_path / "kept.csv"
-    assert cli.main(["select", "--workdir", str(work), "--keep", "0.3", "--strategy", "hard", "--metric", TOY,
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "select",
+                "--workdir",
+                str(work),
+                "--keep",
+                "0.3",
+                "--strategy",
+                "hard",
+                "--metric",
+                TOY,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     kept = pd.read_csv(out)
     cut = np.sort(run.table[TOY].to_numpy())[::-1][len(kept) - 1]
     assert (kept[TOY] >= cut - 1e-6).all()
@@ -87,14 +127,18 @@ def test_a_new_module_is_found_without_editing_any_list(tmp_path, monkeypatch):
     pkg = tmp_path / "toy_plugins"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "shiny.py").write_text(textwrap.dedent("""
+    (pkg / "shiny.py").write_text(
+        textwrap.dedent("""
         from toy_registry import REG
         REG.register("shiny", lambda: 1, description="a toy plug-in")
-    """))
-    (tmp_path / "toy_registry.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "toy_registry.py").write_text(
+        textwrap.dedent("""
         from backend.registry import Registry
         REG = Registry("toy", packages=("toy_plugins",))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import toy_registry
 
@@ -124,7 +168,9 @@ def test_every_registry_lists_what_the_cli_offers():
 
 
 def test_importing_backend_loads_no_ui_or_heavy_library():
-    code = ("import sys, backend, backend.cli; "
-            "print(','.join(m for m in ('streamlit', 'plotly', 'umap', 'faiss') if m in sys.modules))")
+    code = (
+        "import sys, backend, backend.cli; "
+        "print(','.join(m for m in ('streamlit', 'plotly', 'umap', 'faiss') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing backend loaded {out.stdout.strip()}"

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +69,10 @@ from ..arrays import CHUNK, l2_normalize, normalize_inplace, release_pages
 from ..errors import CurateError
 from .lloyd import BlockSearch, _cluster_sums, single_blas_thread, spherical_lloyd
 
-_BLOCK = 16384          # rows per bf16 product: the score block is _BLOCK x K
-_BF16_MARGIN = 0.032    # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
-_MAX_AMBIGUOUS = 0.25   # fraction of ambiguous rows above which they are scored in fp32 (faiss)
-_MAX_CANDIDATES = 8     # mean candidates per ambiguous row above which they are scored in fp32
+_BLOCK = 16384  # rows per bf16 product: the score block is _BLOCK x K
+_BF16_MARGIN = 0.032  # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
+_MAX_AMBIGUOUS = 0.25  # fraction of ambiguous rows above which they are scored in fp32 (faiss)
+_MAX_CANDIDATES = 8  # mean candidates per ambiguous row above which they are scored in fp32
 
 
 def default_k(n: int, n_classes: int | None) -> int:
@@ -108,7 +109,7 @@ def _iter_chunks(x, rows):
     """(start, normalised rows) per ``CHUNK`` rows; the array is reused, so use it before the next one."""
     buf = np.empty((min(CHUNK, len(rows)), x.shape[1]), np.float32)
     for start in range(0, len(rows), CHUNK):
-        yield start, _read_rows(x, rows[start:start + CHUNK], buf)
+        yield start, _read_rows(x, rows[start : start + CHUNK], buf)
 
 
 _release_pages = release_pages  # a module attribute: bench_kmeans --no-release-run replaces it
@@ -170,9 +171,18 @@ class SphericalKMeans:
     "torch").
     """
 
-    def __init__(self, n_clusters: int, *, n_iter: int = 100, tol: float = 1e-4, n_init: int | str = "auto",
-                 max_train_points: int = 131072, random_state: int = 0, device: str = "cpu",
-                 early_stop: bool = True):
+    def __init__(
+        self,
+        n_clusters: int,
+        *,
+        n_iter: int = 100,
+        tol: float = 1e-4,
+        n_init: int | str = "auto",
+        max_train_points: int = 131072,
+        random_state: int = 0,
+        device: str = "cpu",
+        early_stop: bool = True,
+    ):
         self.n_clusters = n_clusters
         self.n_iter = n_iter
         self.tol = tol
@@ -188,8 +198,9 @@ class SphericalKMeans:
         if k < 1:
             raise CurateError(f"--k must be at least 1 (got {k})")
         if len(rows) < k:
-            raise CurateError(f"{len(rows)} examples is fewer than k={k} clusters: "
-                              f"pass --k {max(1, len(rows))} or less")
+            raise CurateError(
+                f"{len(rows)} examples is fewer than k={k} clusters: pass --k {max(1, len(rows))} or less"
+            )
         if int(self.n_iter) < 1:
             raise CurateError(f"k-means iterations must be at least 1 (got {self.n_iter})")
         rng = np.random.default_rng(self.random_state)
@@ -202,20 +213,24 @@ class SphericalKMeans:
         step = 8192
         buf = np.empty((min(step, n_train), x.shape[1]), np.float32)
         for start in range(0, n_train, step):
-            xt[where[start:start + step]] = _read_rows(x, train_rows[start:start + step], buf)
+            xt[where[start : start + step]] = _read_rows(x, train_rows[start : start + step], buf)
         del buf
         if self.device.startswith("cuda"):
             backend = "torch"
         else:
             backend = "bf16" if _use_bf16() else "fp32"
         n_init = _restarts(self.n_init, n_train, k, x.shape[1], int(self.n_iter))
-        best = None
+        best: tuple[Any, ...] | None = None
         for r in range(n_init):
-            seed = int(self.random_state) if r == 0 else int(np.random.SeedSequence([int(self.random_state), r])
-                                                             .generate_state(1)[0])
+            seed = (
+                int(self.random_state)
+                if r == 0
+                else int(np.random.SeedSequence([int(self.random_state), r]).generate_state(1)[0])
+            )
             run = self._fit_once(xt, k, seed, backend)
             if best is None or run[2] > best[2]:
                 best = run
+        assert best is not None  # n_init >= 1
         self.centroids_, self.n_iter_, self.objective_ = best[0], int(best[1]), float(best[2])
         self.backend_ = backend
         self.n_init_ = n_init
@@ -230,14 +245,22 @@ class SphericalKMeans:
         total, objective = 0, -1.0
         stages = sample_stages(len(xt), k, int(self.n_iter), xt.shape[1])
         for m, iters in stages:
-            xs = xt[:m]   # the rows are in a random order (see fit): a uniform sample
+            xs = xt[:m]  # the rows are in a random order (see fit): a uniform sample
             if backend == "fp32":
-                cent, done, objective = spherical_lloyd(xs, cent, n_iter=iters, tol=self.tol, rng=rng,
-                                                        early_stop=self.early_stop)
+                cent, done, objective = spherical_lloyd(
+                    xs, cent, n_iter=iters, tol=self.tol, rng=rng, early_stop=self.early_stop
+                )
             else:
-                cent, done, objective = _torch_kmeans(xs, cent, iters, rng, "cpu" if backend == "bf16" else
-                                                      self.device, bf16=backend == "bf16", tol=self.tol,
-                                                      early_stop=self.early_stop)
+                cent, done, objective = _torch_kmeans(
+                    xs,
+                    cent,
+                    iters,
+                    rng,
+                    "cpu" if backend == "bf16" else self.device,
+                    bf16=backend == "bf16",
+                    tol=self.tol,
+                    early_stop=self.early_stop,
+                )
             total += done
         return cent, total, objective
 
@@ -249,8 +272,8 @@ class SphericalKMeans:
 _RESTART_BUDGET = 5e10  # flops (2 N K D per iteration, 30 iterations) all restarts together: ~0.3 s on 2 cores
 _MAX_RESTARTS = 10
 _STAGE_MIN_PER_CENTROID = 32  # rows per centroid in the first sample stage at least
-_FINAL_SHARE = 0.3            # of the iterations run on all rows (the last stage), at least 2
-_STAGE_MIN_FLOPS = 2e9        # one iteration over all rows costs more than this (~10 ms): sample stages pay
+_FINAL_SHARE = 0.3  # of the iterations run on all rows (the last stage), at least 2
+_STAGE_MIN_FLOPS = 2e9  # one iteration over all rows costs more than this (~10 ms): sample stages pay
 
 
 def _restarts(n_init, n: int, k: int, d: int, n_iter: int) -> int:
@@ -284,7 +307,7 @@ def sample_stages(n: int, k: int, n_iter: int, d: int) -> list[tuple[int, int]]:
         m *= 2
     final = max(2, math.ceil(_FINAL_SHARE * n_iter))
     early = n_iter - final
-    sizes = sizes[:max(0, early)]
+    sizes = sizes[: max(0, early)]
     if not sizes:
         return [(n, n_iter)]
     per = [early // len(sizes) + (1 if i < early % len(sizes) else 0) for i in range(len(sizes))]
@@ -351,7 +374,7 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
     assign = np.empty(len(rows), np.int32)
     sim = np.empty(len(rows), np.float32)
     c = l2_normalize(centroids)
-    stats = {"rows": len(rows), "path": "", "bf16_rows": 0, "ambiguous_rows": 0}
+    stats: dict[str, Any] = {"rows": len(rows), "path": "", "bf16_rows": 0, "ambiguous_rows": 0}
     if device.startswith("cuda"):
         import torch
 
@@ -359,8 +382,8 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
         ct = torch.from_numpy(c).to(device)
         for start, xc in _iter_chunks(x, rows):
             s, a = (torch.from_numpy(xc).to(device) @ ct.T).max(dim=1)
-            assign[start:start + len(xc)] = a.cpu().numpy()
-            sim[start:start + len(xc)] = s.cpu().numpy()
+            assign[start : start + len(xc)] = a.cpu().numpy()
+            sim[start : start + len(xc)] = s.cpu().numpy()
             if progress:
                 progress(start + len(xc), len(rows))
     elif not _use_bf16():
@@ -368,9 +391,9 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
         search = BlockSearch(c)
         for start, xc in _iter_chunks(x, rows):
             for b in range(0, len(xc), _BLOCK):
-                a, s = search.top1(xc[b:b + _BLOCK])
-                assign[start + b:start + b + len(a)] = a
-                sim[start + b:start + b + len(a)] = s
+                a, s = search.top1(xc[b : b + _BLOCK])
+                assign[start + b : start + b + len(a)] = a
+                sim[start + b : start + b + len(a)] = s
             if progress:
                 progress(start + len(xc), len(rows))
     else:
@@ -378,11 +401,11 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
 
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)
-        cb = _Bf16Centroids(c)
+        cb: _Bf16Centroids | None = _Bf16Centroids(c)
         strikes = 0
         for start, xc in _iter_chunks(x, rows):
             for b in range(0, len(xc), _BLOCK):
-                xb = xc[b:b + _BLOCK]
+                xb = xc[b : b + _BLOCK]
                 if cb is not None:
                     a, s, n_amb = cb.assign(xb, fallback=index)
                     stats["bf16_rows"] += len(xb)
@@ -394,8 +417,8 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
                 else:
                     s, a = index.search(xb, 1)
                     a, s = a[:, 0], s[:, 0]
-                assign[start + b:start + b + len(xb)] = a
-                sim[start + b:start + b + len(xb)] = s
+                assign[start + b : start + b + len(xb)] = a
+                sim[start + b : start + b + len(xb)] = s
             if progress:
                 progress(start + len(xc), len(rows))
         stats["path"] = "bf16+fp32" if stats["bf16_rows"] == len(rows) else "bf16+fp32, then faiss"
@@ -450,8 +473,7 @@ class _Bf16Centroids:
             self._top = torch.empty(n, dtype=torch.int64)
             self._gathered = np.empty((n, d), np.float32)
             self._rows = n
-        return (self._xh[:n], self._scores[:n], self._best[:n], self._second[:n], self._top[:n],
-                self._gathered[:n])
+        return (self._xh[:n], self._scores[:n], self._best[:n], self._second[:n], self._top[:n], self._gathered[:n])
 
     def top1(self, xh, out) -> None:
         """bf16 argmax of each row of ``xh`` (bf16 unit rows) into ``out`` (int64 tensor)."""
@@ -476,7 +498,7 @@ class _Bf16Centroids:
         if k == 1:
             return top, sim, 0
         flat = scores.view(torch.int16).numpy().reshape(-1)
-        flat[np.arange(n) * k + top] = self._NEG_INF_BF16                # mask the best: amax = runner-up
+        flat[np.arange(n) * k + top] = self._NEG_INF_BF16  # mask the best: amax = runner-up
         torch.amax(scores, dim=1, out=second_t)
         best = best_t.float().numpy()
         amb = np.flatnonzero(second_t.float().numpy() >= best - self.margin)
@@ -503,15 +525,24 @@ class _Bf16Centroids:
             starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
             v_amb = np.maximum.reduceat(vals, starts)
             win = np.flatnonzero(vals == np.repeat(v_amb, np.diff(np.r_[starts, len(r)])))
-            _, first = np.unique(r[win], return_index=True)   # smallest id among equal best
+            _, first = np.unique(r[win], return_index=True)  # smallest id among equal best
             a_amb = j[win[first]]
         top[amb] = a_amb
         sim[amb] = v_amb
         return top, sim, len(amb)
 
 
-def _torch_kmeans(x: np.ndarray, init: np.ndarray, n_iter: int, rng: np.random.Generator, device: str, *,
-                  bf16: bool = False, tol: float = 0.0, early_stop: bool = True):
+def _torch_kmeans(
+    x: np.ndarray,
+    init: np.ndarray,
+    n_iter: int,
+    rng: np.random.Generator,
+    device: str,
+    *,
+    bf16: bool = False,
+    tol: float = 0.0,
+    early_stop: bool = True,
+):
     """Lloyd's algorithm for unit vectors from ``init``: (centroids, iterations run, objective).
 
     Stops as :func:`.lloyd.spherical_lloyd` does (``n_iter``, a fixed point, or
@@ -533,13 +564,13 @@ def _torch_kmeans(x: np.ndarray, init: np.ndarray, n_iter: int, rng: np.random.G
     cb = _Bf16Centroids(cent.numpy()) if bf16 else None
     it, objective = 0, -1.0
     for it in range(1, n_iter + 1):
-        if bf16:
+        if cb is not None and xh is not None:
             cb.set_centroids(cent.numpy())
             for s in range(0, n, _BLOCK):
-                cb.top1(xh[s:s + _BLOCK], assign[s:s + _BLOCK])
+                cb.top1(xh[s : s + _BLOCK], assign[s : s + _BLOCK])
         else:
             for s in range(0, n, _BLOCK):
-                assign[s:s + _BLOCK] = (xt[s:s + _BLOCK] @ cent.T).argmax(dim=1)
+                assign[s : s + _BLOCK] = (xt[s : s + _BLOCK] @ cent.T).argmax(dim=1)
         if prev is not None and torch.equal(assign, prev):
             break  # fixed point: the centroids below would be the ones we have
         prev = assign.clone()

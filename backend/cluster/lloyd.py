@@ -32,13 +32,13 @@ import math
 
 import numpy as np
 
-BLOCK = 16384          # rows per full product: the score block is BLOCK x K float32
-_EPS = 1e-6            # added to every drift: covers fp32 rounding of the similarities
-_GROUP_SIZE = 10       # centroids per Yinyang group (the paper's K / 10)
+BLOCK = 16384  # rows per full product: the score block is BLOCK x K float32
+_EPS = 1e-6  # added to every drift: covers fp32 rounding of the similarities
+_GROUP_SIZE = 10  # centroids per Yinyang group (the paper's K / 10)
 _MAX_BOUNDS = 1 << 25  # N x G upper bounds at most (128 MB of float32)
-_FULL_SHARE = 0.5      # a row failing more than this share of its groups is re-scored against all centroids
-_BOUNDS_PAY = 0.5      # bounds are used when at most this share of the rows fails the first (cheap) test
-_FRESH_BOUNDS = 0.1    # a full pass computes fresh bounds for a block where at most this share of rows moved
+_FULL_SHARE = 0.5  # a row failing more than this share of its groups is re-scored against all centroids
+_BOUNDS_PAY = 0.5  # bounds are used when at most this share of the rows fails the first (cheap) test
+_FRESH_BOUNDS = 0.1  # a full pass computes fresh bounds for a block where at most this share of rows moved
 
 
 class BlockSearch:
@@ -47,7 +47,7 @@ class BlockSearch:
     def __init__(self, centroids: np.ndarray):
         self.set_centroids(centroids)
         self._buf = np.empty((0, len(centroids)), np.float32)
-        self._last = None
+        self._last: np.ndarray | None = None
 
     def set_centroids(self, centroids: np.ndarray) -> None:
         self.c = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -74,6 +74,7 @@ class BlockSearch:
     def second(self, best: np.ndarray) -> np.ndarray:
         """The second-best similarity of each row of the last :meth:`top1` block (-inf when K = 1)."""
         s, self._last = self._last, None
+        assert s is not None, "second() needs top1(..., keep_scores=True) first"
         if s.shape[1] == 1:
             return np.full(len(s), -np.inf, np.float32)
         r = np.arange(len(s))
@@ -118,11 +119,10 @@ def _move_rows(sums: np.ndarray, x: np.ndarray, rows: np.ndarray, new: np.ndarra
     import scipy.sparse as sp
 
     for s in range(0, len(rows), BLOCK):
-        r, nw, od = rows[s:s + BLOCK], new[s:s + BLOCK], old[s:s + BLOCK]
+        r, nw, od = rows[s : s + BLOCK], new[s : s + BLOCK], old[s : s + BLOCK]
         m = len(r)
         cols = np.arange(m)
-        mat = sp.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[nw, od], np.r_[cols, cols])),
-                            shape=(len(sums), m))
+        mat = sp.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[nw, od], np.r_[cols, cols])), shape=(len(sums), m))
         sums += mat @ x[r].astype(np.float64)
 
 
@@ -131,8 +131,16 @@ def _normalise(sums: np.ndarray) -> np.ndarray:
     return (sums / np.maximum(norms, 1e-300)[:, None]).astype(np.float32)
 
 
-def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float, rng: np.random.Generator,
-                    early_stop: bool = True, stats: dict | None = None):
+def spherical_lloyd(
+    x: np.ndarray,
+    init: np.ndarray,
+    *,
+    n_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+    early_stop: bool = True,
+    stats: dict | None = None,
+):
     """Lloyd's algorithm for unit rows ``x`` from ``init`` (K x D unit rows): (centroids, iterations run, objective).
 
     The objective is the mean similarity of each row to its own (normalised)
@@ -148,7 +156,7 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
     k = len(init)
     n_groups = max(1, min(k // _GROUP_SIZE, _MAX_BOUNDS // max(n, 1)))
     group = _group_centroids(np.ascontiguousarray(init, np.float32), n_groups, rng)
-    perm = np.argsort(group, kind="stable")           # centroids of a group are contiguous from here on
+    perm = np.argsort(group, kind="stable")  # centroids of a group are contiguous from here on
     inv = np.empty(k, np.int64)
     inv[perm] = np.arange(k)
     group = group[perm]
@@ -158,8 +166,8 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
 
     search = BlockSearch(cent)
     assign = np.empty(n, np.int32)
-    own = np.empty(n, np.float32)                     # lower bound on x . c_own
-    ub = np.empty((n, n_groups), np.float32)          # upper bound on x . c_j, j in the group, j != own
+    own = np.empty(n, np.float32)  # lower bound on x . c_own
+    ub = np.empty((n, n_groups), np.float32)  # upper bound on x . c_j, j in the group, j != own
     _full_pass(x, search, assign, own, ub, first=True)
     n_fresh, backoff, wait = 0, 1, 0
     sums = _cluster_sums(x, assign, k)
@@ -178,14 +186,14 @@ def spherical_lloyd(x: np.ndarray, init: np.ndarray, *, n_iter: int, tol: float,
         if len(cand) > _BOUNDS_PAY * n:
             # most rows may move (early iterations): one pass over all of them beats gathering most of them
             if n_fresh >= 0.9 * n:  # even fresh bounds did not hold for one step (noisy data):
-                backoff *= 2        # skip computing them for 2, 4, 8, ... iterations after each such failure
+                backoff *= 2  # skip computing them for 2, 4, 8, ... iterations after each such failure
                 wait = backoff
             wait -= 1
             changed, n_fresh = _full_pass(x, search, assign, own, ub, fresh=wait < 0)
             rescored.append(n)
         else:
             with single_blas_thread():  # many small products: thread hand-offs would cost more than they save
-                if len(cand):   # tighten: the exact similarity to the own centroid
+                if len(cand):  # tighten: the exact similarity to the own centroid
                     own[cand] = np.einsum("nd,nd->n", x[cand], cent[assign[cand]])
                     cand = cand[own[cand] <= ub[cand].max(axis=1)]
                 changed = _rescore(x, cand, cent, search, assign, own, ub, group, starts)
@@ -216,28 +224,31 @@ def _full_pass(x, search, assign, own, ub, *, first: bool = False, fresh: bool =
     moved, new_ids, old_ids = [], [], []
     n_fresh = 0
     for s in range(0, len(x), BLOCK):
-        xb = x[s:s + BLOCK]
+        xb = x[s : s + BLOCK]
         if first:
             a, b = search.top1(xb)
-            assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
-            ub[s:s + BLOCK] = np.inf
+            assign[s : s + BLOCK], own[s : s + BLOCK] = a, b
+            ub[s : s + BLOCK] = np.inf
             continue
         a, b = search.top1(xb, keep_scores=fresh)
-        ch = np.flatnonzero(a != assign[s:s + BLOCK])
+        ch = np.flatnonzero(a != assign[s : s + BLOCK])
         moved.append(s + ch)
         new_ids.append(a[ch])
         old_ids.append(assign[s + ch])
-        assign[s:s + BLOCK], own[s:s + BLOCK] = a, b
+        assign[s : s + BLOCK], own[s : s + BLOCK] = a, b
         if fresh and len(ch) <= _FRESH_BOUNDS * len(xb):
-            ub[s:s + BLOCK] = search.second(a)[:, None]
+            ub[s : s + BLOCK] = search.second(a)[:, None]
             n_fresh += len(xb)
         else:
-            ub[s:s + BLOCK] = np.inf
+            ub[s : s + BLOCK] = np.inf
     empty = np.empty(0, np.int64)
     if first or not moved:
         return (empty, empty, empty), n_fresh
-    return (np.concatenate(moved), np.concatenate(new_ids).astype(np.int64),
-            np.concatenate(old_ids).astype(np.int64)), n_fresh
+    return (
+        np.concatenate(moved),
+        np.concatenate(new_ids).astype(np.int64),
+        np.concatenate(old_ids).astype(np.int64),
+    ), n_fresh
 
 
 _controller = None
@@ -267,11 +278,11 @@ def _rescore(x, cand, cent, search, assign, own, ub, group, starts):
         empty = np.empty(0, np.int64)
         return empty, empty, empty
     old = assign[cand].copy()
-    fail = ub[cand] >= own[cand, None]                        # groups that may hold a better centroid
+    fail = ub[cand] >= own[cand, None]  # groups that may hold a better centroid
     full = fail.sum(axis=1) > _FULL_SHARE * n_groups if n_groups > 1 else np.ones(len(cand), bool)
     rows_full = cand[full]
     for s in range(0, len(rows_full), BLOCK):
-        r = rows_full[s:s + BLOCK]
+        r = rows_full[s : s + BLOCK]
         a, b, s2 = search.top2(x[r])
         assign[r], own[r] = a, b
         ub[r] = s2[:, None]
@@ -279,7 +290,7 @@ def _rescore(x, cand, cent, search, assign, own, ub, group, starts):
     if len(part):
         rows = cand[part]
         fail = fail[part]
-        best = own[rows].copy()       # exact (tightened) similarity to the current centroid
+        best = own[rows].copy()  # exact (tightened) similarity to the current centroid
         best_id = assign[rows].astype(np.int64)
         pt_list, g_list, arg_list, max_list, sec_list = [], [], [], [], []
         for g in np.flatnonzero(fail.any(axis=0)):
@@ -337,5 +348,5 @@ def _reseed_empty(sums, assign, x, own, ub, rng) -> None:
         counts[donor] -= 1
         counts[e] = 1
         assign[row] = e
-        own[row] = -math.inf   # bounds unknown: re-score this row in full next iteration
+        own[row] = -math.inf  # bounds unknown: re-score this row in full next iteration
         ub[row] = math.inf

@@ -50,5 +50,13 @@ from .core import (
 )
 from .export import write_dedup
 
-__all__ = ["DedupIndex", "DedupResult", "dedup_index", "pairwise_similarity", "representatives", "run_index",
-           "semdedup", "write_dedup"]
+__all__ = [
+    "DedupIndex",
+    "DedupResult",
+    "dedup_index",
+    "pairwise_similarity",
+    "representatives",
+    "run_index",
+    "semdedup",
+    "write_dedup",
+]

@@ -29,14 +29,22 @@ def _number(text: str) -> float:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("dedup", help="remove semantic near-duplicates (SemDeDup) and write the kept list",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "dedup",
+        help="remove semantic near-duplicates (SemDeDup) and write the kept list",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--workdir", required=True, help="the workdir of `curate run` (its latest run) or a run folder")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--eps", type=_number, help="duplicates have cosine similarity > 1 - EPS (e.g. 0.05)")
-    g.add_argument("--target-fraction", type=_number, metavar="F",
-                   help="keep this share of the examples instead (the threshold is chosen to match)")
+    g.add_argument(
+        "--target-fraction",
+        type=_number,
+        metavar="F",
+        help="keep this share of the examples instead (the threshold is chosen to match)",
+    )
     p.add_argument("--out", required=True, help="kept list; its ending picks the format (.csv .parquet .json .txt)")
     p.add_argument("--device", default="cpu", help="cpu | cuda for the search (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -63,8 +71,10 @@ def cmd_dedup(args) -> int:
     files = write_dedup(run, res, args.out, force=args.force)
     n = len(res.removed)
     print(f"threshold: cosine similarity > {res.threshold:.4f} (eps {res.eps:.4f})")
-    print(f"kept {res.n_kept:,} of {n:,} ({res.n_kept / n:.1%}); removed {res.n_removed:,} in {res.n_groups:,} "
-          f"duplicate groups -> {files['kept']}")
+    print(
+        f"kept {res.n_kept:,} of {n:,} ({res.n_kept / n:.1%}); removed {res.n_removed:,} in {res.n_groups:,} "
+        f"duplicate groups -> {files['kept']}"
+    )
     print(f"removed, with their groups: {files['removed']}")
     print(f"manifest: {files['manifest']}")
     marks = sorted({0.80, 0.85, 0.90, 0.95, 0.98, 0.99, 0.995, 0.999, round(res.threshold, 4)})

@@ -46,25 +46,31 @@ class DedupIndex:
     def threshold_for(self, *, eps: float | None = None, target_fraction: float | None = None) -> float:
         """The similarity threshold t = 1 - eps; with ``target_fraction``, the t that keeps about that share."""
         if (eps is None) == (target_fraction is None):
-            raise CurateError("pass exactly one of --eps (duplicates: cosine similarity > 1 - eps) or "
-                              "--target-fraction (the share of examples to keep)")
+            raise CurateError(
+                "pass exactly one of --eps (duplicates: cosine similarity > 1 - eps) or "
+                "--target-fraction (the share of examples to keep)"
+            )
         if eps is not None:
             eps = float(eps)
             if not 0.0 <= eps <= 2.0 or np.isnan(eps):
-                raise CurateError(f"eps {eps} is outside [0, 2]: duplicates have cosine similarity > 1 - eps, "
-                                  "so pass e.g. --eps 0.05")
+                raise CurateError(
+                    f"eps {eps} is outside [0, 2]: duplicates have cosine similarity > 1 - eps, so pass e.g. --eps 0.05"
+                )
             return 1.0 - eps
         assert target_fraction is not None
         f = float(target_fraction)
         n = len(self)
         if not 0.0 < f <= 1.0 or np.isnan(f):
-            raise CurateError(f"target fraction {f} is outside (0, 1]: pass the share of examples to keep, "
-                              "e.g. --target-fraction 0.8")
+            raise CurateError(
+                f"target fraction {f} is outside (0, 1]: pass the share of examples to keep, e.g. --target-fraction 0.8"
+            )
         n_remove = n - max(1, round(f * n))
         if n_remove > self.n_removable:
-            raise CurateError(f"keeping {f:.1%} would remove {n_remove} examples, but SemDeDup keeps at least one "
-                              f"per cluster (at most {self.n_removable} of {n} can go): pass a larger "
-                              "--target-fraction")
+            raise CurateError(
+                f"keeping {f:.1%} would remove {n_remove} examples, but SemDeDup keeps at least one "
+                f"per cluster (at most {self.n_removable} of {n} can go): pass a larger "
+                "--target-fraction"
+            )
         if n_remove <= 0:
             return 1.0
         # remove the n_remove largest earlier_sim (strictly above t); ties may remove a few less
@@ -82,9 +88,17 @@ class DedupIndex:
         roots = np.unique(root[removed])
         group = np.full(n, -1, np.int64)
         group[in_group] = np.searchsorted(roots, root[in_group])
-        return DedupResult(index=self, eps=1.0 - t, threshold=t, removed=removed, representative=root,
-                           group=group, n_groups=len(roots), target_fraction=target_fraction,
-                           eps_requested=eps)
+        return DedupResult(
+            index=self,
+            eps=1.0 - t,
+            threshold=t,
+            removed=removed,
+            representative=root,
+            group=group,
+            n_groups=len(roots),
+            target_fraction=target_fraction,
+            eps_requested=eps,
+        )
 
     def redundancy_curve(self, thresholds=None, *, by: np.ndarray | None = None) -> pd.DataFrame:
         """Share of examples removed at each similarity threshold (monotone: higher threshold, fewer removed).
@@ -109,9 +123,16 @@ def _curve(earlier_sim: np.ndarray, thresholds: np.ndarray, group) -> pd.DataFra
     # removed at t: earlier_sim > float32(t), the rule of DedupIndex.at
     t32 = thresholds.astype(np.float32).astype(np.float64)
     n_removed = n - np.searchsorted(s, t32, side="right")
-    return pd.DataFrame({"group": group, "threshold": thresholds, "eps": 1.0 - thresholds, "n": n,
-                         "n_removed": n_removed.astype(np.int64),
-                         "share_removed": n_removed / max(n, 1)})
+    return pd.DataFrame(
+        {
+            "group": group,
+            "threshold": thresholds,
+            "eps": 1.0 - thresholds,
+            "n": n,
+            "n_removed": n_removed.astype(np.int64),
+            "share_removed": n_removed / max(n, 1),
+        }
+    )
 
 
 def pairwise_similarity(embeddings, rows) -> np.ndarray:
@@ -184,10 +205,16 @@ class DedupResult:
         ids = self.index.example_ids
         pos = np.flatnonzero(self.removed)
         par = self.index.parent[pos]
-        df = pd.DataFrame({"example_id": ids[pos], "group": self.group[pos],
-                           "representative": ids[self.representative[pos]],
-                           "duplicate_of": ids[par], "similarity": self.index.earlier_sim[pos].astype(np.float64),
-                           "cluster": self.index.cluster[pos]})
+        df = pd.DataFrame(
+            {
+                "example_id": ids[pos],
+                "group": self.group[pos],
+                "representative": ids[self.representative[pos]],
+                "duplicate_of": ids[par],
+                "similarity": self.index.earlier_sim[pos].astype(np.float64),
+                "cluster": self.index.cluster[pos],
+            }
+        )
         if table is not None:  # example_id, path, label first, as in the kept list
             for col in ("label", "path"):
                 if col in table.columns:
@@ -199,8 +226,14 @@ class DedupResult:
         pos = np.flatnonzero(~self.removed)
         sizes = self.group_sizes()
         g = self.group[pos]
-        df = pd.DataFrame({"example_id": self.index.example_ids[pos], "cluster": self.index.cluster[pos],
-                           "group": g, "group_size": np.where(g >= 0, sizes[np.maximum(g, 0)], 1)})
+        df = pd.DataFrame(
+            {
+                "example_id": self.index.example_ids[pos],
+                "cluster": self.index.cluster[pos],
+                "group": g,
+                "group_size": np.where(g >= 0, sizes[np.maximum(g, 0)], 1),
+            }
+        )
         if table is not None:
             for col in ("label", "path"):
                 if col in table.columns:
@@ -221,11 +254,18 @@ class DedupResult:
         np.minimum.at(lo, g[rem], sim[rem])
         reps = np.zeros(self.n_groups, np.int64)
         reps[g] = self.representative[pos]
-        df = pd.DataFrame({"group": np.arange(self.n_groups), "size": sizes, "representative": reps,
-                           "representative_id": self.index.example_ids[reps], "max_similarity": hi,
-                           "min_similarity": lo, "cluster": self.index.cluster[reps]})
-        return df.sort_values(["size", "max_similarity", "group"], ascending=[False, False, True],
-                              ignore_index=True)
+        df = pd.DataFrame(
+            {
+                "group": np.arange(self.n_groups),
+                "size": sizes,
+                "representative": reps,
+                "representative_id": self.index.example_ids[reps],
+                "max_similarity": hi,
+                "min_similarity": lo,
+                "cluster": self.index.cluster[reps],
+            }
+        )
+        return df.sort_values(["size", "max_similarity", "group"], ascending=[False, False, True], ignore_index=True)
 
     def members(self, group: int) -> np.ndarray:
         """Positions of one group's members: the kept one first, then the removed ones, most similar first."""
@@ -240,25 +280,40 @@ class DedupResult:
 
     def summary(self) -> dict:
         n = len(self.removed)
-        return {"examples": n, "kept": self.n_kept, "removed": self.n_removed,
-                "removed_share": self.n_removed / max(n, 1), "groups": self.n_groups,
-                "eps": self.eps, "threshold": self.threshold}
+        return {
+            "examples": n,
+            "kept": self.n_kept,
+            "removed": self.n_removed,
+            "removed_share": self.n_removed / max(n, 1),
+            "groups": self.n_groups,
+            "eps": self.eps,
+            "threshold": self.threshold,
+        }
 
 
-def dedup_index(embeddings, rows, cluster, centroid_sim, example_ids, *, device: str = "cpu",
-                reporter: Reporter | None = None) -> DedupIndex:
+def dedup_index(
+    embeddings, rows, cluster, centroid_sim, example_ids, *, device: str = "cpu", reporter: Reporter | None = None
+) -> DedupIndex:
     """Search every cluster (exact, bounded memory; see :mod:`backend.dedup.search`) and index the result."""
     rep = reporter or Reporter()
     ids = np.asarray(example_ids).astype(str).astype(object)
     if not (len(rows) == len(cluster) == len(centroid_sim) == len(ids)):
         raise ValueError("rows, cluster, centroid_sim and example_ids must have one entry per example")
     t0 = time.perf_counter()
-    nb = within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, ids, device=device,
-                                   progress=rep.update)
-    info = {"elapsed_s": round(time.perf_counter() - t0, 3), "n": len(rows),
-            "clusters": len(np.unique(cluster)) if len(rows) else 0}
-    return DedupIndex(max_sim=nb.max_sim, earlier_sim=nb.earlier_sim, parent=nb.parent,
-                      cluster=np.asarray(cluster, np.int64), example_ids=ids, info=info)
+    nb = within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, ids, device=device, progress=rep.update)
+    info = {
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+        "n": len(rows),
+        "clusters": len(np.unique(cluster)) if len(rows) else 0,
+    }
+    return DedupIndex(
+        max_sim=nb.max_sim,
+        earlier_sim=nb.earlier_sim,
+        parent=nb.parent,
+        cluster=np.asarray(cluster, np.int64),
+        example_ids=ids,
+        info=info,
+    )
 
 
 def run_index(run, *, device: str = "cpu", reporter: Reporter | None = None) -> DedupIndex:
@@ -275,11 +330,24 @@ def run_index(run, *, device: str = "cpu", reporter: Reporter | None = None) -> 
     if st.done:
         rep.stage("dedup", cached=True, detail=str(st.dir))
         d = st.dir
-        return DedupIndex(max_sim=np.load(d / "max_sim.npy"), earlier_sim=np.load(d / "earlier_sim.npy"),
-                          parent=np.load(d / "parent.npy"), cluster=cluster, example_ids=ids, info=st.meta())
+        return DedupIndex(
+            max_sim=np.load(d / "max_sim.npy"),
+            earlier_sim=np.load(d / "earlier_sim.npy"),
+            parent=np.load(d / "parent.npy"),
+            cluster=cluster,
+            example_ids=ids,
+            info=st.meta(),
+        )
     rep.stage("dedup", detail=f"exact within-cluster search, {len(t):,} examples in {run.k} clusters")
-    idx = dedup_index(run.embeddings, t["row"].to_numpy(np.int64), cluster, t["centroid_sim"].to_numpy(np.float64),
-                      ids, device=device, reporter=rep)
+    idx = dedup_index(
+        run.embeddings,
+        t["row"].to_numpy(np.int64),
+        cluster,
+        t["centroid_sim"].to_numpy(np.float64),
+        ids,
+        device=device,
+        reporter=rep,
+    )
     d = st.prepare()
     write_npy(d / "max_sim.npy", idx.max_sim)
     write_npy(d / "earlier_sim.npy", idx.earlier_sim)
@@ -290,7 +358,13 @@ def run_index(run, *, device: str = "cpu", reporter: Reporter | None = None) -> 
     return idx
 
 
-def semdedup(run, *, eps: float | None = None, target_fraction: float | None = None, device: str = "cpu",
-             reporter: Reporter | None = None) -> DedupResult:
+def semdedup(
+    run,
+    *,
+    eps: float | None = None,
+    target_fraction: float | None = None,
+    device: str = "cpu",
+    reporter: Reporter | None = None,
+) -> DedupResult:
     """SemDeDup on a run: see :mod:`backend.dedup` for the contract."""
     return run_index(run, device=device, reporter=reporter).at(eps=eps, target_fraction=target_fraction)

@@ -23,8 +23,9 @@ import numpy as np
 from ..progress import Reporter
 
 
-def dedup_cost(run, *, eps: float, seeds: int = 3, device: str = "auto", reporter: Reporter | None = None,
-               force: bool = False) -> dict:
+def dedup_cost(
+    run, *, eps: float, seeds: int = 3, device: str = "auto", reporter: Reporter | None = None, force: bool = False
+) -> dict:
     """Held-out error after removing SemDeDup's duplicates at ``eps`` vs random removal of as many."""
     from ..scaling import estimate_scaling
     from .core import semdedup
@@ -32,12 +33,26 @@ def dedup_cost(run, *, eps: float, seeds: int = 3, device: str = "auto", reporte
     res = semdedup(run, eps=eps, reporter=reporter)
     n = len(res.removed)
     f = res.n_kept / n
-    out = {"eps": res.eps, "threshold": res.threshold, "n": n, "n_kept": res.n_kept, "n_removed": res.n_removed,
-           "keep_fraction": f}
+    out = {
+        "eps": res.eps,
+        "threshold": res.threshold,
+        "n": n,
+        "n_kept": res.n_kept,
+        "n_removed": res.n_removed,
+        "keep_fraction": f,
+    }
     if res.n_removed == 0:
         return {**out, "note": "nothing is removed at this threshold"}
-    est = estimate_scaling(run, scores=res.kept.astype(np.float64), fractions=[f], initial_sizes=[1.0],
-                           seeds=seeds, device=device, reporter=reporter, force=force)
+    est = estimate_scaling(
+        run,
+        scores=res.kept.astype(np.float64),
+        fractions=[f],
+        initial_sizes=[1.0],
+        seeds=seeds,
+        device=device,
+        reporter=reporter,
+        force=force,
+    )
     c = est.curves
     c = c[np.isclose(c["initial_fraction"], c["initial_fraction"].max())]
 
@@ -57,9 +72,26 @@ def dedup_cost(run, *, eps: float, seeds: int = 3, device: str = "auto", reporte
     if k > 1 and se > 0 and abs(diff) > 2 * se:
         verdict = "better than random" if diff < 0 else "worse than random"
     exact = est.holdout.get("kind") == "test split"
-    note = "" if exact else (f"the hold-out ({est.holdout.get('size')} examples) was carved from the pool: the probes "
-                             "saw the same share of the rest, deduplicated examples first")
-    return {**out, "exact": exact, "note": note, "holdout": dict(est.holdout),
-            "error_dedup": float(kept["error_mean"]), "error_random": float(rnd["error_mean"]),
-            "error_full": None if full is None else float(full["error_mean"]), "diff": diff, "se": se,
-            "n_seeds": k, "verdict": verdict, "n_kept_estimate": int(kept["n_kept"]), "scaling_dir": str(est.dir)}
+    note = (
+        ""
+        if exact
+        else (
+            f"the hold-out ({est.holdout.get('size')} examples) was carved from the pool: the probes "
+            "saw the same share of the rest, deduplicated examples first"
+        )
+    )
+    return {
+        **out,
+        "exact": exact,
+        "note": note,
+        "holdout": dict(est.holdout),
+        "error_dedup": float(kept["error_mean"]),
+        "error_random": float(rnd["error_mean"]),
+        "error_full": None if full is None else float(full["error_mean"]),
+        "diff": diff,
+        "se": se,
+        "n_seeds": k,
+        "verdict": verdict,
+        "n_kept_estimate": int(kept["n_kept"]),
+        "scaling_dir": str(est.dir),
+    }

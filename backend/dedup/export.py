@@ -84,25 +84,51 @@ def write_dedup(run, res: DedupResult, out: str | Path, *, force: bool = False) 
         tot = lab.value_counts()
         kc = lab[res.kept].value_counts()
         per_class = {str(c): {"total": int(tot[c]), "kept": int(kc.get(c, 0))} for c in sorted(tot.index)}
-    how = (f"--target-fraction {res.target_fraction}" if res.target_fraction is not None
-           else f"--eps {res.eps_requested}")
+    how = (
+        f"--target-fraction {res.target_fraction}" if res.target_fraction is not None else f"--eps {res.eps_requested}"
+    )
     man = {
         "tool": "curation-studio",
-        "dedup": {"method": "semdedup", "eps": res.eps, "threshold": res.threshold,
-                  "eps_requested": res.eps_requested, "target_fraction": res.target_fraction,
-                  "rule": "inside each k-means cluster, members sorted by cosine similarity to the centroid "
-                          "(least similar first, ties by example_id); a member is removed when its similarity "
-                          "to an earlier member exceeds the threshold"},
-        "counts": {"total": len(res.removed), "kept": res.n_kept, "removed": res.n_removed,
-                   "groups": res.n_groups, "per_class": per_class},
-        "run": {"dir": str(run.dir), "key": run.key, "source": run.config["source"]["spec"],
-                "source_fingerprint": run.config["source"]["fingerprint"], "k": run.k,
-                "stages": run.config["stages"]},
+        "dedup": {
+            "method": "semdedup",
+            "eps": res.eps,
+            "threshold": res.threshold,
+            "eps_requested": res.eps_requested,
+            "target_fraction": res.target_fraction,
+            "rule": "inside each k-means cluster, members sorted by cosine similarity to the centroid "
+            "(least similar first, ties by example_id); a member is removed when its similarity "
+            "to an earlier member exceeds the threshold",
+        },
+        "counts": {
+            "total": len(res.removed),
+            "kept": res.n_kept,
+            "removed": res.n_removed,
+            "groups": res.n_groups,
+            "per_class": per_class,
+        },
+        "run": {
+            "dir": str(run.dir),
+            "key": run.key,
+            "source": run.config["source"]["spec"],
+            "source_fingerprint": run.config["source"]["fingerprint"],
+            "k": run.k,
+            "stages": run.config["stages"],
+        },
         "versions": _versions(),
-        "output": {"kept": {"path": str(out), "format": fmt.lstrip("."), "rows": res.n_kept,
-                            "sha256": hashlib.sha256(kept).hexdigest()},
-                   "removed": {"path": str(rem), "format": rem.suffix.lstrip("."), "rows": res.n_removed,
-                               "sha256": hashlib.sha256(removed).hexdigest()}},
+        "output": {
+            "kept": {
+                "path": str(out),
+                "format": fmt.lstrip("."),
+                "rows": res.n_kept,
+                "sha256": hashlib.sha256(kept).hexdigest(),
+            },
+            "removed": {
+                "path": str(rem),
+                "format": rem.suffix.lstrip("."),
+                "rows": res.n_removed,
+                "sha256": hashlib.sha256(removed).hexdigest(),
+            },
+        },
         "reproduce": f"curate dedup --workdir {str(run.dir)!r} {how} --out FILE",
     }
     write_json(man_path, man)

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-WAVE_ROWS = 131072          # rows gathered at once (256 MB at D = 512)
-BLOCK_BYTES = 64 << 20      # at most this much of the similarity matrix at once
-ROW_BLOCK = 256             # rows per block (the masked diagonal block is ROW_BLOCK^2)
+WAVE_ROWS = 131072  # rows gathered at once (256 MB at D = 512)
+BLOCK_BYTES = 64 << 20  # at most this much of the similarity matrix at once
+ROW_BLOCK = 256  # rows per block (the masked diagonal block is ROW_BLOCK^2)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -48,10 +48,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class NeighbourArrays:
     """The search's output, aligned with ``rows`` (see the module docstring)."""
 
-    max_sim: np.ndarray      # float32
+    max_sim: np.ndarray  # float32
     earlier_sim: np.ndarray  # float32
-    parent: np.ndarray       # int64, -1 = none
-    order: np.ndarray        # int64: positions in SemDeDup's order (cluster by cluster)
+    parent: np.ndarray  # int64, -1 = none
+    order: np.ndarray  # int64: positions in SemDeDup's order (cluster by cluster)
 
 
 def semdedup_order(cluster: np.ndarray, centroid_sim: np.ndarray, example_ids) -> np.ndarray:
@@ -60,8 +60,17 @@ def semdedup_order(cluster: np.ndarray, centroid_sim: np.ndarray, example_ids) -
     return np.lexsort((id_rank, np.asarray(centroid_sim, np.float64), np.asarray(cluster))).astype(np.int64)
 
 
-def within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, example_ids, *, device: str = "cpu",
-                              wave_rows: int = WAVE_ROWS, progress=None) -> NeighbourArrays:
+def within_cluster_neighbours(
+    embeddings,
+    rows,
+    cluster,
+    centroid_sim,
+    example_ids,
+    *,
+    device: str = "cpu",
+    wave_rows: int = WAVE_ROWS,
+    progress=None,
+) -> NeighbourArrays:
     """Exact within-cluster search (see the module docstring); ``progress(done, total)`` per cluster."""
     import torch
 
@@ -77,8 +86,7 @@ def within_cluster_neighbours(embeddings, rows, cluster, centroid_sim, example_i
     parent = np.full(n, -1, np.int64)
     dev = torch.device(device)
     with _torch_threads(device):
-        _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim, earlier_sim, parent,
-                      progress)
+        _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim, earlier_sim, parent, progress)
     # back from SemDeDup's order to the positions of ``rows``
     out_max = np.empty_like(max_sim)
     out_earlier = np.empty_like(earlier_sim)
@@ -105,10 +113,10 @@ def _search_waves(embeddings, rows, order, starts, ends, wave_rows, dev, max_sim
             a, b = int(starts[c]) - lo, int(ends[c]) - lo
             if b - a > 1:
                 ms, es, par = _one_cluster(x[a:b])
-                max_sim[lo + a:lo + b] = ms
-                earlier_sim[lo + a:lo + b] = es
+                max_sim[lo + a : lo + b] = ms
+                earlier_sim[lo + a : lo + b] = es
                 par = np.where(par >= 0, par + lo + a, -1)
-                parent[lo + a:lo + b] = par
+                parent[lo + a : lo + b] = par
             done += b - a
             if progress is not None:
                 progress(done, n)
@@ -172,7 +180,7 @@ def _one_cluster(x):
     for r0 in range(0, m, block):
         r1 = min(m, r0 + block)
         b = r1 - r0
-        st = buf[:b * r1].view(b, r1)
+        st = buf[: b * r1].view(b, r1)
         torch.mm(x[r0:r1], x[:r1].T, out=st)
         s = st.numpy() if on_cpu else st
         if on_cpu:
@@ -209,8 +217,8 @@ def _gather_normalised(x, idx: np.ndarray, piece: int = 8192) -> np.ndarray:
     srt = np.argsort(idx, kind="stable")
     sorted_idx = idx[srt]
     for a in range(0, len(idx), piece):
-        part = sorted_idx[a:a + piece]
-        buf[srt[a:a + piece]] = x[part]
+        part = sorted_idx[a : a + piece]
+        buf[srt[a : a + piece]] = x[part]
         _release_pages(x, int(part[0]), int(part[-1]) + 1)
     norms = np.sqrt(np.einsum("ij,ij->i", buf, buf))
     buf /= np.maximum(norms, 1e-12)[:, None]

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def knn_accuracy(bank: np.ndarray, bank_labels, queries: np.ndarray, query_labels, *, k: int = 20,
-                 temperature: float = 0.1, batch_size: int = 1024) -> float:
+def knn_accuracy(
+    bank: np.ndarray,
+    bank_labels,
+    queries: np.ndarray,
+    query_labels,
+    *,
+    k: int = 20,
+    temperature: float = 0.1,
+    batch_size: int = 1024,
+) -> float:
     """Share of ``queries`` whose weighted k-nearest-neighbour vote in ``bank`` is their label, in [0, 1].
 
     Higher = better embedding.  Cosine similarity, votes weighted by
@@ -28,8 +36,9 @@ def knn_accuracy(bank: np.ndarray, bank_labels, queries: np.ndarray, query_label
     k = max(1, min(int(k), len(bank)))
     correct = 0
     for start in range(0, len(queries), batch_size):
-        q = torch.nn.functional.normalize(torch.as_tensor(np.asarray(queries[start:start + batch_size], np.float32)),
-                                          dim=1)
+        q = torch.nn.functional.normalize(
+            torch.as_tensor(np.asarray(queries[start : start + batch_size], np.float32)), dim=1
+        )
         pred = knn_predict(q, fb, fl, len(classes), knn_k=k, knn_t=temperature)[:, 0].numpy()
-        correct += int((pred == query_codes[start:start + batch_size]).sum())
+        correct += int((pred == query_codes[start : start + batch_size]).sum())
     return correct / len(queries)

@@ -220,14 +220,25 @@ def _finished_result(out_dir: Path) -> dict | None:
 def _default_wait_message(out_dir: Path) -> Callable[[], None]:
     def say():
         print(f"waiting for another run computing embeddings in {out_dir}", file=sys.stderr, flush=True)
+
     return say
 
 
-def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = "cpu",
-                       batch_size: int = 256, num_workers: int | None = None,
-                       chunk_seconds: float = 30.0, max_chunk: int = 16384, chunk_size: int | None = None,
-                       progress: ProgressFn | None = None,
-                       fit_rows: np.ndarray | None = None, on_wait: Callable[[], None] | None = None) -> dict:
+def compute_embeddings(
+    source: Source,
+    encoder,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    chunk_seconds: float = 30.0,
+    max_chunk: int = 16384,
+    chunk_size: int | None = None,
+    progress: ProgressFn | None = None,
+    fit_rows: np.ndarray | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> dict:
     """Embed every row of ``source`` into ``out_dir/embeddings.npy``; return info.
 
     Failed images get a zero row and are listed in the info's ``failed`` (row, reason).
@@ -246,15 +257,37 @@ def compute_embeddings(source: Source, encoder, out_dir: Path, *, device: str = 
                 progress(len(source), len(source))
             return done
         (out_dir / RESULT).unlink(missing_ok=True)
-        info = _compute(source, encoder, out_dir, device=device, batch_size=batch_size, num_workers=num_workers,
-                        chunk_seconds=chunk_seconds, max_chunk=max_chunk, chunk_size=chunk_size, progress=progress,
-                        fit_rows=fit_rows)
+        info = _compute(
+            source,
+            encoder,
+            out_dir,
+            device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            chunk_seconds=chunk_seconds,
+            max_chunk=max_chunk,
+            chunk_size=chunk_size,
+            progress=progress,
+            fit_rows=fit_rows,
+        )
         write_json(out_dir / RESULT, {"embeddings": _file_stat(out_dir / "embeddings.npy"), "info": info})
         return info
 
 
-def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_workers, chunk_seconds,
-             max_chunk, chunk_size, progress, fit_rows) -> dict:
+def _compute(
+    source: Source,
+    encoder,
+    out_dir: Path,
+    *,
+    device,
+    batch_size,
+    num_workers,
+    chunk_seconds,
+    max_chunk,
+    chunk_size,
+    progress,
+    fit_rows,
+) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -277,8 +310,13 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
             marker.unlink()
         if pca_dim:  # the PCA output and its components are written beside the raw pixels: check for all at once
             dim = min(pca_dim, encoder.raw_dim)
-            ensure_free(out_dir, int(np.dtype(encoder.raw_dtype).itemsize) * n * encoder.raw_dim
-                        + 4 * (n + encoder.raw_dim + 1) * dim + (1 << 20), "the embeddings")
+            ensure_free(
+                out_dir,
+                int(np.dtype(encoder.raw_dtype).itemsize) * n * encoder.raw_dim
+                + 4 * (n + encoder.raw_dim + 1) * dim
+                + (1 << 20),
+                "the embeddings",
+            )
         with atomic_path(raw_path) as tmp:
             _open_memmap_prealloc(tmp, encoder.raw_dtype, shape, "the embeddings")
         raw = np.load(raw_path, mmap_mode="r+")
@@ -298,11 +336,15 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
             t0 = time.perf_counter()
             rows = np.arange(start, end)
             # a map-style dataset (len + getitem); not a torch Dataset subclass, so torch stays a lazy import
-            loader: DataLoader = DataLoader(_ImageDataset(source, rows, encoder),  # type: ignore[arg-type]
-                                            batch_size=batch_size, shuffle=False,
-                                            num_workers=num_workers if len(rows) > batch_size else 0,
-                                            collate_fn=_collate, pin_memory=device.startswith("cuda"),
-                                            persistent_workers=False)
+            loader: DataLoader = DataLoader(
+                _ImageDataset(source, rows, encoder),  # type: ignore[arg-type]
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=num_workers if len(rows) > batch_size else 0,
+                collate_fn=_collate,
+                pin_memory=device.startswith("cuda"),
+                persistent_workers=False,
+            )
             failed: list[tuple[int, str]] = []
             for batch, brows, errors in loader:
                 feats = encoder.forward(batch)
@@ -311,7 +353,7 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
                 if bad:  # a failed image gets a zero row, not the encoder's output for a blank input
                     feats = np.array(feats, copy=True)
                     feats[bad] = 0
-                raw[brows[0]:brows[-1] + 1] = feats.astype(encoder.raw_dtype, copy=False)
+                raw[brows[0] : brows[-1] + 1] = feats.astype(encoder.raw_dtype, copy=False)
                 failed.extend((r, e) for r, e in zip(brows, errors) if e)
                 done_rows += len(brows)
                 if progress:
@@ -331,8 +373,10 @@ def _compute(source: Source, encoder, out_dir: Path, *, device, batch_size, num_
         rows = rows[ok[rows]]
         if len(rows) == 0:
             r, reason = failed[0] if failed else (0, "no examples")
-            raise CurateError(f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
-                              f"{reason}): check the files passed to --source")
+            raise CurateError(
+                f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
+                f"{reason}): check the files passed to --source"
+            )
         emb_path = out_dir / "embeddings.npy"
         dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
         with atomic_path(emb_path) as tmp:

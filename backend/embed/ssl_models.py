@@ -134,14 +134,13 @@ def transform_for(method: str, *, image_size: int, mean, std):
         # cj_strength 0.5 and min_scale 0.2: lightly's advice for small images (CIFAR-like)
         return SimCLRTransform(input_size=image_size, cj_strength=0.5, min_scale=0.2, normalize=norm, **kw)
     if method == "byol":
-        return BYOLTransform(view_1_transform=BYOLView1Transform(input_size=image_size, min_scale=0.2,
-                                                                 normalize=norm, **kw),
-                             view_2_transform=BYOLView2Transform(input_size=image_size, min_scale=0.2,
-                                                                 normalize=norm, **kw))
+        return BYOLTransform(
+            view_1_transform=BYOLView1Transform(input_size=image_size, min_scale=0.2, normalize=norm, **kw),
+            view_2_transform=BYOLView2Transform(input_size=image_size, min_scale=0.2, normalize=norm, **kw),
+        )
     if method == "dino":
         local = max(8, (image_size * 3) // 7)  # 96/224 of the global crop, as in DINO
         kw = {"gaussian_blur": (0.0, 0.0, 0.0)} if small else {}
         # two local crops instead of six: most of DINO's benefit at a third of the cost on a CPU
-        return DINOTransform(global_crop_size=image_size, local_crop_size=local, n_local_views=2,
-                             normalize=norm, **kw)
+        return DINOTransform(global_crop_size=image_size, local_crop_size=local, n_local_views=2, normalize=norm, **kw)
     raise ValueError(method)

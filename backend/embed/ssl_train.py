@@ -77,12 +77,27 @@ class TrainedEncoder:
         return f"curate run --source {source} --workdir {workdir} --encoder ssl --weights {self.path}"
 
 
-def train_encoder(source, workdir: str | Path, *, method: str = "simclr", backbone: str = "small-cnn",
-                  epochs: int = DEFAULT_EPOCHS, image_size: int | None = None, batch_size: int = 256,
-                  lr: float | None = None, device: str = "auto", seed: int = 0, limit: int | None = None,
-                  knn_every: int | None = None, num_workers: int | None = None, data_root: str | None = None,
-                  download: bool = False, manifest: str | None = None, checkpoint_every_s: float = 300.0,
-                  reporter: Reporter | None = None) -> TrainedEncoder:
+def train_encoder(
+    source,
+    workdir: str | Path,
+    *,
+    method: str = "simclr",
+    backbone: str = "small-cnn",
+    epochs: int = DEFAULT_EPOCHS,
+    image_size: int | None = None,
+    batch_size: int = 256,
+    lr: float | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    limit: int | None = None,
+    knn_every: int | None = None,
+    num_workers: int | None = None,
+    data_root: str | None = None,
+    download: bool = False,
+    manifest: str | None = None,
+    checkpoint_every_s: float = 300.0,
+    reporter: Reporter | None = None,
+) -> TrainedEncoder:
     """Train ``method`` on the images of ``source`` (a spec for ``resolve_source`` or a Source); return the weights.
 
     ``limit`` trains on at most that many images of the pool (a seeded sample);
@@ -102,11 +117,16 @@ def train_encoder(source, workdir: str | Path, *, method: str = "simclr", backbo
     if int(batch_size) < 2:
         raise CurateError(f"--batch-size must be at least 2 (contrastive losses compare examples), got {batch_size}")
     dev = resolve_device(device)
-    src = source if isinstance(source, Source) else resolve_source(source, data_root=data_root, download=download,
-                                                                   manifest=manifest)
+    src = (
+        source
+        if isinstance(source, Source)
+        else resolve_source(source, data_root=data_root, download=download, manifest=manifest)
+    )
     if not src.has_images:
-        raise CurateError(f"{src.spec} holds embeddings, not images: train-encoder needs images (a folder, a "
-                          "manifest of image paths, torchvision:NAME or demo)")
+        raise CurateError(
+            f"{src.spec} holds embeddings, not images: train-encoder needs images (a folder, a "
+            "manifest of image paths, torchvision:NAME or demo)"
+        )
     split = src.index["split"].to_numpy()
     pool = np.flatnonzero(split == "train")
     if limit is not None:
@@ -124,8 +144,16 @@ def train_encoder(source, workdir: str | Path, *, method: str = "simclr", backbo
     lr = float(lr if lr is not None else (5e-4 if method == "dino" else 1e-3))
     epochs = int(epochs)
     knn_every = max(1, epochs // 5) if knn_every is None else int(knn_every)  # 0: never
-    params = {"method": method, "backbone": spec, "epochs": epochs, "batch_size": bs, "lr": lr, "seed": seed,
-              "n_images": int(len(pool)), "rows": fingerprint(pool.tolist())}
+    params = {
+        "method": method,
+        "backbone": spec,
+        "epochs": epochs,
+        "batch_size": bs,
+        "lr": lr,
+        "seed": seed,
+        "n_images": int(len(pool)),
+        "rows": fingerprint(pool.tolist()),
+    }
     key = fingerprint("ssl-encoder", TRAIN_VERSION, src.fingerprint, params)
     out_dir = Path(workdir).expanduser().resolve() / "encoders" / key
     final = out_dir / "encoder.pt"
@@ -135,8 +163,18 @@ def train_encoder(source, workdir: str | Path, *, method: str = "simclr", backbo
         return _result(final, meta, cached=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    job = _Training(src, pool, out_dir, params=params, spec=spec, device=dev, knn_every=knn_every,
-                    num_workers=num_workers, checkpoint_every_s=checkpoint_every_s, reporter=rep)
+    job = _Training(
+        src,
+        pool,
+        out_dir,
+        params=params,
+        spec=spec,
+        device=dev,
+        knn_every=knn_every,
+        num_workers=num_workers,
+        checkpoint_every_s=checkpoint_every_s,
+        reporter=rep,
+    )
     meta = job.run()
     write_json(Path(workdir).expanduser().resolve() / "encoders" / LATEST, {"encoder": str(final)})
     return _result(final, meta, cached=False, resumed_from=job.resumed_from)
@@ -150,10 +188,18 @@ def _default_size(src, backbone: str) -> int:
 
 
 def _result(path: Path, meta: dict, *, cached: bool, resumed_from: int | None = None) -> TrainedEncoder:
-    return TrainedEncoder(path=path, method=meta["method"], backbone=meta["backbone"]["name"], epochs=meta["epochs"],
-                          image_size=meta["backbone"]["image_size"], n_images=meta["n_images"],
-                          history=meta["history"], seconds=meta["seconds"], cached=cached,
-                          resumed_from_epoch=resumed_from)
+    return TrainedEncoder(
+        path=path,
+        method=meta["method"],
+        backbone=meta["backbone"]["name"],
+        epochs=meta["epochs"],
+        image_size=meta["backbone"]["image_size"],
+        n_images=meta["n_images"],
+        history=meta["history"],
+        seconds=meta["seconds"],
+        cached=cached,
+        resumed_from_epoch=resumed_from,
+    )
 
 
 class _ImageViews:
@@ -185,8 +231,9 @@ def _collate_views(items):
 class _Training:
     """One training job: the loop, its checkpoints and its kNN monitor."""
 
-    def __init__(self, src, pool, out_dir: Path, *, params, spec, device, knn_every, num_workers,
-                 checkpoint_every_s, reporter):
+    def __init__(
+        self, src, pool, out_dir: Path, *, params, spec, device, knn_every, num_workers, checkpoint_every_s, reporter
+    ):
         self.src, self.pool, self.dir = src, pool, out_dir
         self.params, self.spec, self.device = params, spec, device
         self.knn_every, self.checkpoint_every_s, self.rep = knn_every, checkpoint_every_s, reporter
@@ -220,14 +267,18 @@ class _Training:
         channels_last = cuda and not self.spec["name"].startswith("timm:vit")
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p["lr"],
-                                weight_decay=0.04 if p["method"] == "dino" else 1e-4)
+        opt = torch.optim.AdamW(
+            [q for q in model.parameters() if q.requires_grad],
+            lr=p["lr"],
+            weight_decay=0.04 if p["method"] == "dino" else 1e-4,
+        )
         steps_per_epoch = max(1, len(self.pool) // p["batch_size"])
         total_steps = steps_per_epoch * p["epochs"]
         from lightly.utils.scheduler import CosineWarmupScheduler
 
-        sched = CosineWarmupScheduler(opt, warmup_epochs=min(steps_per_epoch, max(1, total_steps // 10)),
-                                      max_epochs=total_steps)
+        sched = CosineWarmupScheduler(
+            opt, warmup_epochs=min(steps_per_epoch, max(1, total_steps // 10)), max_epochs=total_steps
+        )
         amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         transform = ssl_models.transform_for(p["method"], image_size=self.spec["image_size"], mean=mean, std=std)
@@ -246,21 +297,37 @@ class _Training:
                 epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
                 history, seconds = list(state["history"]), float(state["seconds"])
                 self.resumed_from = epoch
-                self.rep.info(f"resuming the training from epoch {epoch}" +
-                              (f", step {step_in_epoch}" if step_in_epoch else "") + f" ({ckpt})")
+                self.rep.info(
+                    f"resuming the training from epoch {epoch}"
+                    + (f", step {step_in_epoch}" if step_in_epoch else "")
+                    + f" ({ckpt})"
+                )
 
         def save(ep: int, step: int) -> None:
             with atomic_path(ckpt) as tmp:
-                torch.save({"params": p, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                            "rng": torch.get_rng_state(), "epoch": ep, "step_in_epoch": step,
-                            "history": history, "seconds": seconds + (time.perf_counter() - t_session)}, tmp)
+                torch.save(
+                    {
+                        "params": p,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "rng": torch.get_rng_state(),
+                        "epoch": ep,
+                        "step_in_epoch": step,
+                        "history": history,
+                        "seconds": seconds + (time.perf_counter() - t_session),
+                    },
+                    tmp,
+                )
 
         t_session = time.perf_counter()
         step_times: list[float] = []
-        self.rep.info(f"training {p['method']} / {self.spec['name']} at {self.spec['image_size']} px on {dev}: "
-                      f"{len(self.pool)} images, {p['epochs']} epochs of {steps_per_epoch} steps "
-                      f"(batch {p['batch_size']}), workers {self.num_workers}")
+        self.rep.info(
+            f"training {p['method']} / {self.spec['name']} at {self.spec['image_size']} px on {dev}: "
+            f"{len(self.pool)} images, {p['epochs']} epochs of {steps_per_epoch} steps "
+            f"(batch {p['batch_size']}), workers {self.num_workers}"
+        )
         previous = self._catch_sigint()
         try:
             while epoch < p["epochs"]:
@@ -282,8 +349,10 @@ class _Training:
                     with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                         loss = model.loss(views, epoch=epoch, progress=progress)
                     if not torch.isfinite(loss):
-                        raise CurateError(f"the training diverged (loss {loss.item()}) in epoch {epoch + 1}: "
-                                          f"lower --lr (now {p['lr']:g}) or use another --method")
+                        raise CurateError(
+                            f"the training diverged (loss {loss.item()}) in epoch {epoch + 1}: "
+                            f"lower --lr (now {p['lr']:g}) or use another --method"
+                        )
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     model.after_backward(epoch)
@@ -303,8 +372,12 @@ class _Training:
                 self.rep.end_stage()
                 epoch += 1
                 step_in_epoch = 0
-                entry: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
-                                         "seconds": round(time.perf_counter() - t_epoch, 2), "skipped": skipped}
+                entry: dict[str, Any] = {
+                    "epoch": epoch,
+                    "loss": float(np.mean(losses)) if losses else None,
+                    "seconds": round(time.perf_counter() - t_epoch, 2),
+                    "skipped": skipped,
+                }
                 if knn_sets is not None and self.knn_every and (epoch % self.knn_every == 0 or epoch == p["epochs"]):
                     t_knn = time.perf_counter()
                     entry["knn_accuracy"] = self._knn(model.export(), knn_sets, mean, std)
@@ -315,21 +388,32 @@ class _Training:
                 done_epochs = epoch - (self.resumed_from or 0)
                 eta = (time.perf_counter() - t_session) / max(done_epochs, 1) * (p["epochs"] - epoch)
                 knn = f", kNN accuracy {entry['knn_accuracy']:.3f}" if "knn_accuracy" in entry else ""
-                self.rep.info(f"epoch {epoch}/{p['epochs']}: loss {entry['loss']:.4f}{knn}, "
-                              f"{entry['seconds']:.0f} s; ETA {_duration(eta)}"
-                              + (f"; {skipped} unreadable images skipped" if skipped else ""))
+                self.rep.info(
+                    f"epoch {epoch}/{p['epochs']}: loss {entry['loss']:.4f}{knn}, "
+                    f"{entry['seconds']:.0f} s; ETA {_duration(eta)}"
+                    + (f"; {skipped} unreadable images skipped" if skipped else "")
+                )
         finally:
             self._restore_sigint(previous)
             self.rep.end_stage()
 
         seconds += time.perf_counter() - t_session
         weights = {
-            "format": FORMAT, "version": TRAIN_VERSION, "method": p["method"], "backbone": self.spec,
-            "feature_dim": int(dim), "epochs": p["epochs"], "image_size": self.spec["image_size"],
-            "mean": list(mean), "std": list(std),
+            "format": FORMAT,
+            "version": TRAIN_VERSION,
+            "method": p["method"],
+            "backbone": self.spec,
+            "feature_dim": int(dim),
+            "epochs": p["epochs"],
+            "image_size": self.spec["image_size"],
+            "mean": list(mean),
+            "std": list(std),
             "state_dict": {k: v.detach().cpu() for k, v in model.export().state_dict().items()},
-            "source": {"fingerprint": self.src.fingerprint, "description": self.src.description,
-                       "n_images": p["n_images"]},
+            "source": {
+                "fingerprint": self.src.fingerprint,
+                "description": self.src.description,
+                "n_images": p["n_images"],
+            },
             "knn_accuracy": next((h["knn_accuracy"] for h in reversed(history) if "knn_accuracy" in h), None),
         }
         with atomic_path(self.dir / "encoder.pt") as tmp:
@@ -346,14 +430,21 @@ class _Training:
 
         bs = self.params["batch_size"]
         order = np.random.default_rng([self.params["seed"], epoch]).permutation(len(self.pool))
-        order = order[: (len(order) // bs) * bs][start_step * bs:]  # drop_last: BatchNorm needs full batches
+        order = order[: (len(order) // bs) * bs][start_step * bs :]  # drop_last: BatchNorm needs full batches
         torch.manual_seed(self.params["seed"] * 100_003 + epoch * 1_009 + start_step)  # augmentations
         gen = torch.Generator().manual_seed(self.params["seed"] * 7_919 + epoch)
         views: Any = _ImageViews(self.src, self.pool[order], transform)  # a map-style dataset (len + getitem)
-        return DataLoader(views, batch_size=bs, shuffle=False,
-                          num_workers=self.num_workers, collate_fn=_collate_views, generator=gen,
-                          pin_memory=self.device.startswith("cuda"), persistent_workers=False,
-                          prefetch_factor=4 if self.num_workers else None)
+        return DataLoader(
+            views,
+            batch_size=bs,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_collate_views,
+            generator=gen,
+            pin_memory=self.device.startswith("cuda"),
+            persistent_workers=False,
+            prefetch_factor=4 if self.num_workers else None,
+        )
 
     def _stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of up to 512 images at the training size (the normalisation of the encoder)."""
@@ -383,7 +474,7 @@ class _Training:
         test = np.flatnonzero(labelled & (split != "train"))
         if len(train) < 2:
             return None
-        train = np.sort(rng.permutation(train)[:KNN_BANK + (0 if len(test) else KNN_QUERIES)])
+        train = np.sort(rng.permutation(train)[: KNN_BANK + (0 if len(test) else KNN_QUERIES)])
         if len(test):
             bank, queries = train[:KNN_BANK], np.sort(rng.permutation(test)[:KNN_QUERIES])
         else:  # no held-out split: a fifth of the labelled sample as queries, disjoint from the bank
@@ -398,13 +489,30 @@ class _Training:
         from .knn import knn_accuracy
 
         bank, bank_labels, queries, query_labels = sets
-        feats = embed_rows(backbone, self.src, np.concatenate([bank, queries]), image_size=self.spec["image_size"],
-                           mean=mean, std=std, device=self.device, num_workers=self.num_workers)
-        return round(knn_accuracy(feats[:len(bank)], bank_labels, feats[len(bank):], query_labels), 4)
+        feats = embed_rows(
+            backbone,
+            self.src,
+            np.concatenate([bank, queries]),
+            image_size=self.spec["image_size"],
+            mean=mean,
+            std=std,
+            device=self.device,
+            num_workers=self.num_workers,
+        )
+        return round(knn_accuracy(feats[: len(bank)], bank_labels, feats[len(bank) :], query_labels), 4)
 
     def _write_meta(self, history, seconds, mean, std, *, done: bool) -> dict:
-        meta = {**self.params, "history": history, "seconds": round(seconds, 2), "mean": mean, "std": std,
-                "device": self.device, "done": done, "source": self.src.spec, "num_workers": self.num_workers}
+        meta = {
+            **self.params,
+            "history": history,
+            "seconds": round(seconds, 2),
+            "mean": mean,
+            "std": std,
+            "device": self.device,
+            "done": done,
+            "source": self.src.spec,
+            "num_workers": self.num_workers,
+        }
         write_json(self.dir / "train.json", meta)
         return meta
 
@@ -432,8 +540,18 @@ def eval_transform(image_size: int, mean, std):
     return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std)])
 
 
-def embed_rows(backbone, src, rows: np.ndarray, *, image_size: int, mean, std, device: str = "cpu",
-               batch_size: int = 256, num_workers: int = 0) -> np.ndarray:
+def embed_rows(
+    backbone,
+    src,
+    rows: np.ndarray,
+    *,
+    image_size: int,
+    mean,
+    std,
+    device: str = "cpu",
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> np.ndarray:
     """Features of ``rows`` (N x D float32; an unreadable image gets a zero row) in eval mode."""
     import torch
     from torch.utils.data import DataLoader

@@ -23,16 +23,26 @@ class Clusters:
     k: int
     centroids: np.ndarray
     assign: np.ndarray  # cluster of each pool example (pool order)
-    sim: np.ndarray     # cosine similarity to that centroid
+    sim: np.ndarray  # cosine similarity to that centroid
 
 
-def run(workdir: Path, emb: Embeddings, pool: np.ndarray, k: int, cfg: PipelineConfig, dev: str,
-        rep: Reporter) -> Clusters:
+def run(
+    workdir: Path, emb: Embeddings, pool: np.ndarray, k: int, cfg: PipelineConfig, dev: str, rep: Reporter
+) -> Clusters:
     from ..cluster import SphericalKMeans
 
-    st = Stage(workdir, "clusters", VERSION,
-               {"embeddings": emb.key, "rows": fingerprint(pool.tolist()), "k": k, "seed": cfg.seed,
-                "iters": cfg.kmeans_iters})
+    st = Stage(
+        workdir,
+        "clusters",
+        VERSION,
+        {
+            "embeddings": emb.key,
+            "rows": fingerprint(pool.tolist()),
+            "k": k,
+            "seed": cfg.seed,
+            "iters": cfg.kmeans_iters,
+        },
+    )
     with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
         if st.done:
             rep.stage("clusters", cached=True, detail=f"k={k}")
@@ -51,5 +61,10 @@ def run(workdir: Path, emb: Embeddings, pool: np.ndarray, k: int, cfg: PipelineC
             write_npy(d / "sim.npy", sim)
             st.finish(k=k, n_train=int(km.n_train_))
             rep.end_stage()
-    return Clusters(key=st.key, k=k, centroids=np.load(st.dir / "centroids.npy"),
-                    assign=np.load(st.dir / "assign.npy"), sim=np.load(st.dir / "sim.npy"))
+    return Clusters(
+        key=st.key,
+        k=k,
+        centroids=np.load(st.dir / "centroids.npy"),
+        assign=np.load(st.dir / "assign.npy"),
+        sim=np.load(st.dir / "sim.npy"),
+    )

@@ -29,8 +29,11 @@ class Embeddings:
 def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Reporter) -> Embeddings:
     if src.embeddings is not None:
         rep.stage("embeddings", cached=True, detail="precomputed embeddings from the source")
-        return Embeddings(key=f"precomputed-{src.fingerprint}", array=src.embeddings,
-                          info={"dim": int(src.embeddings.shape[1]), "encoder": "precomputed"})
+        return Embeddings(
+            key=f"precomputed-{src.fingerprint}",
+            array=src.embeddings,
+            info={"dim": int(src.embeddings.shape[1]), "encoder": "precomputed"},
+        )
     from ..runners import get_runner
 
     st = Stage(workdir, "embeddings", VERSION, {"source": src.fingerprint, "encoder": enc.identity})
@@ -42,15 +45,31 @@ def run(workdir: Path, src: Source, enc, cfg: PipelineConfig, dev: str, rep: Rep
             rep.stage("embeddings", detail=f"{cfg.encoder} on {dev}, {len(src)} images")
             batch_size = cfg.batch_size
             if batch_size is None:  # big CNN batches are slower on a CPU (cache misses): 32, unless it says
-                batch_size = 256 if cfg.encoder == "pixels" or dev.startswith("cuda") else \
-                    int(getattr(enc, "cpu_batch_size", 32))
+                batch_size = (
+                    256
+                    if cfg.encoder == "pixels" or dev.startswith("cuda")
+                    else int(getattr(enc, "cpu_batch_size", 32))
+                )
             # local: backend.pipeline.compute_embeddings (tests patch it there); ray: backend/runners/ray_engine.py
             runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
-            info = runner.embed(src, enc, st.prepare(), device=dev, batch_size=batch_size,
-                                num_workers=cfg.num_workers, progress=rep.update, fit_rows=pool_rows)
+            info = runner.embed(
+                src,
+                enc,
+                st.prepare(),
+                device=dev,
+                batch_size=batch_size,
+                num_workers=cfg.num_workers,
+                progress=rep.update,
+                fit_rows=pool_rows,
+            )
             st.finish(**info, identity=enc.identity)
             rep.end_stage()
     meta = st.meta()
     path = st.dir / "embeddings.npy"
-    return Embeddings(key=st.key, array=np.load(path, mmap_mode="r"), info=meta,
-                      failed_rows={int(r): reason for r, reason in meta["failed"]}, path=path)
+    return Embeddings(
+        key=st.key,
+        array=np.load(path, mmap_mode="r"),
+        info=meta,
+        failed_rows={int(r): reason for r, reason in meta["failed"]},
+        path=path,
+    )

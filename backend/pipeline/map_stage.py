@@ -25,16 +25,20 @@ class Map:
 def run(workdir: Path, emb: Embeddings, pool: np.ndarray, cfg: PipelineConfig, rep: Reporter) -> Map:
     from ..projection import Projector2D
 
-    st = Stage(workdir, "maps", VERSION,
-               {"embeddings": emb.key, "rows": fingerprint(pool.tolist()), "method": cfg.map_method,
-                "seed": cfg.seed})
+    st = Stage(
+        workdir,
+        "maps",
+        VERSION,
+        {"embeddings": emb.key, "rows": fingerprint(pool.tolist()), "method": cfg.map_method, "seed": cfg.seed},
+    )
     with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
         if st.done:
             rep.stage("map", cached=True, detail=cfg.map_method)
         else:
             rep.stage("map", detail=f"{cfg.map_method} of {len(pool)} examples")
-            coords = Projector2D(cfg.map_method, random_state=cfg.seed).fit_transform(emb.array, pool,
-                                                                                      progress=rep.update)
+            coords = Projector2D(cfg.map_method, random_state=cfg.seed).fit_transform(
+                emb.array, pool, progress=rep.update
+            )
             write_npy(st.prepare() / "map2d.npy", coords)
             st.finish(method=cfg.map_method)
             rep.end_stage()

@@ -31,8 +31,8 @@ VERSION = 1
 @dataclass
 class Scores:
     columns: dict[str, np.ndarray]  # metric name -> one score per pool example
-    keys: dict[str, str]            # metric name -> stage key
-    skipped: dict[str, str]         # metric name -> why it was not computed
+    keys: dict[str, str]  # metric name -> stage key
+    skipped: dict[str, str]  # metric name -> why it was not computed
 
 
 def metric_names(cfg: PipelineConfig, has_labels: bool) -> tuple[list[str], dict[str, str]]:
@@ -48,24 +48,50 @@ def metric_names(cfg: PipelineConfig, has_labels: bool) -> tuple[list[str], dict
     return names, skipped
 
 
-def run(workdir: Path, emb: Embeddings, clusters: Clusters, pool: np.ndarray, src: Source,
-        pool_labels: np.ndarray | None, k: int, cfg: PipelineConfig, dev: str, rep: Reporter) -> Scores:
+def run(
+    workdir: Path,
+    emb: Embeddings,
+    clusters: Clusters,
+    pool: np.ndarray,
+    src: Source,
+    pool_labels: np.ndarray | None,
+    k: int,
+    cfg: PipelineConfig,
+    dev: str,
+    rep: Reporter,
+) -> Scores:
     names, skipped = metric_names(cfg, pool_labels is not None)
     for name, why in skipped.items():
         rep.info(f"metric {name} skipped: it {why}")
     ids = src.index["example_id"].to_numpy()[pool].astype(str)
     labels = None if pool_labels is None else np.asarray(pool_labels).astype(str)
-    ctx = ScoreContext(embeddings=emb.array, rows=pool, example_ids=ids, labels=labels, k=k, seed=cfg.seed,
-                       device=dev, kmeans_iters=cfg.kmeans_iters, centroid_sim=clusters.sim, cluster=clusters.assign,
-                       workdir=workdir,
-                       reporter=rep, source=src)
+    ctx = ScoreContext(
+        embeddings=emb.array,
+        rows=pool,
+        example_ids=ids,
+        labels=labels,
+        k=k,
+        seed=cfg.seed,
+        device=dev,
+        kmeans_iters=cfg.kmeans_iters,
+        centroid_sim=clusters.sim,
+        cluster=clusters.assign,
+        workdir=workdir,
+        reporter=rep,
+        source=src,
+    )
     rows_fp = fingerprint(pool.tolist())
     labels_fp = fingerprint(labels.tolist()) if labels is not None else None
     out, keys = {}, {}
     for name in names:
         entry = METRICS.entry(name)
-        inputs = {"embeddings": emb.key, "rows": rows_fp, "metric": name, "metric_version": entry.info["version"],
-                  "seed": cfg.seed}
+        inputs = {
+            "embeddings": emb.key,
+            "rows": rows_fp,
+            "metric": name,
+            "metric_version": entry.info["version"],
+            "seed": cfg.seed,
+        }
         if entry.info["needs_labels"]:
             inputs["labels"] = labels_fp
         if entry.info.get("uses_clusters"):

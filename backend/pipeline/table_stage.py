@@ -28,14 +28,40 @@ def _abs(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else path
 
 
-def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, source_rows: np.ndarray,
-        emb: Embeddings, clusters: Clusters, scores: Scores, map2d: Map, pool: np.ndarray,
-        holdout: np.ndarray, labels: np.ndarray, has_labels: bool, n_classes: int | None, k_used: int, dev: str,
-        timings: dict[str, float], reporter: Reporter) -> Path:
+def run(
+    workdir: Path,
+    *,
+    cfg: PipelineConfig,
+    src_full: Source,
+    src: Source,
+    source_rows: np.ndarray,
+    emb: Embeddings,
+    clusters: Clusters,
+    scores: Scores,
+    map2d: Map,
+    pool: np.ndarray,
+    holdout: np.ndarray,
+    labels: np.ndarray,
+    has_labels: bool,
+    n_classes: int | None,
+    k_used: int,
+    dev: str,
+    timings: dict[str, float],
+    reporter: Reporter,
+) -> Path:
     rep = reporter
-    st = Stage(workdir, "runs", VERSION,
-               {"source": src.fingerprint, "embeddings": emb.key, "clusters": clusters.key,
-                "scores": scores.keys, "map": map2d.key})
+    st = Stage(
+        workdir,
+        "runs",
+        VERSION,
+        {
+            "source": src.fingerprint,
+            "embeddings": emb.key,
+            "clusters": clusters.key,
+            "scores": scores.keys,
+            "map": map2d.key,
+        },
+    )
     with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
         if st.done:
             rep.stage("run", cached=True, detail=str(st.dir))
@@ -44,25 +70,33 @@ def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, so
         rep.stage("run", detail="writing the per-example table")
         idx = src.index
         split = idx["split"].to_numpy()
-        table = pd.DataFrame({
-            "example_id": idx["example_id"].to_numpy()[pool],
-            "path": idx["path"].to_numpy()[pool],
-            "label": labels[pool],
-            "split": split[pool],
-            "row": pool.astype(np.int64),
-            "source_row": source_rows[pool].astype(np.int64),
-            "cluster": clusters.assign.astype(np.int32),
-            "centroid_sim": clusters.sim.astype(np.float32),
-        })
+        table = pd.DataFrame(
+            {
+                "example_id": idx["example_id"].to_numpy()[pool],
+                "path": idx["path"].to_numpy()[pool],
+                "label": labels[pool],
+                "split": split[pool],
+                "row": pool.astype(np.int64),
+                "source_row": source_rows[pool].astype(np.int64),
+                "cluster": clusters.assign.astype(np.int32),
+                "centroid_sim": clusters.sim.astype(np.float32),
+            }
+        )
         for name, values in scores.columns.items():
             table[name] = values
         table["map_x"] = map2d.coords[:, 0]
         table["map_y"] = map2d.coords[:, 1]
         d = st.prepare()
         write_table(d / "examples.parquet", table)
-        hold = pd.DataFrame({"example_id": idx["example_id"].to_numpy()[holdout],
-                             "path": idx["path"].to_numpy()[holdout], "label": labels[holdout],
-                             "row": holdout.astype(np.int64), "source_row": source_rows[holdout].astype(np.int64)})
+        hold = pd.DataFrame(
+            {
+                "example_id": idx["example_id"].to_numpy()[holdout],
+                "path": idx["path"].to_numpy()[holdout],
+                "label": labels[holdout],
+                "row": holdout.astype(np.int64),
+                "source_row": source_rows[holdout].astype(np.int64),
+            }
+        )
         write_table(d / "holdout.parquet", hold)
         skipped = [(sid, reason) for sid, reason in src_full.skipped]
         skipped += [(idx["example_id"].iat[r], reason) for r, reason in sorted(emb.failed_rows.items())]
@@ -70,33 +104,61 @@ def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, so
         write_npy(d / "centroids.npy", clusters.centroids)
         precomputed = src.embeddings is not None
         # a user's .npy is memory-mapped in place; a Parquet file or a limited subset is saved as .npy
-        user_npy = (Path(src.spec) if precomputed and cfg.limit is None and Path(src.spec).suffix == ".npy" else None)
+        user_npy = Path(src.spec) if precomputed and cfg.limit is None and Path(src.spec).suffix == ".npy" else None
         if precomputed and user_npy is None:
             write_npy(d / "embeddings.npy", np.asarray(emb.array, np.float32))
         emb_path = user_npy or (d / "embeddings.npy" if precomputed else emb.path)
         encoder = "precomputed" if precomputed else cfg.encoder
         config = {
-            "tool": "curation-studio", "version": __version__,
+            "tool": "curation-studio",
+            "version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "params": {"source": cfg.source, "encoder": encoder, "weights": cfg.weights, "image_size": cfg.image_size,
-                       "k": k_used, "k_requested": cfg.k, "seed": cfg.seed, "device": dev, "map_method": cfg.map_method,
-                       "data_root": _abs(cfg.data_root), "manifest": _abs(cfg.manifest), "limit": cfg.limit,
-                       "kmeans_iters": cfg.kmeans_iters,
-                       "metrics": list(cfg.metrics) if cfg.metrics is not None else None},
-            "source": {"spec": src.spec, "kind": src.kind, "description": src.description,
-                       "fingerprint": src_full.fingerprint, "limited_fingerprint": src.fingerprint,
-                       "image_size": src.image_size, "classes": src.classes, "has_files": src.has_files},
+            "params": {
+                "source": cfg.source,
+                "encoder": encoder,
+                "weights": cfg.weights,
+                "image_size": cfg.image_size,
+                "k": k_used,
+                "k_requested": cfg.k,
+                "seed": cfg.seed,
+                "device": dev,
+                "map_method": cfg.map_method,
+                "data_root": _abs(cfg.data_root),
+                "manifest": _abs(cfg.manifest),
+                "limit": cfg.limit,
+                "kmeans_iters": cfg.kmeans_iters,
+                "metrics": list(cfg.metrics) if cfg.metrics is not None else None,
+            },
+            "source": {
+                "spec": src.spec,
+                "kind": src.kind,
+                "description": src.description,
+                "fingerprint": src_full.fingerprint,
+                "limited_fingerprint": src.fingerprint,
+                "image_size": src.image_size,
+                "classes": src.classes,
+                "has_files": src.has_files,
+            },
             # explicit metadata, so readers never guess from the table's columns
             "has_labels": bool(has_labels),
             "score_columns": list(scores.columns),
             "scores_skipped": scores.skipped,
             "encoder": {"name": encoder, "identity": emb.info.get("identity", {"encoder": encoder})},
             "embedding": {k2: v for k2, v in emb.info.items() if k2 not in ("failed", "inputs", "files")},
-            "stages": {"embeddings": emb.key, "clusters": clusters.key, "map": map2d.key,
-                       "scores": scores.keys, "run": st.key},
+            "stages": {
+                "embeddings": emb.key,
+                "clusters": clusters.key,
+                "map": map2d.key,
+                "scores": scores.keys,
+                "run": st.key,
+            },
             "embeddings_path": str(emb_path),
-            "counts": {"examples": int(len(pool)), "holdout": int(len(holdout)),
-                       "skipped": int(len(skipped)), "classes": n_classes},
+            "counts": {
+                "examples": int(len(pool)),
+                "holdout": int(len(holdout)),
+                "skipped": int(len(skipped)),
+                "classes": n_classes,
+            },
             "timings_s": {k2: round(v, 3) for k2, v in timings.items()},
         }
         write_json(d / "run.json", config)
@@ -104,4 +166,3 @@ def run(workdir: Path, *, cfg: PipelineConfig, src_full: Source, src: Source, so
         rep.end_stage()
         write_json(workdir / LATEST, {"run": str(st.dir.relative_to(workdir))})
         return st.dir
-

@@ -25,6 +25,18 @@ from .mlp import MLP_DEFAULTS, MLPProbes
 from .outputs import correct_class_margin, el2n_from_logits, softmax
 from .runtime import cpu_threads, gemm_dtype
 
-__all__ = ["LINEAR_DEFAULTS", "MLP_DEFAULTS", "SGD_DEFAULTS", "EpochLinearProbes", "LinearProbes", "MLPProbes",
-           "PrefixBlocks", "correct_class_margin", "cpu_threads", "el2n_from_logits", "gemm_dtype", "probe_features",
-           "softmax"]
+__all__ = [
+    "LINEAR_DEFAULTS",
+    "MLP_DEFAULTS",
+    "SGD_DEFAULTS",
+    "EpochLinearProbes",
+    "LinearProbes",
+    "MLPProbes",
+    "PrefixBlocks",
+    "correct_class_margin",
+    "cpu_threads",
+    "el2n_from_logits",
+    "gemm_dtype",
+    "probe_features",
+    "softmax",
+]

@@ -51,13 +51,13 @@ class CNNConfig:
     """Hyper-parameters of :func:`train_cnn` (all part of the checkpoint's key)."""
 
     epochs: int = 15
-    iterations: int | None = None     # fixed iterations instead of fixed epochs
+    iterations: int | None = None  # fixed iterations instead of fixed epochs
     batch_size: int = 128
-    lr: float = 0.05                  # peak of the one-cycle schedule
+    lr: float = 0.05  # peak of the one-cycle schedule
     momentum: float = 0.9
     weight_decay: float = 5e-4
     widths: tuple[int, int, int] = (32, 64, 128)
-    translate: int = 2                # random shifts of up to this many pixels; 0 = no augmentation
+    translate: int = 2  # random shifts of up to this many pixels; 0 = no augmentation
     seed: int = 0
 
     def total_steps(self, n_train: int) -> int:
@@ -71,13 +71,13 @@ class CNNResult:
 
     eval_error: float | None
     eval_predictions: np.ndarray | None
-    history: list[dict] = field(default_factory=list)   # one row per epoch: loss, train_error, seconds
+    history: list[dict] = field(default_factory=list)  # one row per epoch: loss, train_error, seconds
     steps: int = 0
     epochs: float = 0.0
     resumed_from_epoch: int = 0
     device: str = "cpu"
     elapsed_s: float = 0.0
-    model: Any = None                 # the trained torch module (eval mode)
+    model: Any = None  # the trained torch module (eval mode)
 
 
 def build_cnn(in_channels: int, n_classes: int, widths=(32, 64, 128)):
@@ -92,15 +92,25 @@ def build_cnn(in_channels: int, n_classes: int, widths=(32, 64, 128)):
     def block(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    layers = [*block(in_channels, w1), *block(w1, w1), nn.MaxPool2d(2),
-              *block(w1, w2), *block(w2, w2), nn.MaxPool2d(2),
-              *block(w2, w3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w3, n_classes)]
+    layers = [
+        *block(in_channels, w1),
+        *block(w1, w1),
+        nn.MaxPool2d(2),
+        *block(w1, w2),
+        *block(w2, w2),
+        nn.MaxPool2d(2),
+        *block(w2, w3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(w3, n_classes),
+    ]
     return nn.Sequential(*layers)
 
 
 # ---------------------------------------------------------------------------
 # images
 # ---------------------------------------------------------------------------
+
 
 def _target_side(h: int, w: int, side: int | None) -> int:
     return int(side) if side else int(min(max(h, w), MAX_SIDE))
@@ -116,8 +126,9 @@ def _resize(arr: np.ndarray, side: int) -> np.ndarray:
     return out[..., None] if out.ndim == 2 else out
 
 
-def load_images(run, positions=None, *, table=None, side: int | None = None,
-                reporter: Reporter | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_images(
+    run, positions=None, *, table=None, side: int | None = None, reporter: Reporter | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(images uint8 [n, side, side, C], ok bool [n])`` of ``table`` rows (default: the run's pool table).
 
     ``positions`` index ``table`` (default: all rows).  Array data sets (the
@@ -178,6 +189,7 @@ def load_images(run, positions=None, *, table=None, side: int | None = None,
 # training
 # ---------------------------------------------------------------------------
 
+
 def _data_key(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: CNNConfig) -> str:
     h = hashlib.sha256()
     h.update(str((images.shape, n_classes, VERSION, sorted(asdict(cfg).items()))).encode())
@@ -211,7 +223,7 @@ def _shift(x, max_shift: int, gen, groups: int = 8):
     bounds = np.linspace(0, len(x), min(groups, len(x)) + 1).astype(int)
     d = torch.randint(0, 2 * max_shift + 1, (len(bounds) - 1, 2), generator=gen).tolist()
     for (lo, hi), (dy, dx) in zip(zip(bounds[:-1], bounds[1:]), d):
-        out[lo:hi] = pad[lo:hi, :, dy:dy + h, dx:dx + w]
+        out[lo:hi] = pad[lo:hi, :, dy : dy + h, dx : dx + w]
     return out
 
 
@@ -223,7 +235,7 @@ def predict_logits(model, images: np.ndarray, *, device, mean, std, batch_size: 
     out = []
     with torch.no_grad(), _autocast(device):
         for s in range(0, len(images), batch_size):
-            x = _to_tensor(images[s:s + batch_size], device, mean, std)
+            x = _to_tensor(images[s : s + batch_size], device, mean, std)
             if str(device).startswith("cuda"):
                 x = x.contiguous(memory_format=torch.channels_last)
             out.append(model(x).float().cpu().numpy())
@@ -240,24 +252,42 @@ def _autocast(device):
     return contextlib.nullcontext()
 
 
-def train_cnn(images: np.ndarray, labels: np.ndarray, *, n_classes: int, config: CNNConfig | None = None,
-              eval_images: np.ndarray | None = None, eval_labels: np.ndarray | None = None,
-              device: str = "auto", checkpoint_dir: str | Path | None = None,
-              reporter: Reporter | None = None,
-              on_epoch: Callable[[int, np.ndarray], None] | None = None) -> CNNResult:
+def train_cnn(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_classes: int,
+    config: CNNConfig | None = None,
+    eval_images: np.ndarray | None = None,
+    eval_labels: np.ndarray | None = None,
+    device: str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    reporter: Reporter | None = None,
+    on_epoch: Callable[[int, np.ndarray], None] | None = None,
+) -> CNNResult:
     """Train a :func:`build_cnn` network; see :func:`_train_cnn` (this wrapper picks the CPU thread count)."""
     from ..embed import resolve_device
     from .runtime import cpu_threads
 
     dev = resolve_device(device)
     with cpu_threads(dev):
-        return _train_cnn(images, labels, n_classes=n_classes, config=config, eval_images=eval_images,
-                          eval_labels=eval_labels, device=dev, checkpoint_dir=checkpoint_dir, reporter=reporter,
-                          on_epoch=on_epoch)
+        return _train_cnn(
+            images,
+            labels,
+            n_classes=n_classes,
+            config=config,
+            eval_images=eval_images,
+            eval_labels=eval_labels,
+            device=dev,
+            checkpoint_dir=checkpoint_dir,
+            reporter=reporter,
+            on_epoch=on_epoch,
+        )
 
 
-def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, device, checkpoint_dir, reporter,
-               on_epoch) -> CNNResult:
+def _train_cnn(
+    images, labels, *, n_classes, config, eval_images, eval_labels, device, checkpoint_dir, reporter, on_epoch
+) -> CNNResult:
     """Train a :func:`build_cnn` network on uint8 ``images`` [N, H, W, C] with integer ``labels`` in 0..K-1.
 
     ``eval_images`` / ``eval_labels``: the hold-out (labels -1 count as
@@ -291,15 +321,18 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
     per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.total_steps(n)
     n_epochs = math.ceil(total / per_epoch)
-    mean = torch.tensor(images.reshape(-1, images.shape[-1]).mean(0) / 255.0, dtype=torch.float32,
-                        device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(np.maximum(images.reshape(-1, images.shape[-1]).std(0) / 255.0, 1e-3), dtype=torch.float32,
-                       device=dev).view(1, -1, 1, 1)
+    mean = torch.tensor(images.reshape(-1, images.shape[-1]).mean(0) / 255.0, dtype=torch.float32, device=dev).view(
+        1, -1, 1, 1
+    )
+    std = torch.tensor(
+        np.maximum(images.reshape(-1, images.shape[-1]).std(0) / 255.0, 1e-3), dtype=torch.float32, device=dev
+    ).view(1, -1, 1, 1)
     model = build_cnn(images.shape[-1], n_classes, cfg.widths).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+    )
     sched: Any
     if total >= 10:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
@@ -324,8 +357,11 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
                     saved = ckdir / f"logits_epoch{e:03d}.npy"
                     if saved.exists():
                         on_epoch(e, np.load(saved))
-    rep.stage("cnn", detail=f"small CNN on {dev.type}: {n} images {images.shape[1]}x{images.shape[2]}, "
-                            f"{n_epochs} epochs ({total} steps of {cfg.batch_size})")
+    rep.stage(
+        "cnn",
+        detail=f"small CNN on {dev.type}: {n} images {images.shape[1]}x{images.shape[2]}, "
+        f"{n_epochs} epochs ({total} steps of {cfg.batch_size})",
+    )
     x_all = torch.from_numpy(images.copy() if not images.flags.writeable else images)  # uint8, CPU
     y_all = torch.from_numpy(labels)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -337,7 +373,7 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
         for b in range(per_epoch):
             if step >= total:
                 break
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = x_all[idx].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
             x = _shift((x - mean) / std, cfg.translate, gen)
             if dev.type == "cuda":
@@ -356,8 +392,13 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
             seen += len(idx)
             if step % 20 == 0:
                 rep.update(step, total)
-        row = {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_error": tot_wrong / max(seen, 1),
-               "seconds": round(time.perf_counter() - t_ep, 3), "steps": step}
+        row = {
+            "epoch": epoch + 1,
+            "loss": tot_loss / max(seen, 1),
+            "train_error": tot_wrong / max(seen, 1),
+            "seconds": round(time.perf_counter() - t_ep, 3),
+            "steps": step,
+        }
         history.append(row)
         if on_epoch is not None:
             logits = predict_logits(model, images, device=dev, mean=mean, std=std)
@@ -369,9 +410,20 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
         if ckdir is not None:
             ckdir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckdir / CHECKPOINT) as tmp:
-                torch.save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
-                            "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                            "step": step, "epoch": epoch + 1, "history": history}, tmp)
+                torch.save(
+                    {
+                        "key": key,
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "sched": sched.state_dict(),
+                        "gen": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "history": history,
+                    },
+                    tmp,
+                )
         rep.update(step, total)
     rep.end_stage()
     err = preds = None
@@ -381,14 +433,31 @@ def _train_cnn(images, labels, *, n_classes, config, eval_images, eval_labels, d
         preds = predict_logits(model, ev, device=dev, mean=mean, std=std).argmax(1)
         err = float(np.mean(preds != np.asarray(eval_labels, np.int64)))
     model.eval()
-    return CNNResult(eval_error=err, eval_predictions=preds, history=history, steps=step, epochs=step / per_epoch,
-                     resumed_from_epoch=start_epoch, device=dev.type, elapsed_s=time.perf_counter() - t0, model=model)
+    return CNNResult(
+        eval_error=err,
+        eval_predictions=preds,
+        history=history,
+        steps=step,
+        epochs=step / per_epoch,
+        resumed_from_epoch=start_epoch,
+        device=dev.type,
+        elapsed_s=time.perf_counter() - t0,
+        model=model,
+    )
 
 
 def write_history(path: str | Path, result: CNNResult) -> None:
     """The per-epoch history as JSON (for reports)."""
-    write_json(path, {"history": result.history, "steps": result.steps, "epochs": result.epochs,
-                      "eval_error": result.eval_error, "device": result.device})
+    write_json(
+        path,
+        {
+            "history": result.history,
+            "steps": result.steps,
+            "epochs": result.epochs,
+            "eval_error": result.eval_error,
+            "device": result.device,
+        },
+    )
 
 
 def read_history(path: str | Path) -> dict:

@@ -21,7 +21,7 @@ def probe_features(emb: np.ndarray, rows: np.ndarray, transform: tuple[np.ndarra
     d = emb.shape[1]
     x = np.empty((len(rows), d), np.float32)
     for s in range(0, len(rows), CHUNK):
-        x[s:s + CHUNK] = l2_normalize(emb[rows[s:s + CHUNK]])
+        x[s : s + CHUNK] = l2_normalize(emb[rows[s : s + CHUNK]])
     if transform is None:
         mean = x.mean(0, dtype=np.float64)
         xc = x - mean.astype(np.float32)
@@ -34,6 +34,6 @@ def probe_features(emb: np.ndarray, rows: np.ndarray, transform: tuple[np.ndarra
     mean, mat = transform
     out = np.empty((len(rows), mat.shape[1] + 1), np.float32)
     for s in range(0, len(rows), CHUNK):
-        out[s:s + CHUNK, :-1] = (x[s:s + CHUNK] - mean) @ mat
+        out[s : s + CHUNK, :-1] = (x[s : s + CHUNK] - mean) @ mat
     out[:, -1] = 1.0
     return out, transform

@@ -72,8 +72,16 @@ class LinearProbes:
     weights is deterministic).
     """
 
-    def __init__(self, x, y, n_classes: int, orderings: dict, probes: list[tuple[str, int]],
-                 settings: dict | None = None, seed: int = 0):
+    def __init__(
+        self,
+        x,
+        y,
+        n_classes: int,
+        orderings: dict,
+        probes: list[tuple[str, int]],
+        settings: dict | None = None,
+        seed: int = 0,
+    ):
         import torch
 
         self.torch = torch
@@ -128,9 +136,9 @@ class LinearProbes:
                 m = r1 - r0
                 wt = w[u].transpose(0, 1).reshape(C * U, D).to(xb.dtype)
                 # preallocated buffers: fresh multi-MB tensors every call cost page faults
-                z = self._buf32[:C * U * m].view(C, U * m)
+                z = self._buf32[: C * U * m].view(C, U * m)
                 if mixed:
-                    zl = self._buf16[:C * U * m].view(C * U, m)
+                    zl = self._buf16[: C * U * m].view(C * U, m)
                     torch.matmul(wt, xb.T, out=zl)
                     z.copy_(zl.view(C, U * m))
                 else:
@@ -159,8 +167,12 @@ class LinearProbes:
         a = active.to(w.dtype)
         return loss * a, grad * a.view(-1, 1, 1)
 
-    def fit(self, progress: Callable[[float], None] | None = None, *,
-            on_iteration: Callable[[int, object], None] | None = None):
+    def fit(
+        self,
+        progress: Callable[[float], None] | None = None,
+        *,
+        on_iteration: Callable[[int, object], None] | None = None,
+    ):
         """Train from zero weights; returns ``(iterations per probe, converged per probe)`` as numpy arrays.
 
         ``progress(fraction)`` is called every 5 iterations.  ``on_iteration(it,
@@ -259,8 +271,9 @@ class LinearProbes:
     def logits(self, x, w=None, *, chunk: int = 16):
         """Logits [P, len(x), C] of every probe on ``x`` (default weights: the fitted ``w``)."""
         w = self.w if w is None else w
-        return self.torch.cat([self.torch.einsum("nd,pcd->pnc", x, w[p0:p0 + chunk])
-                               for p0 in range(0, w.shape[0], chunk)])
+        return self.torch.cat(
+            [self.torch.einsum("nd,pcd->pnc", x, w[p0 : p0 + chunk]) for p0 in range(0, w.shape[0], chunk)]
+        )
 
     def predict(self, x):
         """Predicted class [P, len(x)] of every probe."""
@@ -271,7 +284,7 @@ class LinearProbes:
         iters, conv = self.fit(progress)
         err, wrong = [], []
         for p0 in range(0, self.b.n_probes, 16):
-            z = self.torch.einsum("nd,pcd->pnc", x_hold, self.w[p0:p0 + 16])
+            z = self.torch.einsum("nd,pcd->pnc", x_hold, self.w[p0 : p0 + 16])
             w = z.argmax(2) != y_hold.view(1, -1)
             wrong.append(w.cpu().numpy())
             err.append(w.float().mean(1))

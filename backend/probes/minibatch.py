@@ -66,11 +66,17 @@ class EpochLinearProbes:
         w = self.w if w is None else w
         out = torch.empty(w.shape[0], len(x), w.shape[1], dtype=w.dtype, device=w.device)
         for s in range(0, len(x), chunk):
-            out[:, s:s + chunk] = torch.einsum("nd,scd->snc", x[s:s + chunk], w)
+            out[:, s : s + chunk] = torch.einsum("nd,scd->snc", x[s : s + chunk], w)
         return out
 
-    def fit(self, *, on_batch: Callable | None = None, on_epoch: Callable | None = None,
-            record_epochs: Sequence[int] = (), progress: Callable[[int, int], None] | None = None) -> dict:
+    def fit(
+        self,
+        *,
+        on_batch: Callable | None = None,
+        on_epoch: Callable | None = None,
+        record_epochs: Sequence[int] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict:
         """Train for ``settings["epochs"]`` epochs; returns {epoch: logits [S, N, C]} for ``record_epochs``.
 
         ``on_batch(epoch, rows [S, B], logits [S, B, C])`` for every mini-batch
@@ -98,15 +104,15 @@ class EpochLinearProbes:
         for epoch in range(1, E + 1):
             perm = self._perms()
             for r0 in range(0, self.N, B):
-                rows = perm[:, r0:r0 + B]                       # [S, b]
+                rows = perm[:, r0 : r0 + B]  # [S, b]
                 b = rows.shape[1]
-                xb = x[rows]                                     # [S, b, D]
-                z = torch.bmm(xb, w.transpose(1, 2))             # [S, b, C]
+                xb = x[rows]  # [S, b, D]
+                z = torch.bmm(xb, w.transpose(1, 2))  # [S, b, C]
                 if on_batch is not None:
                     on_batch(epoch, rows, z)
                 p = torch.softmax(z, -1)
                 p[ar, torch.arange(b, device=x.device).view(1, -1), y[rows]] -= 1.0
-                g = torch.bmm(p.transpose(1, 2), xb).div_(b)     # [S, C, D]: mean CE gradient
+                g = torch.bmm(p.transpose(1, 2), xb).div_(b)  # [S, C, D]: mean CE gradient
                 g.add_(w * self.decay, alpha=wd)
                 v.mul_(mu).add_(g)
                 w.sub_(v, alpha=lr)

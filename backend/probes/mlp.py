@@ -20,8 +20,16 @@ class MLPProbes:
     After :meth:`fit`, ``params = (w1 [P, D, H], b1 [P, 1, H], w2 [P, H, C], b2 [P, 1, C])``.
     """
 
-    def __init__(self, x, y, n_classes: int, orderings: dict, probes: list[tuple[str, int]],
-                 settings: dict | None = None, seed: int = 0):
+    def __init__(
+        self,
+        x,
+        y,
+        n_classes: int,
+        orderings: dict,
+        probes: list[tuple[str, int]],
+        settings: dict | None = None,
+        seed: int = 0,
+    ):
         import torch
 
         self.torch = torch
@@ -43,8 +51,9 @@ class MLPProbes:
         name, n = self.probes[probe]
         return self.orderings[name][:n]
 
-    def fit(self, progress: Callable[[float], None] | None = None, *,
-            on_step: Callable[[int, tuple], None] | None = None):
+    def fit(
+        self, progress: Callable[[float], None] | None = None, *, on_step: Callable[[int, tuple], None] | None = None
+    ):
         """Train; ``on_step(step, params)`` after every step (``step = 1..steps``) reads the live weights."""
         torch = self.torch
         P, D, H, C = self.P, self.x.shape[1], int(self.s["hidden"]), self.C
@@ -82,8 +91,8 @@ class MLPProbes:
         out = []
         with torch.no_grad():
             for p0 in range(0, w1.shape[0], chunk):
-                h = torch.relu(torch.einsum("nd,pdh->pnh", x, w1[p0:p0 + chunk]) + b1[p0:p0 + chunk])
-                out.append(torch.baddbmm(b2[p0:p0 + chunk], h, w2[p0:p0 + chunk]))
+                h = torch.relu(torch.einsum("nd,pdh->pnh", x, w1[p0 : p0 + chunk]) + b1[p0 : p0 + chunk])
+                out.append(torch.baddbmm(b2[p0 : p0 + chunk], h, w2[p0 : p0 + chunk]))
         return torch.cat(out)
 
     def fit_evaluate(self, x_hold, y_hold, progress=None):

@@ -27,8 +27,16 @@ def _rows_per_chunk(dim: int) -> int:
 class Projector2D:
     """``fit_transform(x, rows)`` -> (len(rows), 2) float32 coordinates."""
 
-    def __init__(self, method: str = "umap", *, pca_dim: int = 50, fit_sample: int = 20000,
-                 n_neighbors: int = 15, min_dist: float = 0.1, random_state: int = 0):
+    def __init__(
+        self,
+        method: str = "umap",
+        *,
+        pca_dim: int = 50,
+        fit_sample: int = 20000,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        random_state: int = 0,
+    ):
         self.method = method
         self.pca_dim = pca_dim
         self.fit_sample = fit_sample
@@ -46,8 +54,7 @@ class Projector2D:
             if dim < min(xs.shape) // 2:
                 from sklearn.utils.extmath import randomized_svd
 
-                _, _, vt = randomized_svd(xs - self.mean_, n_components=dim, n_iter=4,
-                                          random_state=self.random_state)
+                _, _, vt = randomized_svd(xs - self.mean_, n_components=dim, n_iter=4, random_state=self.random_state)
             else:
                 _, _, vt = np.linalg.svd(xs - self.mean_, full_matrices=False)
             del xs
@@ -56,8 +63,8 @@ class Projector2D:
         self.components_ = vt[:dim].astype(np.float32)
         out = np.empty((len(rows), self.components_.shape[0]), np.float32)
         for start in range(0, len(rows), step):
-            chunk = rows[start:start + step]
-            out[start:start + step] = (l2_normalize(x[chunk]) - self.mean_) @ self.components_.T
+            chunk = rows[start : start + step]
+            out[start : start + step] = (l2_normalize(x[chunk]) - self.mean_) @ self.components_.T
             if len(chunk):  # read pages leave the resident set (a 1M x 512 map would hold the whole file)
                 release_pages(x, int(chunk.min()), int(chunk.max()) + 1)
         return out
@@ -74,7 +81,7 @@ class Projector2D:
 
         def chunks():
             for start in range(0, len(sample), step):
-                yield start, l2_normalize(x[sample[start:start + step]])
+                yield start, l2_normalize(x[sample[start : start + step]])
 
         mean = np.zeros(d, np.float64)
         for _, c in chunks():
@@ -86,13 +93,13 @@ class Projector2D:
             out = np.empty((len(sample), m.shape[1]), np.float32)
             shift = self.mean_ @ m
             for start, c in chunks():
-                out[start:start + len(c)] = c @ m - shift
+                out[start : start + len(c)] = c @ m - shift
             return out
 
         def t_times(q):  # (A - mean).T @ q, as (D, k)
             out = np.zeros((d, q.shape[1]), np.float32)
             for start, c in chunks():
-                out += c.T @ q[start:start + len(c)]
+                out += c.T @ q[start : start + len(c)]
             out -= np.outer(self.mean_, q.sum(axis=0))
             return out
 
@@ -125,9 +132,13 @@ class Projector2D:
         import warnings
 
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(self.n_neighbors, max(2, len(sample_pos) - 1)),
-                            min_dist=self.min_dist, random_state=self.random_state,
-                            init="spectral" if len(sample_pos) > self.n_neighbors + 2 else "random")
+        reducer = umap.UMAP(
+            n_components=2,
+            n_neighbors=min(self.n_neighbors, max(2, len(sample_pos) - 1)),
+            min_dist=self.min_dist,
+            random_state=self.random_state,
+            init="spectral" if len(sample_pos) > self.n_neighbors + 2 else "random",
+        )
         fitted = reducer.fit_transform(z[sample_pos]).astype(np.float32)
         if progress:
             progress(2, 3)
@@ -140,7 +151,7 @@ class Projector2D:
             index = faiss.IndexFlatL2(z.shape[1])
             index.add(np.ascontiguousarray(z[sample_pos]))
             for start in range(0, len(rest), CHUNK):  # z is (n, <= 50): 64k rows are small
-                pos = rest[start:start + CHUNK]
+                pos = rest[start : start + CHUNK]
                 d, nn = index.search(np.ascontiguousarray(z[pos]), 10)
                 w = 1.0 / (np.sqrt(np.maximum(d, 0)) + 1e-6)
                 w /= w.sum(axis=1, keepdims=True)

@@ -17,8 +17,10 @@ try:
     import ray
     import ray.data
 except ImportError as exc:  # the engine module turns this into the install hint
-    raise CurateError("--engine ray needs Ray: pip install 'curation-studio[ray]' (or pip install "
-                      "'ray[data]>=2.60,<2.61') on the driver and on every node of the cluster") from exc
+    raise CurateError(
+        "--engine ray needs Ray: pip install 'curation-studio[ray]' (or pip install "
+        "'ray[data]>=2.60,<2.61') on the driver and on every node of the cluster"
+    ) from exc
 
 # Faults are Ray's own: a Data task whose worker dies is retried (Ray's default max_retries=3 for tasks); Ray Data
 # restarts a dead actor and retries its tasks (max_restarts=-1, max_task_retries=-1 by default since 2.x).
@@ -43,15 +45,22 @@ def connect(address: str | None) -> None:
         else:
             maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     try:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING,
-                 include_dashboard=False if address is None else None)
+        ray.init(
+            address=address,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            include_dashboard=False if address is None else None,
+        )
     except ConnectionError as exc:
-        raise CurateError(f"cannot reach a Ray cluster at --address {address} ({exc}): start one with "
-                          "`ray start --head` or check the address") from None
+        raise CurateError(
+            f"cannot reach a Ray cluster at --address {address} ({exc}): start one with "
+            "`ray start --head` or check the address"
+        ) from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the pipeline's Reporter shows progress
     ctx.print_on_execution_start = False
-    ctx.max_errored_blocks = 0        # a block that fails after its retries fails the run
+    ctx.max_errored_blocks = 0  # a block that fails after its retries fails the run
 
 
 def resources() -> dict[str, float]:
@@ -70,12 +79,26 @@ def map_tasks(ds: Any, fn: Callable, *, fn_kwargs: dict, num_cpus: float = 1.0) 
     return ds.map_batches(fn, batch_size=1, batch_format="numpy", fn_kwargs=fn_kwargs, num_cpus=num_cpus)
 
 
-def map_actors(ds: Any, cls: type, *, constructor_kwargs: dict, batch_size: int, actors: int,
-               gpus_per_actor: float, cpus_per_actor: float = 1.0) -> Any:
+def map_actors(
+    ds: Any,
+    cls: type,
+    *,
+    constructor_kwargs: dict,
+    batch_size: int,
+    actors: int,
+    gpus_per_actor: float,
+    cpus_per_actor: float = 1.0,
+) -> Any:
     """``cls(**constructor_kwargs)`` once per actor, then ``actor(batch)``; restarted when its process dies."""
-    return ds.map_batches(cls, batch_size=batch_size, batch_format="numpy",
-                          compute=ray.data.ActorPoolStrategy(size=actors),
-                          num_gpus=gpus_per_actor, num_cpus=cpus_per_actor, fn_constructor_kwargs=constructor_kwargs)
+    return ds.map_batches(
+        cls,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus_per_actor,
+        num_cpus=cpus_per_actor,
+        fn_constructor_kwargs=constructor_kwargs,
+    )
 
 
 def iter_blocks(ds: Any) -> Iterator[dict]:
@@ -110,8 +133,9 @@ def wait_first(refs: list) -> tuple[list, list]:
     return ray.wait(refs, num_returns=1)
 
 
-def run_bounded(submit: Callable[[Any], Any], jobs: Iterable[Any], *, in_flight: int,
-                done: Callable[[Any, Any], None]) -> None:
+def run_bounded(
+    submit: Callable[[Any], Any], jobs: Iterable[Any], *, in_flight: int, done: Callable[[Any, Any], None]
+) -> None:
     """Submit ``jobs`` with at most ``in_flight`` pending; ``done(job, result)`` as each finishes."""
     pending: dict = {}
     for job in jobs:

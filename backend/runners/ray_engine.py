@@ -34,7 +34,7 @@ from ..errors import CurateError
 from ..io import atomic_path, clean_stale_tmp, lock_file, write_json, write_npy
 from . import register_runner
 
-MAX_SHARD_BYTES = 64 << 20   # preprocessed inputs of one shard (one Ray block)
+MAX_SHARD_BYTES = 64 << 20  # preprocessed inputs of one shard (one Ray block)
 MAX_SHARD_ROWS = 16384
 KILL_ONCE_ENV = "CURATE_RAY_KILL_ONCE"  # fault drill: the first actor batch SIGKILLs its worker (see tests)
 
@@ -132,8 +132,9 @@ class RayRunner:
         return ray
 
     # -- embeddings -------------------------------------------------------
-    def embed(self, source, encoder, out_dir, *, device, batch_size, num_workers=None, progress=None,
-              fit_rows=None) -> dict:
+    def embed(
+        self, source, encoder, out_dir, *, device, batch_size, num_workers=None, progress=None, fit_rows=None
+    ) -> dict:
         from ..embed.runner import LOCK, _file_stat, _finished_result
 
         out_dir = Path(out_dir)
@@ -145,8 +146,9 @@ class RayRunner:
                     progress(len(source), len(source))
                 return done
             (out_dir / "result.json").unlink(missing_ok=True)
-            info = self._embed(source, encoder, out_dir, device=device, batch_size=batch_size, progress=progress,
-                               fit_rows=fit_rows)
+            info = self._embed(
+                source, encoder, out_dir, device=device, batch_size=batch_size, progress=progress, fit_rows=fit_rows
+            )
             write_json(out_dir / "result.json", {"embeddings": _file_stat(out_dir / "embeddings.npy"), "info": info})
             return info
 
@@ -185,9 +187,15 @@ class RayRunner:
             ds = ray.shard_dataset([{"start": a, "end": b} for a, b in todo])
             ds = ray.map_tasks(ds, _load_shard, fn_kwargs={"source_ref": [ray.put(source)], "encoder": encoder})
             actors = gpus if gpus else max(1, int(res["CPU"]) // 2)
-            ds = ray.map_actors(ds, _EmbedActor, constructor_kwargs={"encoder": encoder, "device": device},
-                                batch_size=int(batch_size), actors=actors, gpus_per_actor=1.0 if gpus else 0.0,
-                                cpus_per_actor=1.0)
+            ds = ray.map_actors(
+                ds,
+                _EmbedActor,
+                constructor_kwargs={"encoder": encoder, "device": device},
+                batch_size=int(batch_size),
+                actors=actors,
+                gpus_per_actor=1.0 if gpus else 0.0,
+                cpus_per_actor=1.0,
+            )
             blocks = ray.iter_blocks(ds)
             try:
                 received = self._collect(blocks, raw, todo, shards_dir, progress, n, done_rows)
@@ -196,8 +204,10 @@ class RayRunner:
             raw.flush()
             missing_rows = int(sum(b - a for a, b in todo)) - received
             if missing_rows:
-                raise CurateError(f"the Ray cluster returned {missing_rows} rows too few: run the same "
-                                  "command again to resume from the finished shards")
+                raise CurateError(
+                    f"the Ray cluster returned {missing_rows} rows too few: run the same "
+                    "command again to resume from the finished shards"
+                )
         failed_all = [f for _, _, fl in _read_markers(shards_dir, n) for f in fl]
         info = {"n": n, "raw_dim": int(encoder.raw_dim), "failed": failed_all, "engine": "ray"}
         del raw
@@ -260,13 +270,13 @@ class RayRunner:
         finished = [0]
 
         def submit(start):
-            xs = np.ascontiguousarray(np.asarray(x[rows[start:start + step]]), dtype=np.float32)
+            xs = np.ascontiguousarray(np.asarray(x[rows[start : start + step]]), dtype=np.float32)
             return fn.remote(xs, c_ref, dev)
 
         def done(start, result):
             a, s = result
-            assign[start:start + len(a)] = a
-            sim[start:start + len(a)] = s
+            assign[start : start + len(a)] = a
+            sim[start : start + len(a)] = s
             finished[0] += len(a)
             if progress:
                 progress(finished[0], n)
@@ -296,8 +306,10 @@ def _finish_pca(source, encoder, out_dir: Path, raw_path: Path, failed: list, fi
     rows = rows[ok[rows]]
     if len(rows) == 0:
         r, reason = failed[0] if failed else (0, "no examples")
-        raise CurateError(f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
-                          f"{reason}): check the files passed to --source")
+        raise CurateError(
+            f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
+            f"{reason}): check the files passed to --source"
+        )
     emb_path = out_dir / "embeddings.npy"
     dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
     with atomic_path(emb_path) as tmp:
@@ -313,7 +325,8 @@ def _finish_pca(source, encoder, out_dir: Path, raw_path: Path, failed: list, fi
     return {"pca_explained_variance": fit["explained_variance"], "dim": int(fit["dim"])}
 
 
-@register_runner("ray", priority=1,
-                 description="a Ray cluster (--address auto|HOST:PORT; none: a Ray instance on this machine)")
+@register_runner(
+    "ray", priority=1, description="a Ray cluster (--address auto|HOST:PORT; none: a Ray instance on this machine)"
+)
 def make_ray(*, address: str | None = None, device: str = "auto") -> RayRunner:
     return RayRunner(address=address, device=device)

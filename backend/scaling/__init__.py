@@ -16,16 +16,37 @@ from __future__ import annotations
 
 import importlib
 
-from .empirical import (DEFAULT_FRACTIONS, DEFAULT_INITIAL_SIZES, ScalingResult, aggregate, analyse,
-                        estimate_scaling, load_scaling, recommend)
+from .empirical import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_INITIAL_SIZES,
+    ScalingResult,
+    aggregate,
+    analyse,
+    estimate_scaling,
+    load_scaling,
+    recommend,
+)
 from .powerlaw import beats_powerlaw, fit_powerlaw, lower_envelope, predict
 
 _LAZY_MODULES = ("theory", "simulate")
 _THEORY_NAMES = ("solve", "error_curve", "pareto_frontier", "crossover_alpha_tot", "min_useful_fraction")
 
-__all__ = ["estimate_scaling", "load_scaling", "ScalingResult", "DEFAULT_FRACTIONS", "DEFAULT_INITIAL_SIZES",
-           "analyse", "aggregate", "recommend", "fit_powerlaw", "predict", "lower_envelope",
-           "beats_powerlaw", *_LAZY_MODULES, *_THEORY_NAMES]
+__all__ = [
+    "estimate_scaling",
+    "load_scaling",
+    "ScalingResult",
+    "DEFAULT_FRACTIONS",
+    "DEFAULT_INITIAL_SIZES",
+    "analyse",
+    "aggregate",
+    "recommend",
+    "fit_powerlaw",
+    "predict",
+    "lower_envelope",
+    "beats_powerlaw",
+    *_LAZY_MODULES,
+    *_THEORY_NAMES,
+]
 
 
 def __getattr__(name: str):

@@ -103,8 +103,9 @@ class ScalingResult:
         """The curve of one setting (strategy, balance) at one initial size (default: the largest)."""
         c = self.curves
         q = c["initial_fraction"].max() if initial_fraction is None else initial_fraction
-        return c[(c["strategy"] == strategy) & (c["balance"] == balance)
-                 & np.isclose(c["initial_fraction"], q)].sort_values("keep_fraction")
+        return c[
+            (c["strategy"] == strategy) & (c["balance"] == balance) & np.isclose(c["initial_fraction"], q)
+        ].sort_values("keep_fraction")
 
     @property
     def settings(self) -> list[tuple[str, str]]:
@@ -137,9 +138,18 @@ def _stage(run, params: dict) -> Stage:
     return Stage(workdir, STAGE, VERSION, {"run": run.key, **params})
 
 
-def load_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_sizes=None, seeds=3,
-                 probe: str = "linear", tolerance: float = 0.005, scores=None,
-                 settings=None) -> ScalingResult | None:
+def load_scaling(
+    run,
+    *,
+    metric: str = "ssl_prototype",
+    fractions=None,
+    initial_sizes=None,
+    seeds=3,
+    probe: str = "linear",
+    tolerance: float = 0.005,
+    scores=None,
+    settings=None,
+) -> ScalingResult | None:
     """The cached estimate for these parameters, or None when it has not been computed (no compute)."""
     run = _as_run(run)
     params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, settings)
@@ -149,10 +159,21 @@ def load_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_
     return _load(st, tolerance)
 
 
-def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, initial_sizes=None, seeds=3,
-                     probe: str = "linear", tolerance: float = 0.005, device: str = "auto",
-                     reporter: Reporter | None = None, scores=None, force: bool = False,
-                     settings=None) -> ScalingResult:
+def estimate_scaling(
+    run,
+    *,
+    metric: str = "ssl_prototype",
+    fractions=None,
+    initial_sizes=None,
+    seeds=3,
+    probe: str = "linear",
+    tolerance: float = 0.005,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    scores=None,
+    force: bool = False,
+    settings=None,
+) -> ScalingResult:
     """Train the probe grid (or load it from the cache) and analyse it.
 
     ``run``: a :class:`backend.Run` or a run/work folder.  ``fractions``:
@@ -172,32 +193,45 @@ def estimate_scaling(run, *, metric: str = "ssl_prototype", fractions=None, init
     run = _as_run(run)
     _check_tolerance(tolerance)
     if not run.has_labels:
-        raise CurateError("the empirical scaling estimate needs labels to measure held-out error and this run "
-                          "has none; the theory view (backend.scaling.theory) still applies")
+        raise CurateError(
+            "the empirical scaling estimate needs labels to measure held-out error and this run "
+            "has none; the theory view (backend.scaling.theory) still applies"
+        )
     params = grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, settings)
     if scores is None and metric not in run.table.columns:
-        raise CurateError(f"metric {metric!r} is not in this run (available: {', '.join(run.score_columns)}): "
-                          "pass --metric")
+        raise CurateError(
+            f"metric {metric!r} is not in this run (available: {', '.join(run.score_columns)}): pass --metric"
+        )
     st = _stage(run, params)
     if st.done and not force:
         rep.stage("scaling", cached=True, detail=str(st.dir))
         return _load(st, tolerance)
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    rep.stage("scaling", detail=f"{params['probe']} probes on {dev}: metric {params['metric']}, "
-                                f"{len(params['initial_sizes'])} initial sizes x {len(params['fractions'])} "
-                                f"keep fractions x {len(params.get('settings', DEFAULT_SETTINGS))} settings x "
-                                f"{len(params['seeds'])} seeds")
-    points, info = run_grid(run, params, scores=None if scores is None else np.asarray(scores, np.float64),
-                            device=dev, reporter=rep)
+    rep.stage(
+        "scaling",
+        detail=f"{params['probe']} probes on {dev}: metric {params['metric']}, "
+        f"{len(params['initial_sizes'])} initial sizes x {len(params['fractions'])} "
+        f"keep fractions x {len(params.get('settings', DEFAULT_SETTINGS))} settings x "
+        f"{len(params['seeds'])} seeds",
+    )
+    points, info = run_grid(
+        run, params, scores=None if scores is None else np.asarray(scores, np.float64), device=dev, reporter=rep
+    )
     elapsed = time.perf_counter() - t0
     d = st.prepare()
     write_table(d / "points.parquet", points)
     write_table(d / "points.csv", points)
     for name, arr in info.pop("arrays", {}).items():
         write_npy(d / f"{name}.npy", arr)
-    meta = {"params": {**params, **info["params"]}, "holdout": info["holdout"], "elapsed_s": round(elapsed, 3),
-            "device": dev, "run_dir": str(run.dir), "tolerance": tolerance}
+    meta = {
+        "params": {**params, **info["params"]},
+        "holdout": info["holdout"],
+        "elapsed_s": round(elapsed, 3),
+        "device": dev,
+        "run_dir": str(run.dir),
+        "tolerance": tolerance,
+    }
     res = _assemble(points, meta, st.dir, tolerance, cached=False)
     write_json(d / "result.json", _result_json(res))
     st.finish(elapsed_s=round(elapsed, 3), holdout=info["holdout"], device=dev)
@@ -214,9 +248,14 @@ def _load(st: Stage, tolerance: float) -> ScalingResult:
     _check_tolerance(tolerance)
     points = pd.read_parquet(st.dir / "points.parquet")
     saved = read_json(st.dir / "result.json")
-    meta = {"params": saved["params"], "holdout": saved["holdout"], "elapsed_s": saved["elapsed_s"],
-            "device": saved["params"].get("device"), "run_dir": saved["params"].get("run_dir"),
-            "tolerance": tolerance}
+    meta = {
+        "params": saved["params"],
+        "holdout": saved["holdout"],
+        "elapsed_s": saved["elapsed_s"],
+        "device": saved["params"].get("device"),
+        "run_dir": saved["params"].get("run_dir"),
+        "tolerance": tolerance,
+    }
     return _assemble(points, meta, st.dir, tolerance, cached=True)
 
 
@@ -225,19 +264,45 @@ def _assemble(points: pd.DataFrame, meta: dict, d: Path, tolerance: float, *, ca
     params.update({"tolerance": float(tolerance), "device": meta.get("device"), "run_dir": meta.get("run_dir")})
     wrong_path = Path(d) / "holdout_wrong.npy"
     holdout_wrong = np.load(wrong_path, mmap_mode="r") if wrong_path.exists() else None
-    an = analyse(points, tolerance=tolerance, metric=params.get("metric_name", params["metric"]),
-                 holdout_size=meta["holdout"]["size"], probe=params["probe"],
-                 encoder=params.get("encoder", "embedding"), holdout_wrong=holdout_wrong)
-    files = {"points.parquet": str(d / "points.parquet"), "points.csv": str(d / "points.csv"),
-             "result.json": str(d / "result.json")}
-    return ScalingResult(points=points, curves=an["curves"], powerlaw=an["powerlaw"], frontier=an["frontier"],
-                         beats_powerlaw=an["beats_powerlaw"], recommendation=an["recommendation"],
-                         holdout=dict(meta["holdout"]), params=params, dir=Path(d),
-                         elapsed_s=float(meta["elapsed_s"]), cached=cached, files=files)
+    an = analyse(
+        points,
+        tolerance=tolerance,
+        metric=str(params.get("metric_name", params["metric"])),
+        holdout_size=meta["holdout"]["size"],
+        probe=params["probe"],
+        encoder=params.get("encoder", "embedding"),
+        holdout_wrong=holdout_wrong,
+    )
+    files = {
+        "points.parquet": str(d / "points.parquet"),
+        "points.csv": str(d / "points.csv"),
+        "result.json": str(d / "result.json"),
+    }
+    return ScalingResult(
+        points=points,
+        curves=an["curves"],
+        powerlaw=an["powerlaw"],
+        frontier=an["frontier"],
+        beats_powerlaw=an["beats_powerlaw"],
+        recommendation=an["recommendation"],
+        holdout=dict(meta["holdout"]),
+        params=params,
+        dir=Path(d),
+        elapsed_s=float(meta["elapsed_s"]),
+        cached=cached,
+        files=files,
+    )
 
 
 def _result_json(res: ScalingResult) -> dict:
-    return {"params": {k: v for k, v in res.params.items() if k != "tolerance"}, "tolerance": res.params["tolerance"],
-            "holdout": res.holdout, "elapsed_s": res.elapsed_s, "powerlaw": res.powerlaw,
-            "beats_powerlaw": res.beats_powerlaw, "recommendation": res.recommendation,
-            "frontier": res.frontier.to_dict(orient="records"), "curves": res.curves.to_dict(orient="records")}
+    return {
+        "params": {k: v for k, v in res.params.items() if k != "tolerance"},
+        "tolerance": res.params["tolerance"],
+        "holdout": res.holdout,
+        "elapsed_s": res.elapsed_s,
+        "powerlaw": res.powerlaw,
+        "beats_powerlaw": res.beats_powerlaw,
+        "recommendation": res.recommendation,
+        "frontier": res.frontier.to_dict(orient="records"),
+        "curves": res.curves.to_dict(orient="records"),
+    }

@@ -68,13 +68,13 @@ STRATEGY_ORDER = ("hard", "easy", "random", "ccs", "dedup+hard", "dedup+easy")  
 DEFAULT_SETTINGS = (("hard", "none"), ("easy", "none"), ("random", "none"))
 BASELINE = ("random", "none")  # every recommendation is judged against it
 
-HOLDOUT_SHARE = 0.2     # carved hold-out: this share of the pool ...
-HOLDOUT_MAX = 10_000    # ... at most this many examples
+HOLDOUT_SHARE = 0.2  # carved hold-out: this share of the pool ...
+HOLDOUT_MAX = 10_000  # ... at most this many examples
 HOLDOUT_SEED = 0
 
 # The grid's probe budgets (part of the cache key through ``probe_settings``).
 LINEAR = dict(LINEAR_DEFAULTS)  # batched L-BFGS, at most 30 full-batch iterations
-MLP = dict(MLP_DEFAULTS)        # batched Adam on mini-batches, fixed iterations
+MLP = dict(MLP_DEFAULTS)  # batched Adam on mini-batches, fixed iterations
 
 # A recomputed metric is scored with the grid seed, except ``random``: its hash is offset so that "keep the
 # highest random scores" is not the random strategy's own ordering (which hashes with the grid seed).
@@ -84,6 +84,7 @@ SUBSET_SEED_OFFSET = {"random": 7919}
 # ---------------------------------------------------------------------------
 # parameters
 # ---------------------------------------------------------------------------
+
 
 def _fractions(values, name: str, default) -> list[float]:
     if values is None:
@@ -147,8 +148,14 @@ def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, set
         metric_id = "custom:" + fingerprint(scores.round(12).tobytes().hex())
     else:
         metric_id = metric
-    out = {"metric": metric_id, "fractions": fr, "initial_sizes": sizes, "seeds": seed_list, "probe": probe,
-           "probe_settings": dict(LINEAR if probe == "linear" else MLP)}
+    out = {
+        "metric": metric_id,
+        "fractions": fr,
+        "initial_sizes": sizes,
+        "seeds": seed_list,
+        "probe": probe,
+        "probe_settings": dict(LINEAR if probe == "linear" else MLP),
+    }
     grid = grid_settings(settings, has_labels=run.has_labels)
     if grid != grid_settings(None):  # the default grid keeps the cache keys it always had
         out["settings"] = grid
@@ -158,6 +165,7 @@ def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, set
 # ---------------------------------------------------------------------------
 # hold-out and per-subset scores
 # ---------------------------------------------------------------------------
+
 
 def holdout_split(run, pool_labels: np.ndarray, rep: Reporter):
     """(pool positions used for the grid, holdout embedding rows, holdout labels, info)."""
@@ -171,8 +179,9 @@ def holdout_split(run, pool_labels: np.ndarray, rep: Reporter):
         return np.arange(n_pool), hold["row"].to_numpy(np.int64), hold["label"].astype(str).to_numpy(), info
     size = int(min(HOLDOUT_MAX, round(HOLDOUT_SHARE * n_pool)))
     if size < 1 or n_pool - size < 2:
-        raise CurateError(f"the run has {n_pool} examples and no test split: too few to carve a hold-out "
-                          "(need at least 5)")
+        raise CurateError(
+            f"the run has {n_pool} examples and no test split: too few to carve a hold-out (need at least 5)"
+        )
     from sklearn.model_selection import train_test_split
 
     pos = np.arange(n_pool)
@@ -182,8 +191,10 @@ def holdout_split(run, pool_labels: np.ndarray, rep: Reporter):
         keep, held = train_test_split(pos, test_size=size, random_state=HOLDOUT_SEED)
     keep, held = np.sort(keep), np.sort(held)
     info = {"kind": "stratified hold-out", "size": int(size)}
-    rep.info(f"held-out: no test split in this run, so {size} pool examples ({size / n_pool:.0%}, stratified by "
-             f"class) are held out and never pruned; the grid uses the other {len(keep)}")
+    rep.info(
+        f"held-out: no test split in this run, so {size} pool examples ({size / n_pool:.0%}, stratified by "
+        f"class) are held out and never pruned; the grid uses the other {len(keep)}"
+    )
     rows = run.table["row"].to_numpy(np.int64)
     return keep, rows[held], pool_labels[held], info
 
@@ -192,10 +203,17 @@ def pool_context(run, *, device: str = "cpu") -> ScoreContext:
     """The :class:`ScoreContext` of the run's whole pool (the grid scores subsets of it)."""
     table = run.table
     labels = table["label"].astype(str).to_numpy() if run.has_labels else None
-    return ScoreContext(embeddings=run.embeddings, rows=table["row"].to_numpy(np.int64),
-                        example_ids=table["example_id"].astype(str).to_numpy(), labels=labels, k=run.k,
-                        seed=0, device=device, kmeans_iters=int(run.config["params"].get("kmeans_iters", 20)),
-                        workdir=run.dir.parent.parent)
+    return ScoreContext(
+        embeddings=run.embeddings,
+        rows=table["row"].to_numpy(np.int64),
+        example_ids=table["example_id"].astype(str).to_numpy(),
+        labels=labels,
+        k=run.k,
+        seed=0,
+        device=device,
+        kmeans_iters=int(run.config["params"].get("kmeans_iters", 20)),
+        workdir=run.dir.parent.parent,
+    )
 
 
 def recomputed_in_subset(metric: str) -> bool:
@@ -203,8 +221,9 @@ def recomputed_in_subset(metric: str) -> bool:
     return metric in METRICS and bool(METRICS.entry(metric).info["recompute_in_subset"])
 
 
-def _subset_scores(run, metric: str, scores, sub_pos: np.ndarray, seed: int, dev: str,
-                   ctx: ScoreContext | None = None) -> np.ndarray:
+def _subset_scores(
+    run, metric: str, scores, sub_pos: np.ndarray, seed: int, dev: str, ctx: ScoreContext | None = None
+) -> np.ndarray:
     """Difficulty (higher = harder) of the pool positions ``sub_pos``: recomputed in the subset, or the column."""
     if scores is not None:
         return scores[sub_pos]
@@ -269,6 +288,7 @@ def _dedup_flags(run, settings) -> np.ndarray | None:
 # the loop
 # ---------------------------------------------------------------------------
 
+
 def sort_points(points: pd.DataFrame) -> pd.DataFrame:
     """Grid points in display order: initial size, strategy (STRATEGY_ORDER first), balance, keep fraction, seed."""
     from ..select import BALANCES
@@ -277,18 +297,23 @@ def sort_points(points: pd.DataFrame) -> pd.DataFrame:
     bal = {b: i for i, b in enumerate(BALANCES)}
     if "balance" not in points.columns:
         points = points.assign(balance="none")
-    key = pd.DataFrame({"q": points["initial_fraction"].to_numpy(),
-                        "s": points["strategy"].map(order).fillna(len(order)).to_numpy(),
-                        "sn": points["strategy"].astype(str).to_numpy(),
-                        "b": points["balance"].map(bal).fillna(len(bal)).to_numpy(),
-                        "f": points["keep_fraction"].to_numpy(),
-                        "seed": points["seed"].to_numpy() if "seed" in points else 0})
+    key = pd.DataFrame(
+        {
+            "q": points["initial_fraction"].to_numpy(),
+            "s": points["strategy"].map(order).fillna(len(order)).to_numpy(),
+            "sn": points["strategy"].astype(str).to_numpy(),
+            "b": points["balance"].map(bal).fillna(len(bal)).to_numpy(),
+            "f": points["keep_fraction"].to_numpy(),
+            "seed": points["seed"].to_numpy() if "seed" in points else 0,
+        }
+    )
     idx = key.sort_values(["q", "s", "sn", "b", "f", "seed"], kind="stable").index.to_numpy()
     return points.iloc[idx].reset_index(drop=True)
 
 
-def run_grid(run, params: dict, *, scores=None, device: str = "cpu",
-             reporter: Reporter | None = None) -> tuple[pd.DataFrame, dict]:
+def run_grid(
+    run, params: dict, *, scores=None, device: str = "cpu", reporter: Reporter | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Train every probe of the grid; return (points, info).  No caching: see :func:`estimate_scaling`."""
     with cpu_threads(device) as n_threads:
         points, info = _run_grid(run, params, scores=scores, device=device, reporter=reporter)
@@ -296,8 +321,9 @@ def run_grid(run, params: dict, *, scores=None, device: str = "cpu",
     return points, info
 
 
-def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
-              reporter: Reporter | None = None) -> tuple[pd.DataFrame, dict]:
+def _run_grid(
+    run, params: dict, *, scores=None, device: str = "cpu", reporter: Reporter | None = None
+) -> tuple[pd.DataFrame, dict]:
 
     rep = reporter or Reporter()
     table = run.table
@@ -322,7 +348,7 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
     for seed in params["seeds"]:
         perm = np.random.default_rng([seed, 20220630]).permutation(n_grid)
         for q in params["initial_sizes"]:
-            groups.append((seed, q, perm[:max(1, round(q * n_grid))]))
+            groups.append((seed, q, perm[: max(1, round(q * n_grid))]))
     settings = [tuple(p) for p in params.get("settings", grid_settings(None))]
     n_probes_group = [1 + len(settings) * sum(f < 1 for f in fr)] * len(groups)
     dedup = _dedup_flags(run, settings)
@@ -351,8 +377,9 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         sub_pos = grid_pos[local]
         n0 = len(sub_pos)
         s = _subset_scores(run, metric, scores, sub_pos, seed, device, ctx)
-        sub_table = pd.DataFrame({"example_id": ids_all[sub_pos], "score": s, "label": labels_all[sub_pos],
-                                  "cluster": clusters_all[sub_pos]})
+        sub_table = pd.DataFrame(
+            {"example_id": ids_all[sub_pos], "score": s, "label": labels_all[sub_pos], "cluster": clusters_all[sub_pos]}
+        )
         if dedup is not None:
             sub_table["dedup_removed"] = dedup[sub_pos]
         orders, probes = _setting_orderings(settings, sub_table, fr, n0, seed)
@@ -360,10 +387,12 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         t = time.perf_counter()
         local_t = torch.from_numpy(local).to(device)
         orderings = {name: local_t[torch.from_numpy(o).to(device)] for name, o in orders.items()}
-        tr = trainer(x_grid_t, y_grid_t, len(classes), orderings, [(p[0], p[1]) for p in probes], probe_settings,
-                     seed=seed)
-        err, it, ok = tr.fit_evaluate(x_hold_t, y_hold_t,
-                                      progress=lambda frac, d=done, n=n_gp: rep.update(d + int(frac * (n - 1)), total))
+        tr = trainer(
+            x_grid_t, y_grid_t, len(classes), orderings, [(p[0], p[1]) for p in probes], probe_settings, seed=seed
+        )
+        err, it, ok = tr.fit_evaluate(
+            x_hold_t, y_hold_t, progress=lambda frac, d=done, n=n_gp: rep.update(d + int(frac * (n - 1)), total)
+        )
         timings["probes"] += time.perf_counter() - t
         gemm = str(getattr(tr, "gemm_dtype", "float32")).replace("torch.", "")
         kept_rows += sum(p[1] for p in probes)
@@ -372,9 +401,19 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
         held = getattr(tr, "holdout_wrong", None)
         for i, ((_, n_keep, labels), e) in enumerate(zip(probes, err)):
             for st, bal, f in labels:
-                rows_out.append({"initial_fraction": q, "initial_size": n0, "strategy": st, "keep_fraction": f,
-                                 "n_kept": int(n_keep), "seed": int(seed), "error": float(e), "balance": bal,
-                                 "holdout_index": len(wrong_rows) if held is not None else -1})
+                rows_out.append(
+                    {
+                        "initial_fraction": q,
+                        "initial_size": n0,
+                        "strategy": st,
+                        "keep_fraction": f,
+                        "n_kept": int(n_keep),
+                        "seed": int(seed),
+                        "error": float(e),
+                        "balance": bal,
+                        "holdout_index": len(wrong_rows) if held is not None else -1,
+                    }
+                )
             if held is not None:
                 wrong_rows.append(np.packbits(held[i]))
         done += n_gp
@@ -383,16 +422,24 @@ def _run_grid(run, params: dict, *, scores=None, device: str = "cpu",
     info_params = {
         "metric_name": "custom scores" if scores is not None else metric,
         "metric_recomputed": scores is None and recomputed_in_subset(metric),
-        "n_pool": int(run.n_examples), "n_grid_pool": int(n_grid), "n_classes": len(classes),
-        "embedding_dim": int(emb.shape[1]), "encoder": run.config["params"].get("encoder", "embedding"),
-        "n_probes_trained": total, "kept_rows_total": int(kept_rows), "gemm_dtype": gemm,
+        "n_pool": int(run.n_examples),
+        "n_grid_pool": int(n_grid),
+        "n_classes": len(classes),
+        "embedding_dim": int(emb.shape[1]),
+        "encoder": run.config["params"].get("encoder", "embedding"),
+        "n_probes_trained": total,
+        "kept_rows_total": int(kept_rows),
+        "gemm_dtype": gemm,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "probe_iterations_mean": float(np.mean(np.concatenate(iters))),
         "probe_converged_share": float(np.mean(np.concatenate(conv))),
-        "convention": ("fixed epochs: full-batch L-BFGS, one iteration = one epoch over the kept set, "
-                       f"at most {probe_settings.get('max_iter')} iterations" if params["probe"] == "linear" else
-                       f"fixed iterations: {probe_settings['steps']} Adam steps of {probe_settings['batch']} "
-                       "examples per probe"),
+        "convention": (
+            "fixed epochs: full-batch L-BFGS, one iteration = one epoch over the kept set, "
+            f"at most {probe_settings.get('max_iter')} iterations"
+            if params["probe"] == "linear"
+            else f"fixed iterations: {probe_settings['steps']} Adam steps of {probe_settings['batch']} "
+            "examples per probe"
+        ),
         "settings": [list(p) for p in settings],
         "run_key": run.key,
     }

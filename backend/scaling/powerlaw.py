@@ -24,8 +24,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-MIN_POINTS_FLOOR = 4   # distinct sizes needed to fit the floor c as well (one degree of freedom left)
-BEATS_SIGMAS = 2.0     # the frontier "beats" the fit where it is lower by more than this many standard errors
+MIN_POINTS_FLOOR = 4  # distinct sizes needed to fit the floor c as well (one degree of freedom left)
+BEATS_SIGMAS = 2.0  # the frontier "beats" the fit where it is lower by more than this many standard errors
 _NU_MAX = 3.0
 
 
@@ -35,9 +35,20 @@ def powerlaw(n, a: float, nu: float, c: float = 0.0):
 
 
 def _empty_fit(n_points: int, note: str) -> dict:
-    return {"a": None, "nu": None, "c": None, "a_std": None, "nu_std": None, "c_std": None,
-            "n_points": int(n_points), "ok": False, "with_floor": False, "n_min": None, "n_max": None,
-            "note": note}
+    return {
+        "a": None,
+        "nu": None,
+        "c": None,
+        "a_std": None,
+        "nu_std": None,
+        "c_std": None,
+        "n_points": int(n_points),
+        "ok": False,
+        "with_floor": False,
+        "n_min": None,
+        "n_max": None,
+        "note": note,
+    }
 
 
 def _std(pcov: np.ndarray, i: int) -> float | None:
@@ -78,30 +89,73 @@ def fit_powerlaw(n, error, sigma=None) -> dict:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
-                p, pcov = curve_fit(powerlaw, n, e, p0=[a0, nu0, min(c0, 0.99)], sigma=s, absolute_sigma=False,
-                                    bounds=([1e-12, 1e-6, 0.0], [np.inf, _NU_MAX, 1.0 - 1e-9]), maxfev=20000)
-            out = {"a": float(p[0]), "nu": float(p[1]), "c": float(p[2]), "a_std": _std(pcov, 0),
-                   "nu_std": _std(pcov, 1), "c_std": _std(pcov, 2), "with_floor": True,
-                   "note": "fit with a floor c", "_pcov": pcov}
+                p, pcov = curve_fit(
+                    powerlaw,
+                    n,
+                    e,
+                    p0=[a0, nu0, min(c0, 0.99)],
+                    sigma=s,
+                    absolute_sigma=False,
+                    bounds=([1e-12, 1e-6, 0.0], [np.inf, _NU_MAX, 1.0 - 1e-9]),
+                    maxfev=20000,
+                )
+            out = {
+                "a": float(p[0]),
+                "nu": float(p[1]),
+                "c": float(p[2]),
+                "a_std": _std(pcov, 0),
+                "nu_std": _std(pcov, 1),
+                "c_std": _std(pcov, 2),
+                "with_floor": True,
+                "note": "fit with a floor c",
+                "_pcov": pcov,
+            }
         except (RuntimeError, ValueError):
             out = None
     if out is None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
-                p, pcov = curve_fit(lambda x, a, nu: powerlaw(x, a, nu), n, e, p0=[a0, nu0], sigma=s,
-                                    absolute_sigma=False, bounds=([1e-12, 1e-6], [np.inf, _NU_MAX]), maxfev=20000)
+                p, pcov = curve_fit(
+                    lambda x, a, nu: powerlaw(x, a, nu),
+                    n,
+                    e,
+                    p0=[a0, nu0],
+                    sigma=s,
+                    absolute_sigma=False,
+                    bounds=([1e-12, 1e-6], [np.inf, _NU_MAX]),
+                    maxfev=20000,
+                )
         except (RuntimeError, ValueError) as exc:
             return _empty_fit(len(n), f"the power-law fit failed ({exc})")
-        why = (f"only {n_distinct} distinct sizes: floor c fixed at 0" if n_distinct < MIN_POINTS_FLOOR
-               else "the fit with a floor failed: floor c fixed at 0")
+        why = (
+            f"only {n_distinct} distinct sizes: floor c fixed at 0"
+            if n_distinct < MIN_POINTS_FLOOR
+            else "the fit with a floor failed: floor c fixed at 0"
+        )
         full = np.zeros((3, 3))
         full[:2, :2] = pcov
-        out = {"a": float(p[0]), "nu": float(p[1]), "c": 0.0, "a_std": _std(pcov, 0), "nu_std": _std(pcov, 1),
-               "c_std": 0.0, "with_floor": False, "note": why, "_pcov": full}
+        out = {
+            "a": float(p[0]),
+            "nu": float(p[1]),
+            "c": 0.0,
+            "a_std": _std(pcov, 0),
+            "nu_std": _std(pcov, 1),
+            "c_std": 0.0,
+            "with_floor": False,
+            "note": why,
+            "_pcov": full,
+        }
     pcov = out.pop("_pcov")
-    out.update({"n_points": int(len(n)), "ok": True, "n_min": float(n.min()), "n_max": float(n.max()),
-                "cov": np.where(np.isfinite(pcov), pcov, np.nan).tolist()})
+    out.update(
+        {
+            "n_points": int(len(n)),
+            "ok": True,
+            "n_min": float(n.min()),
+            "n_max": float(n.max()),
+            "cov": np.where(np.isfinite(pcov), pcov, np.nan).tolist(),
+        }
+    )
     return out
 
 
@@ -170,8 +224,12 @@ def beats_powerlaw(frontier: pd.DataFrame, fit: dict, *, sigmas: float = BEATS_S
     else:
         sem = np.zeros_like(err)
     gain = pred - err
-    unc = np.sqrt(pred_std ** 2 + sem ** 2)
+    unc = np.sqrt(pred_std**2 + sem**2)
     hit = gain > sigmas * unc
-    return {**base, "beats": bool(hit.any()), "where": [int(x) for x in n[hit]],
-            "max_gain": float(gain.max()), "note": f"pruned frontier points below the fit by more than "
-                                                   f"{sigmas:g} standard errors"}
+    return {
+        **base,
+        "beats": bool(hit.any()),
+        "where": [int(x) for x in n[hit]],
+        "max_gain": float(gain.max()),
+        "note": f"pruned frontier points below the fit by more than {sigmas:g} standard errors",
+    }

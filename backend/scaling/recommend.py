@@ -39,13 +39,15 @@ import math
 import numpy as np
 import pandas as pd
 
-SIGMAS = 2.0            # "beats" / "loses to" random: more than this many standard errors
-SMALL_HOLDOUT = 1000    # below this many held-out examples the sentence warns about the noise
+SIGMAS = 2.0  # "beats" / "loses to" random: more than this many standard errors
+SMALL_HOLDOUT = 1000  # below this many held-out examples the sentence warns about the noise
 HARD_LIKE = ("hard", "dedup+hard")
 EASY_LIKE = ("easy", "dedup+easy")
-WHAT_MIGHT_CHANGE = ("a better encoder (a self-supervised one such as SwAV or DINO: --encoder resnet50 "
-                     "--weights FILE), more data (the gains grow with the initial size), or another metric "
-                     "(`curate scores`, e.g. a training-dynamics metric)")
+WHAT_MIGHT_CHANGE = (
+    "a better encoder (a self-supervised one such as SwAV or DINO: --encoder resnet50 "
+    "--weights FILE), more data (the gains grow with the initial size), or another metric "
+    "(`curate scores`, e.g. a training-dynamics metric)"
+)
 
 
 def _pct(x: float) -> str:
@@ -64,8 +66,9 @@ def _binom(e: float, holdout_size: int | None) -> float:
     return math.sqrt(max(e * (1 - e), 1e-6) / holdout_size) if holdout_size else 0.0
 
 
-def _paired_holdout_se(holdout_wrong: np.ndarray, mine: pd.DataFrame, rnd_idx: dict, f: float,
-                       holdout_size: int | None) -> float | None:
+def _paired_holdout_se(
+    holdout_wrong: np.ndarray, mine: pd.DataFrame, rnd_idx: dict, f: float, holdout_size: int | None
+) -> float | None:
     """Standard error, over the held-out examples, of (setting's error - random's error), seeds averaged.
 
     Both probes of a pair are scored on the same H examples, so the hold-out's
@@ -74,27 +77,32 @@ def _paired_holdout_se(holdout_wrong: np.ndarray, mine: pd.DataFrame, rnd_idx: d
     on example i, it is std(delta) / sqrt(H) (McNemar's reasoning), usually far
     below the independent-samples bound sqrt(2 e (1 - e) / H).
     """
-    pairs = [(int(i), rnd_idx[(f, int(sd))]) for i, sd in zip(mine["holdout_index"], mine["seed"])
-             if (f, int(sd)) in rnd_idx]
+    pairs = [
+        (int(i), rnd_idx[(f, int(sd))]) for i, sd in zip(mine["holdout_index"], mine["seed"]) if (f, int(sd)) in rnd_idx
+    ]
     if not pairs:
         return None
     n = int(holdout_size or 0)
-    delta = None
+    if n < 2:
+        return None
+    delta = np.zeros(n, np.float64)
     for a, b in pairs:
-        wa = np.unpackbits(np.asarray(holdout_wrong[a]))[:n].astype(np.float64) if n else None
-        wb = np.unpackbits(np.asarray(holdout_wrong[b]))[:n].astype(np.float64) if n else None
-        if wa is None or wb is None:
-            return None
-        delta = (wa - wb) if delta is None else delta + (wa - wb)
-    delta = delta / len(pairs)
-    return float(delta.std(ddof=1) / math.sqrt(len(delta))) if len(delta) > 1 else None
+        delta += np.unpackbits(np.asarray(holdout_wrong[a]))[:n].astype(np.float64)
+        delta -= np.unpackbits(np.asarray(holdout_wrong[b]))[:n].astype(np.float64)
+    delta /= len(pairs)
+    return float(delta.std(ddof=1) / math.sqrt(n))
 
 
 def setting_name(strategy: str, balance: str, metric: str) -> str:
     """A setting in words: 'keep hard by ssl_prototype, class-floor balance'."""
-    words = {"hard": "keep the hardest", "easy": "keep the easiest", "random": "a random subset",
-             "ccs": "coverage-centric (CCS)", "dedup+hard": "deduplicate, then keep the hardest",
-             "dedup+easy": "deduplicate, then keep the easiest"}
+    words = {
+        "hard": "keep the hardest",
+        "easy": "keep the easiest",
+        "random": "a random subset",
+        "ccs": "coverage-centric (CCS)",
+        "dedup+hard": "deduplicate, then keep the hardest",
+        "dedup+easy": "deduplicate, then keep the easiest",
+    }
     out = words.get(strategy, strategy)
     if strategy != "random":
         out += f" by {metric}"
@@ -107,8 +115,15 @@ def setting_name(strategy: str, balance: str, metric: str) -> str:
 # the comparison table
 # ---------------------------------------------------------------------------
 
-def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_size: int | None,
-                tolerance: float, holdout_wrong: np.ndarray | None = None) -> tuple[pd.DataFrame, float, float, int]:
+
+def comparisons(
+    curves: pd.DataFrame,
+    points: pd.DataFrame | None,
+    *,
+    holdout_size: int | None,
+    tolerance: float,
+    holdout_wrong: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, float, float, int]:
     """(table, full_error, its standard error, initial size) at the largest initial size.
 
     One row per (strategy, balance, keep_fraction < 1): ``error``, ``error_se``, ``vs_full``,
@@ -129,11 +144,19 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
         pts = points.assign(balance=points["balance"]) if "balance" in points else points.assign(balance="none")
         pts = pts[np.isclose(pts["initial_fraction"], q)]
         rnd_pts = pts[(pts["strategy"] == "random") & (pts["balance"] == "none")]
-        rnd_by = {(float(f), int(sd)): float(e) for f, sd, e in zip(rnd_pts["keep_fraction"], rnd_pts["seed"],
-                                                                    rnd_pts["error"])}
+        rnd_by = {
+            (float(f), int(sd)): float(e)
+            for f, sd, e in zip(rnd_pts["keep_fraction"], rnd_pts["seed"], rnd_pts["error"])
+        }
         paired = holdout_wrong is not None and "holdout_index" in pts and bool((pts["holdout_index"] >= 0).all())
-        rnd_idx = ({(float(f), int(sd)): int(i) for f, sd, i in zip(rnd_pts["keep_fraction"], rnd_pts["seed"],
-                                                                   rnd_pts["holdout_index"])} if paired else {})
+        rnd_idx = (
+            {
+                (float(f), int(sd)): int(i)
+                for f, sd, i in zip(rnd_pts["keep_fraction"], rnd_pts["seed"], rnd_pts["holdout_index"])
+            }
+            if paired
+            else {}
+        )
     rows = []
     for r in c[c["keep_fraction"] < 1.0].itertuples():
         f = float(r.keep_fraction)
@@ -143,21 +166,29 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
             er = float(base.loc[f, "error_mean"])
             diffs = None
             if pts is not None:
-                mine = pts[(pts["strategy"] == r.strategy) & (pts["balance"] == r.balance)
-                           & np.isclose(pts["keep_fraction"], f)]
-                diffs = np.array([float(x) - rnd_by[(f, int(sd))] for x, sd in zip(mine["error"], mine["seed"])
-                                  if (f, int(sd)) in rnd_by])
+                mine = pts[
+                    (pts["strategy"] == r.strategy)
+                    & (pts["balance"] == r.balance)
+                    & np.isclose(pts["keep_fraction"], f)
+                ]
+                diffs = np.array(
+                    [
+                        float(x) - rnd_by[(f, int(sd))]
+                        for x, sd in zip(mine["error"], mine["seed"])
+                        if (f, int(sd)) in rnd_by
+                    ]
+                )
             held_se = None
             if diffs is not None and len(diffs):
                 d = float(diffs.mean())
                 d_sem = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
                 n_pairs = len(diffs)
                 if rnd_idx:
+                    assert holdout_wrong is not None
                     held_se = _paired_holdout_se(holdout_wrong, mine, rnd_idx, f, holdout_size)
             else:  # no per-seed points: an unpaired difference of the means
                 d = e - er
-                d_sem = math.hypot(se, float(base.loc[f, "error_std"]) / math.sqrt(max(int(base.loc[f, "n_seeds"]),
-                                                                                           1)))
+                d_sem = math.hypot(se, float(base.loc[f, "error_std"]) / math.sqrt(max(int(base.loc[f, "n_seeds"]), 1)))
                 n_pairs = 0
             is_random = r.strategy == "random" and r.balance == "none"
             if is_random:
@@ -176,18 +207,43 @@ def comparisons(curves: pd.DataFrame, points: pd.DataFrame | None, *, holdout_si
             verdict = "loses to random"
         else:
             verdict = "as random"
-        rows.append({"strategy": r.strategy, "balance": r.balance, "keep_fraction": f, "n_kept": int(r.n_kept),
-                     "error": e, "error_se": se, "vs_full": e - full_error, "vs_random": d, "vs_random_se": d_se,
-                     "n_pairs": n_pairs, "within_tolerance": bool(e <= full_error + tolerance + 1e-12),
-                     "verdict": verdict})
-    table = pd.DataFrame(rows, columns=["strategy", "balance", "keep_fraction", "n_kept", "error", "error_se",
-                                        "vs_full", "vs_random", "vs_random_se", "n_pairs", "within_tolerance",
-                                        "verdict"])
+        rows.append(
+            {
+                "strategy": r.strategy,
+                "balance": r.balance,
+                "keep_fraction": f,
+                "n_kept": int(r.n_kept),
+                "error": e,
+                "error_se": se,
+                "vs_full": e - full_error,
+                "vs_random": d,
+                "vs_random_se": d_se,
+                "n_pairs": n_pairs,
+                "within_tolerance": bool(e <= full_error + tolerance + 1e-12),
+                "verdict": verdict,
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "strategy",
+            "balance",
+            "keep_fraction",
+            "n_kept",
+            "error",
+            "error_se",
+            "vs_full",
+            "vs_random",
+            "vs_random_se",
+            "n_pairs",
+            "within_tolerance",
+            "verdict",
+        ],
+    )
     return table, full_error, full_se, n_full
 
 
-def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataFrame,
-                           holdout_size: int | None) -> dict:
+def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataFrame, holdout_size: int | None) -> dict:
     """Keep a "beats the power law" point only where it also beats the random subset of its own size.
 
     A power law fitted to a few noisy random points can lie far above them; a frontier point below the fit
@@ -202,13 +258,15 @@ def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataF
     for r in frontier.itertuples():
         if int(r.n_kept) not in beats["where"]:
             continue
-        same = rnd[np.isclose(rnd["initial_fraction"], r.initial_fraction) & np.isclose(rnd["keep_fraction"],
-                                                                                        r.keep_fraction)]
+        same = rnd[
+            np.isclose(rnd["initial_fraction"], r.initial_fraction) & np.isclose(rnd["keep_fraction"], r.keep_fraction)
+        ]
         if same.empty:
             continue
         er = float(same["error_mean"].iloc[0])
-        se_r = max(float(same["error_std"].iloc[0]) / math.sqrt(max(int(same["n_seeds"].iloc[0]), 1)),
-                   _binom(er, holdout_size))
+        se_r = max(
+            float(same["error_std"].iloc[0]) / math.sqrt(max(int(same["n_seeds"].iloc[0]), 1)), _binom(er, holdout_size)
+        )
         se_f = max(float(r.error_std) / math.sqrt(max(int(r.n_seeds), 1)), _binom(float(r.error_mean), holdout_size))
         if er - float(r.error_mean) > SIGMAS * math.hypot(se_r, se_f):
             kept.append(int(r.n_kept))
@@ -216,14 +274,17 @@ def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataF
     out["where"] = kept
     out["beats"] = bool(kept)
     if not kept:
-        out["note"] = ("below the power-law fit, but not below the random subsets of the same size by more than "
-                       f"{SIGMAS:g} standard errors: no evidence of better-than-power-law scaling")
+        out["note"] = (
+            "below the power-law fit, but not below the random subsets of the same size by more than "
+            f"{SIGMAS:g} standard errors: no evidence of better-than-power-law scaling"
+        )
     return out
 
 
 # ---------------------------------------------------------------------------
 # the regime
 # ---------------------------------------------------------------------------
+
 
 def _hard_vs_easy(curves: pd.DataFrame, q: float, holdout_size: int | None) -> dict | None:
     """Mean (hard - easy) error over the pruned fractions at initial fraction ``q`` (balance none), with its SE."""
@@ -238,16 +299,24 @@ def _hard_vs_easy(curves: pd.DataFrame, q: float, holdout_size: int | None) -> d
     diff = (h.loc[fs, "error_mean"] - e.loc[fs, "error_mean"]).to_numpy()
     se_each = []
     for f in fs:
-        a = max(h.loc[f, "error_std"] / math.sqrt(max(h.loc[f, "n_seeds"], 1)), _binom(h.loc[f, "error_mean"],
-                                                                                       holdout_size))
-        b = max(e.loc[f, "error_std"] / math.sqrt(max(e.loc[f, "n_seeds"], 1)), _binom(e.loc[f, "error_mean"],
-                                                                                       holdout_size))
+        a = max(
+            h.loc[f, "error_std"] / math.sqrt(max(h.loc[f, "n_seeds"], 1)), _binom(h.loc[f, "error_mean"], holdout_size)
+        )
+        b = max(
+            e.loc[f, "error_std"] / math.sqrt(max(e.loc[f, "n_seeds"], 1)), _binom(e.loc[f, "error_mean"], holdout_size)
+        )
         se_each.append(math.hypot(a, b))
     se = float(np.sqrt(np.sum(np.square(se_each))) / len(fs))
     hard_wins = [f for f, d in zip(fs, diff) if d < 0]
-    return {"mean_diff": float(diff.mean()), "se": se, "fractions": fs, "hard_wins": hard_wins,
-            "hard": float(h.loc[fs, "error_mean"].mean()), "easy": float(e.loc[fs, "error_mean"].mean()),
-            "n": int(c["initial_size"].iloc[0])}
+    return {
+        "mean_diff": float(diff.mean()),
+        "se": se,
+        "fractions": fs,
+        "hard_wins": hard_wins,
+        "hard": float(h.loc[fs, "error_mean"].mean()),
+        "easy": float(e.loc[fs, "error_mean"].mean()),
+        "n": int(c["initial_size"].iloc[0]),
+    }
 
 
 def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
@@ -259,27 +328,40 @@ def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
         return {"regime": "unknown", "sentence": "", "prefer": None}
     clear = abs(big["mean_diff"]) > SIGMAS * big["se"]
     name = ("abundant" if big["mean_diff"] < 0 else "scarce") if clear else "unclear"
-    vs = (f"keep hard {_pct(big['hard'])} vs keep easy {_pct(big['easy'])} on average over keep fractions "
-          f"{_frac(big['fractions'][0])}-{_frac(big['fractions'][-1])}, difference "
-          f"{_pp(abs(big['mean_diff']))} ± {_pp(big['se'])}")
+    vs = (
+        f"keep hard {_pct(big['hard'])} vs keep easy {_pct(big['easy'])} on average over keep fractions "
+        f"{_frac(big['fractions'][0])}-{_frac(big['fractions'][-1])}, difference "
+        f"{_pp(abs(big['mean_diff']))} ± {_pp(big['se'])}"
+    )
     if name == "abundant":
-        text = (f"Regime: abundant data. At your full size ({big['n']:,} examples) keeping the hardest examples "
-                f"beats keeping the easiest ({vs}), as the theory predicts when data are plentiful: the easy "
-                "examples are already learned from a few of them, the hard ones still carry information.")
+        text = (
+            f"Regime: abundant data. At your full size ({big['n']:,} examples) keeping the hardest examples "
+            f"beats keeping the easiest ({vs}), as the theory predicts when data are plentiful: the easy "
+            "examples are already learned from a few of them, the hard ones still carry information."
+        )
     elif name == "scarce":
-        text = (f"Regime: scarce data. At your full size ({big['n']:,} examples) keeping the easiest examples "
-                f"beats keeping the hardest ({vs}), as the theory predicts when data are few: the prototypical "
-                "examples teach the basic rule, the hard ones look like noise to a model that has seen little.")
+        text = (
+            f"Regime: scarce data. At your full size ({big['n']:,} examples) keeping the easiest examples "
+            f"beats keeping the hardest ({vs}), as the theory predicts when data are few: the prototypical "
+            "examples teach the basic rule, the hard ones look like noise to a model that has seen little."
+        )
     else:
-        text = (f"Regime: unclear. At your full size ({big['n']:,} examples) keep hard and keep easy differ by "
-                f"less than their uncertainty ({vs}); the theory says keep easy wins with scarce data and keep "
-                "hard with abundant data, and this grid cannot tell which side of the crossover you are on.")
+        text = (
+            f"Regime: unclear. At your full size ({big['n']:,} examples) keep hard and keep easy differ by "
+            f"less than their uncertainty ({vs}); the theory says keep easy wins with scarce data and keep "
+            "hard with abundant data, and this grid cannot tell which side of the crossover you are on."
+        )
     if small is not None and small["n"] < big["n"]:
         s_clear = abs(small["mean_diff"]) > SIGMAS * small["se"]
-        s_word = ("keep easy is lower" if small["mean_diff"] > 0 else "keep hard is lower") if s_clear else \
-            "neither is clearly lower"
-        text += (f" At the smallest initial size ({small['n']:,} examples) {s_word} "
-                 f"({_pct(small['hard'])} hard vs {_pct(small['easy'])} easy).")
+        s_word = (
+            ("keep easy is lower" if small["mean_diff"] > 0 else "keep hard is lower")
+            if s_clear
+            else "neither is clearly lower"
+        )
+        text += (
+            f" At the smallest initial size ({small['n']:,} examples) {s_word} "
+            f"({_pct(small['hard'])} hard vs {_pct(small['easy'])} easy)."
+        )
     prefer = "hard" if name == "abundant" else "easy" if name == "scarce" else None
     return {"regime": name, "sentence": text, "prefer": prefer, "full": big, "smallest": small}
 
@@ -287,6 +369,7 @@ def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
 # ---------------------------------------------------------------------------
 # the recommendation
 # ---------------------------------------------------------------------------
+
 
 def _direction(curves: pd.DataFrame, holdout_size: int | None) -> tuple[str, bool, str, dict]:
     """The better of keep hard / keep easy at the full size: (direction, clear, evidence, mean errors)."""
@@ -301,10 +384,12 @@ def _direction(curves: pd.DataFrame, holdout_size: int | None) -> tuple[str, boo
     rnd = c[(c["strategy"] == "random") & (c.get("balance", "none") == "none")]
     mr = float(rnd[rnd["keep_fraction"].isin(he["fractions"])]["error_mean"].mean()) if len(rnd) else float("nan")
     fs = he["fractions"]
-    evidence = (f"at the full initial size ({he['n']} examples), averaged over keep fractions "
-                f"{_frac(fs[0])}-{_frac(fs[-1])}: keep hard {_pct(he['hard'])}, keep easy {_pct(he['easy'])}, "
-                f"random {_pct(mr)} mean held-out error (difference {_pp(abs(he['mean_diff']))}, standard error "
-                f"{_pp(he['se'])}); keep hard is lower at {len(he['hard_wins'])} of {len(fs)} keep fractions")
+    evidence = (
+        f"at the full initial size ({he['n']} examples), averaged over keep fractions "
+        f"{_frac(fs[0])}-{_frac(fs[-1])}: keep hard {_pct(he['hard'])}, keep easy {_pct(he['easy'])}, "
+        f"random {_pct(mr)} mean held-out error (difference {_pp(abs(he['mean_diff']))}, standard error "
+        f"{_pp(he['se'])}); keep hard is lower at {len(he['hard_wins'])} of {len(fs)} keep fractions"
+    )
     return direction, bool(clear), evidence, {"hard": he["hard"], "easy": he["easy"], "random": mr}
 
 
@@ -354,9 +439,18 @@ def _versus_full(e: float, se: float, full: float, full_se: float) -> str:
     return f"{_pct(e)} ± {_pp(se)} against {_pct(full)} ± {_pp(full_se)} with all data ({rel})"
 
 
-def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str = "linear",
-              encoder: str = "embedding", holdout_size: int | None = None, points: pd.DataFrame | None = None,
-              beats_powerlaw: dict | None = None, holdout_wrong: np.ndarray | None = None) -> dict:
+def recommend(
+    curves: pd.DataFrame,
+    *,
+    tolerance: float,
+    metric: str,
+    probe: str = "linear",
+    encoder: str = "embedding",
+    holdout_size: int | None = None,
+    points: pd.DataFrame | None = None,
+    beats_powerlaw: dict | None = None,
+    holdout_wrong: np.ndarray | None = None,
+) -> dict:
     """The recommended setting and its sentence; see the module docstring.
 
     ``curves``: :func:`backend.scaling.analysis.aggregate` of the grid;
@@ -370,25 +464,47 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
     keep fraction), ``full_error``, ``loses_to_random_below``, ``evidence``,
     ``proxy_note``, ``alternative``.
     """
-    table, full_error, full_se, n_full = comparisons(curves, points, holdout_size=holdout_size, tolerance=tolerance,
-                                                     holdout_wrong=holdout_wrong)
+    table, full_error, full_se, n_full = comparisons(
+        curves, points, holdout_size=holdout_size, tolerance=tolerance, holdout_wrong=holdout_wrong
+    )
     kind = "linear probe (multinomial logistic regression)" if probe == "linear" else "small MLP probe"
-    proxy_note = (f"These numbers come from a {kind} trained on the frozen {encoder} embeddings, not from your "
-                  "final model: trust the direction and the rough size of the effect, not the exact error of a "
-                  "network trained end to end (`curate verify` trains one from scratch to check).")
+    proxy_note = (
+        f"These numbers come from a {kind} trained on the frozen {encoder} embeddings, not from your "
+        "final model: trust the direction and the rough size of the effect, not the exact error of a "
+        "network trained end to end (`curate verify` trains one from scratch to check)."
+    )
     direction, clear, evidence, mean_error = _direction(curves, holdout_size)
     reg = regime(curves, holdout_size)
     tol = _pp(tolerance)
-    out = {"direction": direction, "clear": clear, "evidence": evidence, "tolerance": float(tolerance),
-           "full_error": full_error, "full_error_se": full_se, "initial_size": n_full, "proxy_note": proxy_note,
-           "regime": {k: v for k, v in reg.items() if k in ("regime", "sentence", "prefer")},
-           "comparisons": table.to_dict(orient="records"), "holdout_size": holdout_size, "mean_error": mean_error,
-           "metric": metric}
+    out = {
+        "direction": direction,
+        "clear": clear,
+        "evidence": evidence,
+        "tolerance": float(tolerance),
+        "full_error": full_error,
+        "full_error_se": full_se,
+        "initial_size": n_full,
+        "proxy_note": proxy_note,
+        "regime": {k: v for k, v in reg.items() if k in ("regime", "sentence", "prefer")},
+        "comparisons": table.to_dict(orient="records"),
+        "holdout_size": holdout_size,
+        "mean_error": mean_error,
+        "metric": metric,
+    }
     if table.empty:
-        sentence = (f"With all {n_full:,} examples the probe's held-out error is {_pct(full_error)} "
-                    f"± {_pp(full_se)}; the grid has no keep fraction below 100%, so there is nothing to compare.")
-        return {**out, "setting": None, "beats_random": False, "min_fraction": None, "loses_to_random_below": None,
-                "sentence": sentence, "alternative": None}
+        sentence = (
+            f"With all {n_full:,} examples the probe's held-out error is {_pct(full_error)} "
+            f"± {_pp(full_se)}; the grid has no keep fraction below 100%, so there is nothing to compare."
+        )
+        return {
+            **out,
+            "setting": None,
+            "beats_random": False,
+            "min_fraction": None,
+            "loses_to_random_below": None,
+            "sentence": sentence,
+            "alternative": None,
+        }
     row, rnd_row = _pick(table, reg["prefer"])
     beats_anywhere = bool((table["verdict"] == "beats random").any())
     parts = []
@@ -397,33 +513,48 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
         best_txt = ""
         if len(best):
             b = best.iloc[0]
-            best_txt = (f" (the closest: {setting_name(b.strategy, b.balance, metric)} at {_frac(b.keep_fraction)}, "
-                        f"{100 * b.vs_random:+.1f} ± {_pp(b.vs_random_se)} against random)")
+            best_txt = (
+                f" (the closest: {setting_name(b.strategy, b.balance, metric)} at {_frac(b.keep_fraction)}, "
+                f"{100 * b.vs_random:+.1f} ± {_pp(b.vs_random_se)} against random)"
+            )
         if row is not None:
-            parts.append(f"A random {_frac(row.keep_fraction)} is as good as any metric here: no setting estimated "
-                         f"beats a random subset of the same size by more than {SIGMAS:g} standard errors at any "
-                         f"keep fraction{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}.")
-            parts.append(f"A random {_frac(row.keep_fraction)} ({row.n_kept:,} examples) is estimated at "
-                         f"{_versus_full(row.error, row.error_se, full_error, full_se)}, within the {tol} tolerance.")
+            parts.append(
+                f"A random {_frac(row.keep_fraction)} is as good as any metric here: no setting estimated "
+                f"beats a random subset of the same size by more than {SIGMAS:g} standard errors at any "
+                f"keep fraction{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}."
+            )
+            parts.append(
+                f"A random {_frac(row.keep_fraction)} ({row.n_kept:,} examples) is estimated at "
+                f"{_versus_full(row.error, row.error_se, full_error, full_se)}, within the {tol} tolerance."
+            )
         else:
-            parts.append(f"No setting beats a random subset of the same size, and no keep fraction tested stays "
-                         f"within {tol} of the full data's {_pct(full_error)} ± {_pp(full_se)}: keep all the data"
-                         f"{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}.")
+            parts.append(
+                f"No setting beats a random subset of the same size, and no keep fraction tested stays "
+                f"within {tol} of the full data's {_pct(full_error)} ± {_pp(full_se)}: keep all the data"
+                f"{best_txt}. What might change that: {WHAT_MIGHT_CHANGE}."
+            )
     elif row is None:
-        parts.append(f"No keep fraction tested stays within {tol} of the full data's {_pct(full_error)} "
-                     f"± {_pp(full_se)} without losing to random: keep all the data, or accept a larger tolerance.")
+        parts.append(
+            f"No keep fraction tested stays within {tol} of the full data's {_pct(full_error)} "
+            f"± {_pp(full_se)} without losing to random: keep all the data, or accept a larger tolerance."
+        )
     else:
         name = setting_name(row.strategy, row.balance, metric)
         if row.strategy == "random":
-            parts.append(f"A random {_frac(row.keep_fraction)} is as good as any metric at that size: nothing "
-                         "estimated beats random there. It is estimated at "
-                         f"{_versus_full(row.error, row.error_se, full_error, full_se)}.")
+            parts.append(
+                f"A random {_frac(row.keep_fraction)} is as good as any metric at that size: nothing "
+                "estimated beats random there. It is estimated at "
+                f"{_versus_full(row.error, row.error_se, full_error, full_se)}."
+            )
         else:
-            vs = (f"{_pp(-row.vs_random)} ± {_pp(row.vs_random_se)} lower than a random {_frac(row.keep_fraction)}"
-                  + (f" (paired over {row.n_pairs} seeds)" if row.n_pairs else ""))
-            parts.append(f"Recommended: {name}, keeping {_frac(row.keep_fraction)} ({row.n_kept:,} examples). "
-                         f"Estimated held-out error {_versus_full(row.error, row.error_se, full_error, full_se)}, "
-                         f"within the {tol} tolerance, and {vs}.")
+            vs = f"{_pp(-row.vs_random)} ± {_pp(row.vs_random_se)} lower than a random {_frac(row.keep_fraction)}" + (
+                f" (paired over {row.n_pairs} seeds)" if row.n_pairs else ""
+            )
+            parts.append(
+                f"Recommended: {name}, keeping {_frac(row.keep_fraction)} ({row.n_kept:,} examples). "
+                f"Estimated held-out error {_versus_full(row.error, row.error_se, full_error, full_se)}, "
+                f"within the {tol} tolerance, and {vs}."
+            )
     loses = None
     if row is not None and row.strategy != "random":
         mine = table[(table["strategy"] == row.strategy) & (table["balance"] == row.balance)]
@@ -446,27 +577,48 @@ def recommend(curves: pd.DataFrame, *, tolerance: float, metric: str, probe: str
     if reg["sentence"]:
         parts.append(reg["sentence"])
     if holdout_size and holdout_size < SMALL_HOLDOUT:
-        parts.append(f"The hold-out has only {holdout_size:,} examples: every error here is uncertain by about "
-                     f"± {_pp(_binom(full_error, holdout_size))}; treat differences smaller than that as noise.")
+        parts.append(
+            f"The hold-out has only {holdout_size:,} examples: every error here is uncertain by about "
+            f"± {_pp(_binom(full_error, holdout_size))}; treat differences smaller than that as noise."
+        )
     if beats_powerlaw and beats_powerlaw.get("beats"):
-        parts.append("The Pareto frontier lies below the power law of random subsets by more than "
-                     f"{beats_powerlaw.get('sigmas', 2):g} standard errors (hold-out noise included) at "
-                     f"n = {', '.join(f'{n:,}' for n in beats_powerlaw['where'])}.")
+        parts.append(
+            "The Pareto frontier lies below the power law of random subsets by more than "
+            f"{beats_powerlaw.get('sigmas', 2):g} standard errors (hold-out noise included) at "
+            f"n = {', '.join(f'{n:,}' for n in beats_powerlaw['where'])}."
+        )
     setting = None
     if row is not None:
-        setting = {"strategy": str(row.strategy), "balance": str(row.balance),
-                   "metric": None if row.strategy == "random" else metric, "keep_fraction": float(row.keep_fraction)}
+        setting = {
+            "strategy": str(row.strategy),
+            "balance": str(row.balance),
+            "metric": None if row.strategy == "random" else metric,
+            "keep_fraction": float(row.keep_fraction),
+        }
     alternative = None
     if row is not None:
-        others = table[table["within_tolerance"] & (table["verdict"] == "beats random")
-                       & ~((table["strategy"] == row.strategy) & (table["balance"] == row.balance))]
+        others = table[
+            table["within_tolerance"]
+            & (table["verdict"] == "beats random")
+            & ~((table["strategy"] == row.strategy) & (table["balance"] == row.balance))
+        ]
         if len(others):
             a = others.sort_values(["keep_fraction", "error"]).iloc[0]
-            alternative = {"direction": str(a.strategy), "strategy": str(a.strategy), "balance": str(a.balance),
-                           "min_fraction": float(a.keep_fraction)}
+            alternative = {
+                "direction": str(a.strategy),
+                "strategy": str(a.strategy),
+                "balance": str(a.balance),
+                "min_fraction": float(a.keep_fraction),
+            }
     if setting is not None:  # the direction the user is told to take is the recommended setting's
         out["direction"] = setting["strategy"]
         out["better_of_hard_easy"] = direction
-    return {**out, "setting": setting, "beats_random": beats_anywhere and row is not None and row.strategy != "random",
-            "min_fraction": None if row is None else float(row.keep_fraction), "loses_to_random_below": loses,
-            "sentence": " ".join(parts), "alternative": alternative}
+    return {
+        **out,
+        "setting": setting,
+        "beats_random": beats_anywhere and row is not None and row.strategy != "random",
+        "min_fraction": None if row is None else float(row.keep_fraction),
+        "loses_to_random_below": loses,
+        "sentence": " ".join(parts),
+        "alternative": alternative,
+    }

@@ -109,11 +109,10 @@ def keep_by_margin(z: np.ndarray, f: float, strategy: str) -> np.ndarray:
     """
     n_keep = int(round(f * len(z)))
     order = np.argsort(np.abs(z), kind="stable")
-    return order[:n_keep] if strategy == "hard" else order[len(z) - n_keep:]
+    return order[:n_keep] if strategy == "hard" else order[len(z) - n_keep :]
 
 
-def simulate_once(alpha_tot: float, f: float, theta: float, strategy: str,
-                  n_dim: int, seed: int) -> float:
+def simulate_once(alpha_tot: float, f: float, theta: float, strategy: str, n_dim: int, seed: int) -> float:
     """Generalisation error of one max-margin student on one pruned draw."""
     rng = np.random.default_rng(seed)
     T, probe = _teacher_and_probe(rng, n_dim, theta)
@@ -126,8 +125,9 @@ def simulate_once(alpha_tot: float, f: float, theta: float, strategy: str,
     return math.acos(min(1.0, max(-1.0, overlap))) / math.pi
 
 
-def simulate(alpha_tot: float, f: float, theta: float = 0.0, strategy: str = "hard",
-             n_dim: int = 200, seeds: int = 10) -> tuple[float, float]:
+def simulate(
+    alpha_tot: float, f: float, theta: float = 0.0, strategy: str = "hard", n_dim: int = 200, seeds: int = 10
+) -> tuple[float, float]:
     """Mean generalisation error over seeds and its standard error.
 
     alpha_tot: examples per dimension before pruning; f: keep fraction;
@@ -141,8 +141,7 @@ def simulate(alpha_tot: float, f: float, theta: float = 0.0, strategy: str = "ha
     if int(round(f * alpha_tot * n_dim)) < 1:
         raise CurateError("fewer than one example would be kept; raise alpha_tot or f")
     with _single_threaded_blas():
-        errors = np.array([simulate_once(alpha_tot, f, theta, strategy, n_dim, s)
-                           for s in range(seeds)])
+        errors = np.array([simulate_once(alpha_tot, f, theta, strategy, n_dim, s) for s in range(seeds)])
     stderr = float(errors.std(ddof=1) / math.sqrt(seeds)) if seeds > 1 else math.nan
     return float(errors.mean()), stderr
 
@@ -178,17 +177,29 @@ def compare(points=COMPARISON_POINTS, seeds: int = 10) -> list[dict]:
     for alpha_tot, f, theta, strategy, n_dim in points:
         mean, stderr = simulate(alpha_tot, f, theta, strategy, n_dim=n_dim, seeds=seeds)
         predicted = solve(f * alpha_tot, f, theta, strategy).error
-        rows.append(dict(alpha_tot=alpha_tot, f=f, theta=theta, strategy=strategy, n_dim=n_dim,
-                         simulated=mean, stderr=stderr, theory=predicted,
-                         z=(mean - predicted) / stderr))
+        rows.append(
+            dict(
+                alpha_tot=alpha_tot,
+                f=f,
+                theta=theta,
+                strategy=strategy,
+                n_dim=n_dim,
+                simulated=mean,
+                stderr=stderr,
+                theory=predicted,
+                z=(mean - predicted) / stderr,
+            )
+        )
     return rows
 
 
 if __name__ == "__main__":  # python -m backend.scaling.simulate
-    print("| alpha_tot | f | theta | strategy | N | simulated (mean ± stderr) | theory "
-          "| (sim - theory)/stderr |")
+    print("| alpha_tot | f | theta | strategy | N | simulated (mean ± stderr) | theory | (sim - theory)/stderr |")
     print("|---|---|---|---|---|---|---|---|")
     for r in compare():
-        print(f"| {r['alpha_tot']:g} | {r['f']:g} | {r['theta']:g} | {r['strategy']} "
-              f"| {r['n_dim']} | {r['simulated']:.4f} ± {r['stderr']:.4f} | {r['theory']:.4f} "
-              f"| {r['z']:+.2f} |", flush=True)
+        print(
+            f"| {r['alpha_tot']:g} | {r['f']:g} | {r['theta']:g} | {r['strategy']} "
+            f"| {r['n_dim']} | {r['simulated']:.4f} ± {r['stderr']:.4f} | {r['theory']:.4f} "
+            f"| {r['z']:+.2f} |",
+            flush=True,
+        )

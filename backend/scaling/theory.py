@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import optimize, special
@@ -121,7 +121,7 @@ def error_from_R(R: float, s: float | None = None) -> float:
     return math.atan2(s, R) / math.pi
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes and weights mapped to [0, 1]."""
     x, w = np.polynomial.legendre.leggauss(n)
@@ -190,9 +190,9 @@ def _theta0_integrals(R: float, s: float, kappa: float, gamma: float, strategy: 
         # in (0, gamma).  Written as a difference of lower tails for t far
         # above the window to avoid cancelling two numbers close to 1.
         upper = t > 0.5 * edge
-        kept = np.where(upper,
-                        special.ndtr((gamma - R * t) / s) - special.ndtr(-R * t / s),
-                        H(-R * t / s) - H((gamma - R * t) / s))
+        kept = np.where(
+            upper, special.ndtr((gamma - R * t) / s) - special.ndtr(-R * t / s), H(-R * t / s) - H((gamma - R * t) / s)
+        )
         # e^{-R^2t^2/2s^2}[1 - e^{-gamma(gamma-2Rt)/2s^2}] expanded, so the
         # second exponential never overflows.
         ridge = np.exp(-0.5 * (R * t / s) ** 2)
@@ -257,14 +257,14 @@ class _Overlaps:
     lam: float
 
     @classmethod
-    def from_x(cls, x: np.ndarray, theta: float) -> "_Overlaps":
+    def from_x(cls, x: np.ndarray, theta: float) -> _Overlaps:
         R, s = math.tanh(x[0]), 1.0 / math.cosh(x[0])
         a = s * math.tanh(x[1])
         lam = math.sin(theta) * s / math.cosh(x[1])  # sin * sqrt(s^2 - a^2)
         return cls(R, s, R * math.cos(theta) + a * math.sin(theta), a, lam)
 
     @classmethod
-    def from_overlaps(cls, R: float, rho: float, theta: float) -> "_Overlaps":
+    def from_overlaps(cls, R: float, rho: float, theta: float) -> _Overlaps:
         s = math.sqrt(1.0 - R * R)
         a = (rho - R * math.cos(theta)) / math.sin(theta)
         return cls(R, s, rho, a, math.sin(theta) * math.sqrt(max(s * s - a * a, 0.0)))
@@ -273,8 +273,7 @@ class _Overlaps:
 def _z_rule(gamma: float, f: float, strategy: str, extra_breaks: np.ndarray):
     """Nodes and weights of <.>_z: density e^{-z^2/2}/(sqrt(2 pi) f) on the kept z."""
     if strategy == "hard":
-        intervals = [(-gamma, 0.0), (0.0, gamma)] if math.isfinite(gamma) else \
-            [(-_TAIL, 0.0), (0.0, _TAIL)]
+        intervals = [(-gamma, 0.0), (0.0, gamma)] if math.isfinite(gamma) else [(-_TAIL, 0.0), (0.0, _TAIL)]
     else:
         lo = max(gamma, 0.0)
         intervals = [(-max(_TAIL, lo + 6.0), -lo), (lo, max(_TAIL, lo + 6.0))]
@@ -292,8 +291,7 @@ def _z_rule(gamma: float, f: float, strategy: str, extra_breaks: np.ndarray):
     return z, w
 
 
-def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
-                 theta: float, strategy: str):
+def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float, theta: float, strategy: str):
     """The z-averaged t-integrals of equations (1)-(3), without prefactors.
 
     Returns (I1, I2, I3) with
@@ -307,7 +305,7 @@ def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
     sig = math.sqrt(1.0 - rho * rho)  # sd of the student field given z
     # Gamma = z tilt - t drive; both coefficients written without cancellation.
     drive = R * sn * sn - ov.a * c * sn  # R - rho cos
-    tilt = ov.a * sn * R - c * ov.s ** 2  # rho R - cos
+    tilt = ov.a * sn * R - c * ov.s**2  # rho R - cos
     # H(Gamma/(sig Lambda)) is a step in t at t = slope * z of width `width`.
     slope = tilt / drive if drive != 0.0 else math.inf
     width = sig * lam / abs(drive) if drive != 0.0 else math.inf
@@ -323,16 +321,15 @@ def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
         z_width = sig * lam / abs(tilt)
         z_breaks.append(_step_breaks(kappa * drive / tilt, z_width))
         if math.isfinite(gamma):
-            z_breaks.append(_step_breaks(np.array([-gamma, gamma]), np.full(2, z_width),
-                                         _EDGE_OFFSETS))
+            z_breaks.append(_step_breaks(np.array([-gamma, gamma]), np.full(2, z_width), _EDGE_OFFSETS))
     if rho != 0.0:
         z_breaks.append(_step_breaks(kappa / rho, sig / abs(rho), _BULK_OFFSETS_Z))
-    z, wz = _z_rule(gamma, f, strategy,
-                    np.concatenate([b.ravel() for b in z_breaks]) if z_breaks else np.array([]))
+    z, wz = _z_rule(gamma, f, strategy, np.concatenate([b.ravel() for b in z_breaks]) if z_breaks else np.array([]))
 
-    t_breaks = np.concatenate([_step_breaks(slope * z, np.full_like(z, width)),
-                               _step_breaks(rho * z, np.full_like(z, sig), _BULK_OFFSETS)],
-                              axis=-1)
+    t_breaks = np.concatenate(
+        [_step_breaks(slope * z, np.full_like(z, width)), _step_breaks(rho * z, np.full_like(z, sig), _BULK_OFFSETS)],
+        axis=-1,
+    )
     t_lo = np.minimum(rho * z - _TAIL * sig, kappa)
     t, wt = _composite_rule(_clipped_sorted(t_breaks, t_lo, kappa), _N_NODES_T)
     # Breakpoints clipped onto an end give empty segments; where that happens
@@ -343,7 +340,7 @@ def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
 
     g = (zz * tilt - t * drive) / (sig * lam)
     mean_dev = (t - rho * zz) / sig
-    bulk = np.exp(-0.5 * mean_dev ** 2)
+    bulk = np.exp(-0.5 * mean_dev**2)
     normal = bulk / (SQRT_2PI * sig)  # N(t; rho z, 1 - rho^2)
     # e^{-Delta/(2 Lambda^2)}, written as the product it came from:
     # N(t; rho z, 1-rho^2) phi(g) = e^{-Delta/2Lambda^2} / (2 pi sig).
@@ -356,13 +353,11 @@ def _theta_terms(ov: _Overlaps, kappa: float, gamma: float, f: float,
 
     I1 = average(ridge * gap)
     I2 = average(nh * gap * gap)
-    I3 = average(nh * (zz - rho * t) / (sig * sig) * gap
-                 + ridge / (2.0 * math.pi * lam) * tilt / (sig * sig) * gap)
+    I3 = average(nh * (zz - rho * t) / (sig * sig) * gap + ridge / (2.0 * math.pi * lam) * tilt / (sig * sig) * gap)
     return I1, I2, I3
 
 
-def _theta_residual(x: np.ndarray, alpha: float, f: float, gamma: float,
-                    theta: float, strategy: str):
+def _theta_residual(x: np.ndarray, alpha: float, f: float, gamma: float, theta: float, strategy: str):
     """Residuals of equations (1)-(3) of method.md for theta > 0."""
     if not (-40.0 < x[2] < 40.0 and 0.0 < x[0] < 300.0 and abs(x[1]) < 30.0):
         return np.array([1e3, 1e3, 1e3])  # beyond anything physical
@@ -384,9 +379,15 @@ def _theta_residual(x: np.ndarray, alpha: float, f: float, gamma: float,
     return np.array([rhs1 - lhs1, rhs2 / lhs2 - 1.0, rhs3 - lhs3])
 
 
-def gardner_volume(R: float, kappa: float, alpha_prune: float, f: float,
-                   theta: float = 0.0, strategy: str = "hard",
-                   rho: float | None = None) -> float:
+def gardner_volume(
+    R: float,
+    kappa: float,
+    alpha_prune: float,
+    f: float,
+    theta: float = 0.0,
+    strategy: str = "hard",
+    rho: float | None = None,
+) -> float:
     """C = entropic term - alpha <(kappa - lambda)^2 Theta(kappa - lambda)>_kept.
 
     The max margin is the largest kappa at which max over (R, rho) of C is 0;
@@ -401,8 +402,7 @@ def gardner_volume(R: float, kappa: float, alpha_prune: float, f: float,
     if rho is None:
         rho = R * math.cos(theta)
     c, s2 = math.cos(theta), math.sin(theta) ** 2
-    _, I2, _ = _theta_terms(_Overlaps.from_overlaps(R, rho, theta), kappa, gamma, f,
-                            theta, strategy)
+    _, I2, _ = _theta_terms(_Overlaps.from_overlaps(R, rho, theta), kappa, gamma, f, theta, strategy)
     return 1.0 - (rho * rho + R * R - 2.0 * rho * R * c) / s2 - 2.0 * alpha_prune * I2
 
 
@@ -418,8 +418,9 @@ def _root(fun, x0: np.ndarray, args: tuple) -> tuple[np.ndarray, bool]:
     return x, ok
 
 
-def _continue(fun, x: np.ndarray, start: float, stop: float, args_at,
-              max_step: float, min_step: float = 1e-5) -> tuple[np.ndarray, bool]:
+def _continue(
+    fun, x: np.ndarray, start: float, stop: float, args_at, max_step: float, min_step: float = 1e-5
+) -> tuple[np.ndarray, bool]:
     """Follow a root of fun from parameter `start` to `stop`.
 
     args_at(p) gives fun's extra arguments at parameter p.  Each step is
@@ -451,8 +452,9 @@ def _continue(fun, x: np.ndarray, start: float, stop: float, args_at,
 
 def _continue_alpha(fun, x: np.ndarray, a_from: float, a_to: float, args_at):
     """_continue in log(alpha), the natural scale of every curve here."""
-    return _continue(fun, x, math.log(a_from), math.log(a_to),
-                     lambda la: args_at(math.exp(la)), max_step=math.log(1.25))
+    return _continue(
+        fun, x, math.log(a_from), math.log(a_to), lambda la: args_at(math.exp(la)), max_step=math.log(1.25)
+    )
 
 
 # Converged solutions by (strategy, f, theta): list of (log alpha, x).
@@ -562,8 +564,7 @@ def _theta_from_perfect_probe(alpha: float, f: float, theta: float, strategy: st
         th0 = min(theta, 0.02)
         x, ok = _root(_theta_residual, seed, (alpha, f, gamma, th0, strategy))
         if ok and th0 < theta:
-            x, ok = _continue(_theta_residual, x, th0, theta,
-                              lambda th: (alpha, f, gamma, th, strategy), max_step=0.05)
+            x, ok = _continue(_theta_residual, x, th0, theta, lambda th: (alpha, f, gamma, th, strategy), max_step=0.05)
     return x, ok
 
 
@@ -626,8 +627,9 @@ def solve(alpha_prune: float, f: float, theta: float = 0.0, strategy: str = "har
         # student-probe overlap is then R cos(theta).
         point = _solve_cached(_key(alpha_prune), 1.0, 0.0, "hard")
         rho = None if theta == 0.0 else point.R * math.cos(theta)
-        return TheoryPoint(point.alpha_prune, 1.0, theta, strategy, point.R, point.kappa,
-                           rho, point.error, point.converged)
+        return TheoryPoint(
+            point.alpha_prune, 1.0, theta, strategy, point.R, point.kappa, rho, point.error, point.converged
+        )
     return _solve_cached(_key(alpha_prune), _key(f), _key(theta), strategy)
 
 
@@ -640,8 +642,7 @@ def _solve_cached(alpha: float, f: float, theta: float, strategy: str) -> Theory
         x, ok = _solve_theta(alpha, f, theta, strategy)
         ov = _Overlaps.from_x(x, theta)
         R, s, rho = ov.R, ov.s, ov.rho
-    return TheoryPoint(alpha, f, theta, strategy, R, math.exp(x[-1]), rho,
-                       error_from_R(R, s), ok)
+    return TheoryPoint(alpha, f, theta, strategy, R, math.exp(x[-1]), rho, error_from_R(R, s), ok)
 
 
 # ---------------------------------------------------------------------------
@@ -674,8 +675,13 @@ def random_curve(alphas) -> np.ndarray:
 DEFAULT_FS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def pareto_frontier(alpha_prune_grid, alpha_pool_max: float, theta: float = 0.0,
-                    fs: Sequence[float] = DEFAULT_FS, whole_pool: bool = True):
+def pareto_frontier(
+    alpha_prune_grid,
+    alpha_pool_max: float,
+    theta: float = 0.0,
+    fs: Sequence[float] = DEFAULT_FS,
+    whole_pool: bool = True,
+):
     """Lowest error at each pruned size over keep fractions, for a capped pool.
 
     For each alpha_prune the candidates are keep hard and keep easy at every
@@ -738,8 +744,7 @@ def _first_crossing(fun, grid: np.ndarray) -> float:
     return math.nan
 
 
-def crossover_alpha_tot(f: float, theta: float = 0.0,
-                        alpha_tot_range: tuple[float, float] = (0.05, 2000.0)) -> float:
+def crossover_alpha_tot(f: float, theta: float = 0.0, alpha_tot_range: tuple[float, float] = (0.05, 2000.0)) -> float:
     """alpha_tot above which keep hard beats keep easy at keep fraction f.
 
     Root of err_hard - err_easy in alpha_tot at alpha_prune = f * alpha_tot:
@@ -771,6 +776,7 @@ def min_useful_fraction(alpha_tot: float, theta: float, f_min: float = 0.01) -> 
     already just below f = 1 (pruning this way never helps), and f_min if it
     still wins at f_min.
     """
+
     def diff(log_f: float) -> float:
         f = math.exp(log_f)
         a = f * alpha_tot

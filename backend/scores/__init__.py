@@ -15,5 +15,14 @@ from .supervised_prototype import class_prototypes, supervised_prototype_scores
 ssl_prototype = ssl_prototype_from_sim
 supervised_prototype = supervised_prototype_scores
 
-__all__ = ["METRICS", "ScoreContext", "available_metrics", "compute_metric", "register_metric", "ssl_prototype",
-           "supervised_prototype", "random_score", "class_prototypes"]
+__all__ = [
+    "METRICS",
+    "ScoreContext",
+    "available_metrics",
+    "compute_metric",
+    "register_metric",
+    "ssl_prototype",
+    "supervised_prototype",
+    "random_score",
+    "class_prototypes",
+]

@@ -33,8 +33,10 @@ from ._dynamics import DEFAULTS, Dynamics, DynamicsRecorder, class_codes
 from .base import ScoreContext
 
 CNN_OPTIONS = ("seeds", "epoch", "cnn_epochs", "cnn_batch", "cnn_lr", "cnn_side")
-COST = ("small-CNN trainings on the pixels (5 seeds x 15 epochs; GPU when present, on a CPU minutes per epoch for "
-        "60,000 small images; checkpointed, resumable)")
+COST = (
+    "small-CNN trainings on the pixels (5 seeds x 15 epochs; GPU when present, on a CPU minutes per epoch for "
+    "60,000 small images; checkpointed, resumable)"
+)
 
 
 def cnn_options(ctx: ScoreContext) -> dict:
@@ -43,9 +45,14 @@ def cnn_options(ctx: ScoreContext) -> dict:
 
     o = ctx.options
     base = CNNConfig()
-    opts = {"seeds": o.get("seeds") or DEFAULTS["seeds"], "epoch": o.get("epoch", DEFAULTS["epoch"]),
-            "cnn_epochs": o.get("cnn_epochs") or base.epochs, "cnn_batch": o.get("cnn_batch") or base.batch_size,
-            "cnn_lr": float(o.get("cnn_lr") or base.lr), "cnn_side": o.get("cnn_side")}
+    opts = {
+        "seeds": o.get("seeds") or DEFAULTS["seeds"],
+        "epoch": o.get("epoch", DEFAULTS["epoch"]),
+        "cnn_epochs": o.get("cnn_epochs") or base.epochs,
+        "cnn_batch": o.get("cnn_batch") or base.batch_size,
+        "cnn_lr": float(o.get("cnn_lr") or base.lr),
+        "cnn_side": o.get("cnn_side"),
+    }
     try:
         for k in ("seeds", "epoch", "cnn_epochs", "cnn_batch"):
             opts[k] = int(opts[k])
@@ -55,8 +62,10 @@ def cnn_options(ctx: ScoreContext) -> dict:
     if opts["seeds"] < 1 or opts["cnn_epochs"] < 1:
         raise CurateError("--seeds and cnn_epochs must be at least 1")
     if not 1 <= opts["epoch"] <= opts["cnn_epochs"]:
-        raise CurateError(f"--epoch {opts['epoch']} must be between 1 and the CNN's epochs ({opts['cnn_epochs']}) for "
-                          "el2n_cnn (its outputs are read after each epoch)")
+        raise CurateError(
+            f"--epoch {opts['epoch']} must be between 1 and the CNN's epochs ({opts['cnn_epochs']}) for "
+            "el2n_cnn (its outputs are read after each epoch)"
+        )
     return opts
 
 
@@ -73,8 +82,10 @@ def _pixels(ctx: ScoreContext, side: int | None) -> tuple[np.ndarray, np.ndarray
     elif ctx.source is not None:
         images, ok = _load_files(ctx, side)
     else:
-        raise CurateError("the CNN metrics train on the images and none are available here (precomputed "
-                          "embeddings?): use el2n, forgetting or aum on the embeddings instead")
+        raise CurateError(
+            "the CNN metrics train on the images and none are available here (precomputed "
+            "embeddings?): use el2n, forgetting or aum on the embeddings instead"
+        )
     images = images[..., None] if images.ndim == 3 else images
     if side and images.shape[1] != side:
         from PIL import Image
@@ -126,15 +137,17 @@ def cnn_dynamics(ctx: ScoreContext) -> Dynamics:
     t0 = time.perf_counter()
     images, ok = _pixels(ctx, opts["cnn_side"])
     if not ok.all():
-        ctx.reporter.info(f"{int((~ok).sum())} images could not be read: they train as black images and will "
-                          "score as hard")
+        ctx.reporter.info(
+            f"{int((~ok).sum())} images could not be read: they train as black images and will score as hard"
+        )
     classes, y = class_codes(ctx.labels)
     seeds = [int(ctx.seed) + i for i in range(opts["seeds"])]
     rec = DynamicsRecorder(y, len(seeds))
     read_at = {opts["epoch"], opts["cnn_epochs"]}
     every = np.arange(len(y))
-    data_fp = fingerprint(len(y), fingerprint(np.asarray(ctx.example_ids).astype(str).tolist()),
-                          fingerprint(y.tolist()), images.shape)
+    data_fp = fingerprint(
+        len(y), fingerprint(np.asarray(ctx.example_ids).astype(str).tolist()), fingerprint(y.tolist()), images.shape
+    )
     history = []
     for i, seed in enumerate(seeds):
         cfg = CNNConfig(epochs=opts["cnn_epochs"], batch_size=opts["cnn_batch"], lr=opts["cnn_lr"], seed=seed)
@@ -148,14 +161,35 @@ def cnn_dynamics(ctx: ScoreContext) -> Dynamics:
                 rec.outputs(epoch, logits, seed=i)
 
         ctx.reporter.info(f"CNN dynamics: seed {seed} ({i + 1} of {len(seeds)})")
-        res = train_cnn(images, y, n_classes=len(classes), config=cfg, device=ctx.device, checkpoint_dir=ckdir,
-                        reporter=ctx.reporter, on_epoch=on_epoch)
-        history.append({"seed": seed, "device": res.device, "elapsed_s": round(res.elapsed_s, 3),
-                        "resumed_from_epoch": res.resumed_from_epoch,
-                        "seconds_per_epoch": [h["seconds"] for h in res.history],
-                        "train_error_last": res.history[-1]["train_error"] if res.history else None})
-    info = {"trainer": "small CNN on the pixels", "seeds": seeds, **opts, "n_classes": int(len(classes)),
-            "image_shape": list(images.shape[1:]), "runs": history, "elapsed_s": round(time.perf_counter() - t0, 3)}
+        res = train_cnn(
+            images,
+            y,
+            n_classes=len(classes),
+            config=cfg,
+            device=ctx.device,
+            checkpoint_dir=ckdir,
+            reporter=ctx.reporter,
+            on_epoch=on_epoch,
+        )
+        history.append(
+            {
+                "seed": seed,
+                "device": res.device,
+                "elapsed_s": round(res.elapsed_s, 3),
+                "resumed_from_epoch": res.resumed_from_epoch,
+                "seconds_per_epoch": [h["seconds"] for h in res.history],
+                "train_error_last": res.history[-1]["train_error"] if res.history else None,
+            }
+        )
+    info = {
+        "trainer": "small CNN on the pixels",
+        "seeds": seeds,
+        **opts,
+        "n_classes": int(len(classes)),
+        "image_shape": list(images.shape[1:]),
+        "runs": history,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
     out = rec.result(info=info)
     cache[key] = out
     return out

@@ -50,7 +50,7 @@ class DynamicsRecorder:
         S, N = int(n_seeds), len(self.y)
         self.S, self.N = S, N
         self.forgotten = torch.zeros(S, N, dtype=torch.int32, device=device)
-        self.learned = torch.zeros(S, N, dtype=torch.bool, device=device)       # correct at some presentation
+        self.learned = torch.zeros(S, N, dtype=torch.bool, device=device)  # correct at some presentation
         self.prev_correct = torch.zeros(S, N, dtype=torch.bool, device=device)
         self.presented = torch.zeros(S, N, dtype=torch.int32, device=device)
         self.margin_sum = torch.zeros(S, N, dtype=torch.float64, device=device)
@@ -94,9 +94,16 @@ class DynamicsRecorder:
             arr[sl] = value.cpu().numpy()
 
     def result(self, *, x_norm: np.ndarray | None = None, info: dict | None = None) -> Dynamics:
-        return Dynamics(forgotten=self.forgotten.cpu().numpy(), learned=self.learned.cpu().numpy(),
-                        presented=self.presented.cpu().numpy(), margin_sum=self.margin_sum.cpu().numpy(),
-                        el2n_at=dict(self.el2n), margin_at=dict(self.margin), x_norm=x_norm, info=dict(info or {}))
+        return Dynamics(
+            forgotten=self.forgotten.cpu().numpy(),
+            learned=self.learned.cpu().numpy(),
+            presented=self.presented.cpu().numpy(),
+            margin_sum=self.margin_sum.cpu().numpy(),
+            el2n_at=dict(self.el2n),
+            margin_at=dict(self.margin),
+            x_norm=x_norm,
+            info=dict(info or {}),
+        )
 
 
 @dataclass
@@ -160,8 +167,10 @@ def dynamics_options(ctx: ScoreContext) -> dict:
         raise CurateError(f"epochs must be at least 1 (got {opts['epochs']})")
     for k in ("epoch", "grand_epoch"):
         if not 0 <= opts[k] <= opts["epochs"]:
-            raise CurateError(f"--{k.replace('_', '-')} {opts[k]} must be between 0 (initialisation) and the "
-                              f"number of training epochs ({opts['epochs']})")
+            raise CurateError(
+                f"--{k.replace('_', '-')} {opts[k]} must be between 0 (initialisation) and the "
+                f"number of training epochs ({opts['epochs']})"
+            )
     return opts
 
 
@@ -212,11 +221,22 @@ def probe_dynamics(ctx: ScoreContext) -> Dynamics:
         rep.update(0, opts["epochs"])
         probes.fit(on_batch=rec.batch, on_epoch=on_epoch, progress=rep.update)
     train_acc = float((rec.margin[opts["epochs"]] > 0).mean())
-    info = {"trainer": "linear probe, mini-batch SGD", "seeds": seeds, **probes.s, "n_classes": len(classes),
-            "n_examples": len(y), "features": int(x.shape[1]), "train_accuracy_final": round(train_acc, 4),
-            "cpu_threads": threads, "device": device, "elapsed_s": round(time.perf_counter() - t0, 3)}
-    rep.info(f"probe dynamics: {len(seeds)} seeds x {opts['epochs']} epochs of SGD on {len(y)} x {x.shape[1]} "
-             f"features in {info['elapsed_s']:.1f} s, final training accuracy {train_acc:.1%}")
+    info = {
+        "trainer": "linear probe, mini-batch SGD",
+        "seeds": seeds,
+        **probes.s,
+        "n_classes": len(classes),
+        "n_examples": len(y),
+        "features": int(x.shape[1]),
+        "train_accuracy_final": round(train_acc, 4),
+        "cpu_threads": threads,
+        "device": device,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    rep.info(
+        f"probe dynamics: {len(seeds)} seeds x {opts['epochs']} epochs of SGD on {len(y)} x {x.shape[1]} "
+        f"features in {info['elapsed_s']:.1f} s, final training accuracy {train_acc:.1%}"
+    )
     out = rec.result(x_norm=x_norm, info=info)
     cache[key] = out
     return out

@@ -18,11 +18,18 @@ from .base import ScoreContext, register_metric
 from .el2n import COST
 
 
-@register_metric("aum", priority=13, needs_labels=True, default=False, cost=COST, range="(-inf, inf)",
-                 options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
-                 description="area under the margin (Pleiss et al. 2020), negated: minus the mean over training "
-                             "epochs of (assigned logit - largest other logit) of linear probes, mean over "
-                             "--seeds. Higher = harder (mislabelled examples highest).")
+@register_metric(
+    "aum",
+    priority=13,
+    needs_labels=True,
+    default=False,
+    cost=COST,
+    range="(-inf, inf)",
+    options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
+    description="area under the margin (Pleiss et al. 2020), negated: minus the mean over training "
+    "epochs of (assigned logit - largest other logit) of linear probes, mean over "
+    "--seeds. Higher = harder (mislabelled examples highest).",
+)
 def aum(ctx: ScoreContext) -> np.ndarray:
     """Minus the mean over seeds and epochs of the in-training margin; in (-inf, inf), > 0 = mostly misclassified."""
     return probe_dynamics(ctx).aum()

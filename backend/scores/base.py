@@ -17,14 +17,16 @@ registered with :func:`register_metric`.  Its registration says:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..progress import Reporter
 from ..registry import Registry
+
 
 class MetricRegistry(Registry[Callable[["ScoreContext"], np.ndarray]]):
     """The metric registry; ``METRICS[name]`` is the metric's one-line description (a name -> text mapping)."""
@@ -36,13 +38,31 @@ class MetricRegistry(Registry[Callable[["ScoreContext"], np.ndarray]]):
 METRICS = MetricRegistry("metric", packages=("backend.scores",), option="--metric")
 
 
-def register_metric(name: str, *, description: str, needs_labels: bool = False,
-                    recompute_in_subset: bool = False, cost: str = "free", default: bool = True,
-                    range: str = "", version: int = 1, **extra: Any):
+def register_metric(
+    name: str,
+    *,
+    description: str,
+    needs_labels: bool = False,
+    recompute_in_subset: bool = False,
+    cost: str = "free",
+    default: bool = True,
+    range: str = "",
+    version: int = 1,
+    **extra: Any,
+):
     """Decorator: register ``compute(ctx) -> scores`` as the metric ``name`` (higher = harder)."""
-    return METRICS.register(name, description=description, needs_labels=needs_labels,
-                            recompute_in_subset=recompute_in_subset, cost=cost, default=default,
-                            range=range, version=version, direction="higher = harder", **extra)
+    return METRICS.register(
+        name,
+        description=description,
+        needs_labels=needs_labels,
+        recompute_in_subset=recompute_in_subset,
+        cost=cost,
+        default=default,
+        range=range,
+        version=version,
+        direction="higher = harder",
+        **extra,
+    )
 
 
 @dataclass
@@ -78,15 +98,26 @@ class ScoreContext:
     def has_labels(self) -> bool:
         return self.labels is not None
 
-    def subset(self, positions: np.ndarray, *, seed: int | None = None) -> "ScoreContext":
+    def subset(self, positions: np.ndarray, *, seed: int | None = None) -> ScoreContext:
         """The same context restricted to ``positions`` (into ``rows``): what the scaling grid scores."""
         positions = np.asarray(positions)
         return ScoreContext(
-            embeddings=self.embeddings, rows=self.rows[positions], example_ids=self.example_ids[positions],
+            embeddings=self.embeddings,
+            rows=self.rows[positions],
+            example_ids=self.example_ids[positions],
             labels=None if self.labels is None else self.labels[positions],
-            k=max(1, min(self.k, len(positions))), seed=self.seed if seed is None else seed, device=self.device,
-            kmeans_iters=self.kmeans_iters, centroid_sim=None, cluster=None, options=dict(self.options), shared={},
-            workdir=self.workdir, reporter=self.reporter, source=self.source)
+            k=max(1, min(self.k, len(positions))),
+            seed=self.seed if seed is None else seed,
+            device=self.device,
+            kmeans_iters=self.kmeans_iters,
+            centroid_sim=None,
+            cluster=None,
+            options=dict(self.options),
+            shared={},
+            workdir=self.workdir,
+            reporter=self.reporter,
+            source=self.source,
+        )
 
 
 def available_metrics(*, has_labels: bool, default_only: bool = False) -> list[str]:
@@ -107,8 +138,10 @@ def compute_metric(name: str, ctx: ScoreContext) -> np.ndarray:
 
     entry = METRICS.entry(name)
     if entry.info["needs_labels"] and ctx.labels is None:
-        raise CurateError(f"metric {name!r} needs labels and this run has none: choose a metric without labels "
-                          f"({', '.join(available_metrics(has_labels=False))})")
+        raise CurateError(
+            f"metric {name!r} needs labels and this run has none: choose a metric without labels "
+            f"({', '.join(available_metrics(has_labels=False))})"
+        )
     out = np.asarray(entry.obj(ctx)).ravel()
     if out.dtype not in (np.float32, np.float64):  # keep a metric's own float precision (it is stored as is)
         out = out.astype(np.float64)

@@ -70,30 +70,38 @@ class MetricBenchmark:
         out = []
         fr = self.params["report_fractions"]
         head = f"{'metric':24s} {'keep':>5s} " + " ".join(f"{_pct(f):>22s}" for f in fr)
-        out.append("held-out error, metric vs random at the same size; diff in pp (+- standard error over "
-                   f"{self.params['seeds']} seeds); * = beats random by more than 2 SE, ! = worse")
+        out.append(
+            "held-out error, metric vs random at the same size; diff in pp (+- standard error over "
+            f"{self.params['seeds']} seeds); * = beats random by more than 2 SE, ! = worse"
+        )
         out.append(head)
         for m in self.summary["metric"]:
             for st in ("hard", "easy"):
                 cells = []
                 for f in fr:
-                    r = self.table[(self.table["metric"] == m) & (self.table["strategy"] == st)
-                                   & np.isclose(self.table["keep_fraction"], f)]
+                    r = self.table[
+                        (self.table["metric"] == m)
+                        & (self.table["strategy"] == st)
+                        & np.isclose(self.table["keep_fraction"], f)
+                    ]
                     if r.empty:
                         cells.append(f"{'-':>22s}")
                         continue
                     r = r.iloc[0]
                     mark = {"better": "*", "worse": "!"}.get(r["verdict"], " ")
-                    cells.append(f"{100 * r['error']:5.1f}% {100 * r['diff']:+5.2f}+-{100 * r['se']:4.2f}{mark}"
-                                 .rjust(22))
+                    cells.append(
+                        f"{100 * r['error']:5.1f}% {100 * r['diff']:+5.2f}+-{100 * r['se']:4.2f}{mark}".rjust(22)
+                    )
                 out.append(f"{m:24s} {st:>5s} " + " ".join(cells))
         rnd = self.table.drop_duplicates("keep_fraction").set_index("keep_fraction")["random_error"]
         out.append(f"{'random':24s} {'':5s} " + " ".join(f"{100 * rnd.get(f, np.nan):21.1f}%" for f in fr))
         out.append("")
         out.append("rank  metric                    direction  mean diff vs random  fractions better/worse")
         for r in self.summary.itertuples():
-            out.append(f"{r.rank:>4d}  {r.metric:24s}  {r.direction:9s}  {100 * r.mean_diff:+8.2f} pp"
-                       f"           {r.n_better}/{r.n_worse} of {len(fr)}")
+            out.append(
+                f"{r.rank:>4d}  {r.metric:24s}  {r.direction:9s}  {100 * r.mean_diff:+8.2f} pp"
+                f"           {r.n_better}/{r.n_worse} of {len(fr)}"
+            )
         for m, why in self.skipped.items():
             out.append(f"skipped {m}: {why}")
         return out
@@ -118,8 +126,10 @@ def _metric_list(run, metrics) -> tuple[list[str], dict[str, str]]:
         names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
         unknown = [m for m in names if m not in cols]
         if unknown:
-            raise CurateError(f"not a score column of this run: {', '.join(unknown)} (available: {', '.join(cols)})"
-                              ": compute it first (curate scores) or pass --metrics")
+            raise CurateError(
+                f"not a score column of this run: {', '.join(unknown)} (available: {', '.join(cols)})"
+                ": compute it first (curate scores) or pass --metrics"
+            )
     skipped = {}
     out = []
     for m in dict.fromkeys(names):
@@ -147,8 +157,9 @@ def _col_fingerprint(run, m: str) -> str:
     return fingerprint(np.ascontiguousarray(run.table[m].to_numpy(np.float64)).round(10).tobytes().hex())
 
 
-def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0, measure_all: bool = False,
-                  options: dict | None = None) -> pd.DataFrame:
+def cost_estimate(
+    run, metrics, *, sample: int = 3000, seed: int = 0, measure_all: bool = False, options: dict | None = None
+) -> pd.DataFrame:
     """Per metric: its registered cost, and the measured time of one computation on a seeded sample of
     ``sample`` examples, extrapolated linearly to the pool (k-means and the within-cluster search grow
     faster than N, fixed start-up costs slower: an order of magnitude, not a promise).  Measured for the
@@ -163,8 +174,14 @@ def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0, measure_al
     for m in metrics:
         entry = METRICS.entry(m) if m in METRICS else None
         rec = bool(entry and entry.info["recompute_in_subset"])
-        row = {"metric": m, "cost": entry.info["cost"] if entry else "imported column (free)",
-               "recomputed_in_subsets": rec, "sample": 0, "sample_s": 0.0, "pool_s_estimate": 0.0}
+        row = {
+            "metric": m,
+            "cost": entry.info["cost"] if entry else "imported column (free)",
+            "recomputed_in_subsets": rec,
+            "sample": 0,
+            "sample_s": 0.0,
+            "pool_s_estimate": 0.0,
+        }
         if entry is not None and entry.info["needs_labels"] and not run.has_labels:
             continue
         if rec or (measure_all and entry is not None):
@@ -181,26 +198,46 @@ def cost_estimate(run, metrics, *, sample: int = 3000, seed: int = 0, measure_al
     return pd.DataFrame(rows)
 
 
-def benchmark_metrics(run, *, metrics=None, fractions=None, initial_sizes=(1.0,), seeds: int = 3,
-                      probe: str = "linear", report_fractions=REPORT_FRACTIONS, overlap_fraction: float = 0.7,
-                      stability: bool = True, device: str = "auto", force: bool = False,
-                      reporter: Reporter | None = None) -> MetricBenchmark:
+def benchmark_metrics(
+    run,
+    *,
+    metrics=None,
+    fractions=None,
+    initial_sizes=(1.0,),
+    seeds: int = 3,
+    probe: str = "linear",
+    report_fractions=REPORT_FRACTIONS,
+    overlap_fraction: float = 0.7,
+    stability: bool = True,
+    device: str = "auto",
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> MetricBenchmark:
     """Benchmark every metric of ``run`` against random (see the module docstring)."""
     from ..scaling import DEFAULT_FRACTIONS, estimate_scaling
 
     rep = reporter or Reporter()
     run = _as_run(run)
     if not run.has_labels:
-        raise CurateError("benchmark-metrics measures held-out error and needs labels; this run has none "
-                          "(the agreement between metrics still works: backend.scores.benchmark.agreement)")
+        raise CurateError(
+            "benchmark-metrics measures held-out error and needs labels; this run has none "
+            "(the agreement between metrics still works: backend.scores.benchmark.agreement)"
+        )
     names, skipped = _metric_list(run, metrics)
     fr = sorted({round(float(f), 6) for f in (fractions or DEFAULT_FRACTIONS)} | set(report_fractions) | {1.0})
     if not 0 < overlap_fraction <= 1:
         raise CurateError(f"--overlap-fraction {overlap_fraction} must be in (0, 1]")
-    params = {"metrics": names, "columns": {m: _col_fingerprint(run, m) for m in names}, "fractions": fr,
-              "initial_sizes": sorted(float(q) for q in initial_sizes), "seeds": int(seeds), "probe": probe,
-              "report_fractions": list(report_fractions), "overlap_fraction": float(overlap_fraction),
-              "stability": bool(stability and "ssl_prototype" in run.score_columns)}
+    params = {
+        "metrics": names,
+        "columns": {m: _col_fingerprint(run, m) for m in names},
+        "fractions": fr,
+        "initial_sizes": sorted(float(q) for q in initial_sizes),
+        "seeds": int(seeds),
+        "probe": probe,
+        "report_fractions": list(report_fractions),
+        "overlap_fraction": float(overlap_fraction),
+        "stability": bool(stability and "ssl_prototype" in run.score_columns),
+    }
     st = Stage(run.dir.parent.parent, STAGE, VERSION, {"run": run.key, **params})
     if st.done and not force:
         rep.stage("benchmark-metrics", cached=True, detail=str(st.dir))
@@ -211,12 +248,23 @@ def benchmark_metrics(run, *, metrics=None, fractions=None, initial_sizes=(1.0,)
     for i, m in enumerate(names):
         rep.info(f"[{i + 1}/{len(names)}] scaling estimate for {m}")
         t = time.perf_counter()
-        res = estimate_scaling(run, fractions=fr, initial_sizes=params["initial_sizes"], seeds=int(seeds),
-                               probe=probe, device=device, reporter=rep, force=force, **_estimate_kwargs(run, m))
+        res = estimate_scaling(
+            run,
+            fractions=fr,
+            initial_sizes=params["initial_sizes"],
+            seeds=int(seeds),
+            probe=probe,
+            device=device,
+            reporter=rep,
+            force=force,
+            **_estimate_kwargs(run, m),
+        )
         timings[m] = round(time.perf_counter() - t, 2)
         c = res.curves
-        c = c[np.isclose(c["initial_fraction"], c["initial_fraction"].max())
-              & c["strategy"].isin(["hard", "easy", "random"])].copy()
+        c = c[
+            np.isclose(c["initial_fraction"], c["initial_fraction"].max())
+            & c["strategy"].isin(["hard", "easy", "random"])
+        ].copy()
         c.insert(0, "metric", m)
         curves.append(c)
         left = len(names) - i - 1
@@ -243,9 +291,19 @@ def benchmark_metrics(run, *, metrics=None, fractions=None, initial_sizes=(1.0,)
     write_json(d / "result.json", {"params": params, "timings_s": timings, "elapsed_s": round(elapsed, 2)})
     st.finish(elapsed_s=round(elapsed, 2))
     rep.end_stage()
-    return MetricBenchmark(table=table, summary=summary, curves=curves_df, spearman=spearman, overlap=overlap,
-                           stability=stab, skipped=skipped, params=params, dir=st.dir, elapsed_s=elapsed,
-                           timings=timings)
+    return MetricBenchmark(
+        table=table,
+        summary=summary,
+        curves=curves_df,
+        spearman=spearman,
+        overlap=overlap,
+        stability=stab,
+        skipped=skipped,
+        params=params,
+        dir=st.dir,
+        elapsed_s=elapsed,
+        timings=timings,
+    )
 
 
 def load_benchmark(run, **kwargs) -> MetricBenchmark | None:
@@ -258,14 +316,20 @@ def load_benchmark(run, **kwargs) -> MetricBenchmark | None:
     from ..scaling import DEFAULT_FRACTIONS
 
     report_fractions = kwargs.get("report_fractions", REPORT_FRACTIONS)
-    fr = sorted({round(float(f), 6) for f in (kwargs.get("fractions") or DEFAULT_FRACTIONS)}
-                | set(report_fractions) | {1.0})
-    params = {"metrics": names, "columns": {m: _col_fingerprint(run, m) for m in names}, "fractions": fr,
-              "initial_sizes": sorted(float(q) for q in kwargs.get("initial_sizes", (1.0,))),
-              "seeds": int(kwargs.get("seeds", 3)), "probe": kwargs.get("probe", "linear"),
-              "report_fractions": list(report_fractions),
-              "overlap_fraction": float(kwargs.get("overlap_fraction", 0.7)),
-              "stability": bool(kwargs.get("stability", True) and "ssl_prototype" in run.score_columns)}
+    fr = sorted(
+        {round(float(f), 6) for f in (kwargs.get("fractions") or DEFAULT_FRACTIONS)} | set(report_fractions) | {1.0}
+    )
+    params = {
+        "metrics": names,
+        "columns": {m: _col_fingerprint(run, m) for m in names},
+        "fractions": fr,
+        "initial_sizes": sorted(float(q) for q in kwargs.get("initial_sizes", (1.0,))),
+        "seeds": int(kwargs.get("seeds", 3)),
+        "probe": kwargs.get("probe", "linear"),
+        "report_fractions": list(report_fractions),
+        "overlap_fraction": float(kwargs.get("overlap_fraction", 0.7)),
+        "stability": bool(kwargs.get("stability", True) and "ssl_prototype" in run.score_columns),
+    }
     st = Stage(run.dir.parent.parent, STAGE, VERSION, {"run": run.key, **params})
     return _load(st, skipped) if st.done else None
 
@@ -276,9 +340,20 @@ def _load(st: Stage, skipped: dict) -> MetricBenchmark:
     rd = {f: pd.read_parquet(d / f"{f}.parquet") for f in ("table", "summary", "curves", "stability")}
     sp = pd.read_parquet(d / "spearman.parquet").set_index("metric")
     ov = pd.read_parquet(d / "overlap.parquet").set_index("metric")
-    return MetricBenchmark(table=rd["table"], summary=rd["summary"], curves=rd["curves"], spearman=sp, overlap=ov,
-                           stability=rd["stability"], skipped=skipped, params=saved["params"], dir=d,
-                           elapsed_s=float(saved["elapsed_s"]), cached=True, timings=saved.get("timings_s", {}))
+    return MetricBenchmark(
+        table=rd["table"],
+        summary=rd["summary"],
+        curves=rd["curves"],
+        spearman=sp,
+        overlap=ov,
+        stability=rd["stability"],
+        skipped=skipped,
+        params=saved["params"],
+        dir=d,
+        elapsed_s=float(saved["elapsed_s"]),
+        cached=True,
+        timings=saved.get("timings_s", {}),
+    )
 
 
 def compare_with_random(curves: pd.DataFrame, fractions=REPORT_FRACTIONS) -> pd.DataFrame:
@@ -300,11 +375,23 @@ def compare_with_random(curves: pd.DataFrame, fractions=REPORT_FRACTIONS) -> pd.
                 verdict = "tie"
                 if n > 1 and se > 0 and abs(diff) > 2 * se:
                     verdict = "better" if diff < 0 else "worse"
-                rows.append({"metric": m, "strategy": st, "balance": a.get("balance", "none"), "keep_fraction": f,
-                             "n_kept": int(a["n_kept"]), "error": float(a["error_mean"]),
-                             "error_std": float(a["error_std"]), "random_error": float(r["error_mean"]),
-                             "random_std": float(r["error_std"]), "diff": diff, "se": se, "n_seeds": n,
-                             "verdict": verdict})
+                rows.append(
+                    {
+                        "metric": m,
+                        "strategy": st,
+                        "balance": a.get("balance", "none"),
+                        "keep_fraction": f,
+                        "n_kept": int(a["n_kept"]),
+                        "error": float(a["error_mean"]),
+                        "error_std": float(a["error_std"]),
+                        "random_error": float(r["error_mean"]),
+                        "random_std": float(r["error_std"]),
+                        "diff": diff,
+                        "se": se,
+                        "n_seeds": n,
+                        "verdict": verdict,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -315,9 +402,15 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         by_dir = t.groupby("strategy")["diff"].mean()
         direction = str(by_dir.idxmin())
         td = t[t["strategy"] == direction]
-        rows.append({"metric": m, "direction": direction, "mean_diff": float(by_dir.min()),
-                     "n_better": int((td["verdict"] == "better").sum()),
-                     "n_worse": int((td["verdict"] == "worse").sum())})
+        rows.append(
+            {
+                "metric": m,
+                "direction": direction,
+                "mean_diff": float(by_dir.min()),
+                "n_better": int((td["verdict"] == "better").sum()),
+                "n_worse": int((td["verdict"] == "worse").sum()),
+            }
+        )
     out = pd.DataFrame(rows).sort_values(["mean_diff", "metric"]).reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out
@@ -351,8 +444,9 @@ def agreement(run, metrics, *, fraction: float = 0.7, seed: int = 0) -> tuple[pd
     return spearman, ov
 
 
-def ssl_stability(run, *, fraction: float = 0.7, seeds=(1, 2), device: str = "auto",
-                  reporter: Reporter | None = None) -> pd.DataFrame:
+def ssl_stability(
+    run, *, fraction: float = 0.7, seeds=(1, 2), device: str = "auto", reporter: Reporter | None = None
+) -> pd.DataFrame:
     """ssl_prototype with other k-means seeds (same K) and other K (K/2, 2K, 10K): agreement with the run's."""
     from ..cluster import SphericalKMeans
     from ..embed import resolve_device
@@ -383,6 +477,15 @@ def ssl_stability(run, *, fraction: float = 0.7, seeds=(1, 2), device: str = "au
         v = ssl_prototype_from_sim(sim).astype(np.float64)
         rho = float(np.corrcoef(base_rank, pd.Series(v).rank().to_numpy())[0, 1])
         ov = float((_kept_hardest(v, ids, n_keep) & base_mask).sum() / n_keep)
-        out.append({"variant": kind, "k": int(k), "seed": int(s), "spearman_vs_run": rho,
-                    "kept_overlap_vs_run": ov, "fraction": fraction, "seconds": round(time.perf_counter() - tt, 2)})
+        out.append(
+            {
+                "variant": kind,
+                "k": int(k),
+                "seed": int(s),
+                "spearman_vs_run": rho,
+                "kept_overlap_vs_run": ov,
+                "fraction": fraction,
+                "seconds": round(time.perf_counter() - tt, 2),
+            }
+        )
     return pd.DataFrame(out)

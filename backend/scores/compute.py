@@ -70,8 +70,14 @@ def _metric_names(metrics: str | Iterable[str]) -> list[str]:
     return out
 
 
-def run_context(run, *, options: dict[str, Any] | None = None, device: str = "auto",
-                reporter: Reporter | None = None, with_pixels: bool = False) -> ScoreContext:
+def run_context(
+    run,
+    *,
+    options: dict[str, Any] | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    with_pixels: bool = False,
+) -> ScoreContext:
     """The :class:`ScoreContext` of a run's pool: its embeddings, rows, ids, labels, k and the stored clustering.
 
     ``with_pixels``: metrics that train on the images find a loader in
@@ -85,15 +91,23 @@ def run_context(run, *, options: dict[str, Any] | None = None, device: str = "au
     table = run.table
     params = run.config.get("params", {})
     ctx = ScoreContext(
-        embeddings=run.embeddings, rows=table["row"].to_numpy(np.int64),
+        embeddings=run.embeddings,
+        rows=table["row"].to_numpy(np.int64),
         example_ids=table["example_id"].astype(str).to_numpy(),
         labels=table["label"].astype(str).to_numpy() if run.has_labels else None,
-        k=run.k, seed=int(params.get("seed", 0)), device=resolve_device(device),
+        k=run.k,
+        seed=int(params.get("seed", 0)),
+        device=resolve_device(device),
         kmeans_iters=int(params.get("kmeans_iters", 20)),
         centroid_sim=table["centroid_sim"].to_numpy(np.float32) if "centroid_sim" in table.columns else None,
         cluster=table["cluster"].to_numpy(np.int64) if "cluster" in table.columns else None,
-        options=dict(options or {}), shared={}, workdir=run.dir.parent.parent, reporter=rep)
+        options=dict(options or {}),
+        shared={},
+        workdir=run.dir.parent.parent,
+        reporter=rep,
+    )
     if with_pixels:
+
         def load():
             from ..probes.cnn import load_images
 
@@ -107,16 +121,23 @@ def _stage(run, name: str, ctx: ScoreContext) -> Stage:
     info = METRICS.entry(name).info
     declared = info.get("options")
     opts = {k: v for k, v in ctx.options.items() if declared is None or k in declared}
-    inputs = {"run": run.key, "metric": name, "version": int(info.get("version", 1)), "options": opts,
-              "seed": ctx.seed}
+    inputs = {"run": run.key, "metric": name, "version": int(info.get("version", 1)), "options": opts, "seed": ctx.seed}
     if declared is None:  # a metric that does not say what it reads: key by everything it could read
         inputs.update(k=ctx.k, kmeans_iters=ctx.kmeans_iters)
     return Stage(run.dir.parent.parent, STAGE, VERSION, inputs)
 
 
-def compute_scores(run, metrics: str | Iterable[str], *, seeds: int = 5, epoch: int | None = None,
-                   options: dict[str, Any] | None = None, device: str = "auto", force: bool = False,
-                   reporter: Reporter | None = None) -> ComputedScores:
+def compute_scores(
+    run,
+    metrics: str | Iterable[str],
+    *,
+    seeds: int = 5,
+    epoch: int | None = None,
+    options: dict[str, Any] | None = None,
+    device: str = "auto",
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> ComputedScores:
     """Compute ``metrics`` on the run's pool, cache them, and add/replace their columns in ``examples.parquet``.
 
     ``run``: a :class:`backend.Run` or a run/work folder.  ``metrics``: names
@@ -161,9 +182,18 @@ def compute_scores(run, metrics: str | Iterable[str], *, seeds: int = 5, epoch: 
         d = st.prepare()
         write_npy(d / "scores.npy", s)
         dyn = ctx.shared.get("probe_dynamics") or {}
-        write_json(d / "summary.json", {"metric": n, "n": len(s), "mean": float(s.mean()), "std": float(s.std()),
-                                        "min": float(s.min()), "max": float(s.max()),
-                                        "training": [v.info for v in dyn.values()]})
+        write_json(
+            d / "summary.json",
+            {
+                "metric": n,
+                "n": len(s),
+                "mean": float(s.mean()),
+                "std": float(s.std()),
+                "min": float(s.min()),
+                "max": float(s.max()),
+                "training": [v.info for v in dyn.values()],
+            },
+        )
         st.finish(elapsed_s=elapsed[n])
         rep.end_stage()
         out[n], cached[n] = s, False
@@ -185,13 +215,17 @@ def _write_columns(run, path: Path, columns: dict[str, np.ndarray]) -> None:
 
     with lock_file(run.dir / ".lock"):
         table = pd.read_parquet(path)  # fresh from disk: another process may have added columns
-        if len(table) != len(run.table) or \
-                not (table["example_id"].to_numpy() == run.table["example_id"].to_numpy()).all():
+        if (
+            len(table) != len(run.table)
+            or not (table["example_id"].to_numpy() == run.table["example_id"].to_numpy()).all()
+        ):
             raise CurateError(f"{path} changed while the scores were computed: run the command again")
         for name, s in columns.items():
             if len(s) != len(table):
-                raise CurateError(f"cached scores of {name!r} have {len(s)} values for {len(table)} examples: "
-                                  "recompute them with force=True (--force)")
+                raise CurateError(
+                    f"cached scores of {name!r} have {len(s)} values for {len(table)} examples: "
+                    "recompute them with force=True (--force)"
+                )
             table[name] = np.asarray(s, np.float64)
         write_table(path, table)
         cfg_path = run.dir / "run.json"

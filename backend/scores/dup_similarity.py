@@ -28,19 +28,27 @@ import numpy as np
 from .base import ScoreContext, register_metric
 
 
-@register_metric("dup_distance", priority=100, needs_labels=False, recompute_in_subset=True, uses_clusters=True,
-                 cost="an exact nearest-neighbour search inside every k-means cluster (~N^2 D / K flops)",
-                 default=False, range="[0, 2]",
-                 description="semantic-duplicate distance: 1 - the largest cosine similarity to another member of "
-                             "the k-means cluster (0 = an exact copy exists; SemDeDup). Higher = harder "
-                             "(more unique); keep-hard drops near-duplicates first.")
+@register_metric(
+    "dup_distance",
+    priority=100,
+    needs_labels=False,
+    recompute_in_subset=True,
+    uses_clusters=True,
+    cost="an exact nearest-neighbour search inside every k-means cluster (~N^2 D / K flops)",
+    default=False,
+    range="[0, 2]",
+    description="semantic-duplicate distance: 1 - the largest cosine similarity to another member of "
+    "the k-means cluster (0 = an exact copy exists; SemDeDup). Higher = harder "
+    "(more unique); keep-hard drops near-duplicates first.",
+)
 def dup_distance(ctx: ScoreContext) -> np.ndarray:
     """1 - max cosine similarity to another member of the example's cluster, in [0, 2]."""
     from ..dedup.search import within_cluster_neighbours
 
     cluster, sim = _clusters(ctx)
-    nb = within_cluster_neighbours(ctx.embeddings, ctx.rows, cluster, sim, ctx.example_ids, device=ctx.device,
-                                   progress=ctx.reporter.update)
+    nb = within_cluster_neighbours(
+        ctx.embeddings, ctx.rows, cluster, sim, ctx.example_ids, device=ctx.device, progress=ctx.reporter.update
+    )
     return (1.0 - nb.max_sim.astype(np.float64)).clip(0.0, 2.0).astype(np.float32)
 
 

@@ -20,10 +20,17 @@ from .base import ScoreContext, register_metric
 COST = "linear-probe trainings on the embeddings (5 seeds x 20 epochs; shared with grand, forgetting, aum, margin)"
 
 
-@register_metric("el2n", priority=10, needs_labels=True, default=False, cost=COST, range="[0, sqrt(2)]",
-                 options=("seeds", "epochs", "epoch", "batch", "lr", "momentum", "weight_decay"),
-                 description="EL2N (Paul et al. 2021): ||softmax - onehot(label)|| of linear probes early in "
-                             "training (--epoch, default 2), mean over --seeds. Higher = harder.")
+@register_metric(
+    "el2n",
+    priority=10,
+    needs_labels=True,
+    default=False,
+    cost=COST,
+    range="[0, sqrt(2)]",
+    options=("seeds", "epochs", "epoch", "batch", "lr", "momentum", "weight_decay"),
+    description="EL2N (Paul et al. 2021): ||softmax - onehot(label)|| of linear probes early in "
+    "training (--epoch, default 2), mean over --seeds. Higher = harder.",
+)
 def el2n(ctx: ScoreContext) -> np.ndarray:
     """Mean over seeds of ||softmax - onehot(y)||_2 at epoch ``ctx.options['epoch']``; in [0, sqrt(2)]."""
     return probe_dynamics(ctx).el2n(dynamics_options(ctx)["epoch"])

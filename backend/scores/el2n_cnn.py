@@ -14,10 +14,18 @@ from ._cnn_dynamics import CNN_OPTIONS, COST, cnn_dynamics, cnn_options
 from .base import ScoreContext, register_metric
 
 
-@register_metric("el2n_cnn", priority=20, needs_labels=True, default=False, needs_images=True, cost=COST,
-                 range="[0, sqrt(2)]", options=CNN_OPTIONS,
-                 description="EL2N of a small CNN trained on the pixels: ||softmax - onehot(label)|| after "
-                             "--epoch epochs (default 2), mean over --seeds. Higher = harder.")
+@register_metric(
+    "el2n_cnn",
+    priority=20,
+    needs_labels=True,
+    default=False,
+    needs_images=True,
+    cost=COST,
+    range="[0, sqrt(2)]",
+    options=CNN_OPTIONS,
+    description="EL2N of a small CNN trained on the pixels: ||softmax - onehot(label)|| after "
+    "--epoch epochs (default 2), mean over --seeds. Higher = harder.",
+)
 def el2n_cnn(ctx: ScoreContext) -> np.ndarray:
     """Mean over seeds of ||softmax - onehot(y)||_2 after epoch ``epoch``; in [0, sqrt(2)]."""
     return cnn_dynamics(ctx).el2n(cnn_options(ctx)["epoch"])

@@ -20,11 +20,18 @@ from .base import ScoreContext, register_metric
 from .el2n import COST
 
 
-@register_metric("forgetting", priority=12, needs_labels=True, default=False, cost=COST, range="[0, epochs]",
-                 options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
-                 description="forgetting events (Toneva et al. 2019): correct-to-incorrect transitions of linear "
-                             "probes over SGD epochs, never-learned examples count as most forgotten, mean over "
-                             "--seeds. Higher = harder.")
+@register_metric(
+    "forgetting",
+    priority=12,
+    needs_labels=True,
+    default=False,
+    cost=COST,
+    range="[0, epochs]",
+    options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
+    description="forgetting events (Toneva et al. 2019): correct-to-incorrect transitions of linear "
+    "probes over SGD epochs, never-learned examples count as most forgotten, mean over "
+    "--seeds. Higher = harder.",
+)
 def forgetting(ctx: ScoreContext) -> np.ndarray:
     """Mean over seeds of the forgetting events (never learned: the number of epochs); in [0, epochs]."""
     return probe_dynamics(ctx).forgetting()

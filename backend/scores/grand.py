@@ -19,11 +19,18 @@ from .base import ScoreContext, register_metric
 from .el2n import COST
 
 
-@register_metric("grand", priority=11, needs_labels=True, default=False, cost=COST, range="[0, inf)",
-                 options=("seeds", "epochs", "grand_epoch", "batch", "lr", "momentum", "weight_decay"),
-                 description="GraNd (Paul et al. 2021): per-example gradient norm of the loss of linear probes "
-                             "at initialisation (closed form ||softmax - onehot|| * ||x||), mean over --seeds. "
-                             "Higher = harder.")
+@register_metric(
+    "grand",
+    priority=11,
+    needs_labels=True,
+    default=False,
+    cost=COST,
+    range="[0, inf)",
+    options=("seeds", "epochs", "grand_epoch", "batch", "lr", "momentum", "weight_decay"),
+    description="GraNd (Paul et al. 2021): per-example gradient norm of the loss of linear probes "
+    "at initialisation (closed form ||softmax - onehot|| * ||x||), mean over --seeds. "
+    "Higher = harder.",
+)
 def grand(ctx: ScoreContext) -> np.ndarray:
     """Mean over seeds of ||d loss / d W|| = ||softmax - onehot(y)|| * ||x||; in [0, inf)."""
     return probe_dynamics(ctx).grand(dynamics_options(ctx)["grand_epoch"])

@@ -15,10 +15,17 @@ from .base import ScoreContext, register_metric
 from .el2n import COST
 
 
-@register_metric("margin", priority=14, needs_labels=True, default=False, cost=COST, range="(-inf, inf)",
-                 options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
-                 description="margin at the end of training, negated: minus (assigned logit - largest other "
-                             "logit) of linear probes after the last epoch, mean over --seeds. Higher = harder.")
+@register_metric(
+    "margin",
+    priority=14,
+    needs_labels=True,
+    default=False,
+    cost=COST,
+    range="(-inf, inf)",
+    options=("seeds", "epochs", "batch", "lr", "momentum", "weight_decay"),
+    description="margin at the end of training, negated: minus (assigned logit - largest other "
+    "logit) of linear probes after the last epoch, mean over --seeds. Higher = harder.",
+)
 def margin(ctx: ScoreContext) -> np.ndarray:
     """Minus the final margin, mean over seeds; in (-inf, inf), > 0 = misclassified at the end."""
     return probe_dynamics(ctx).final_margin()

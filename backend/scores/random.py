@@ -18,7 +18,14 @@ def random_score(example_ids, seed: int = 0) -> np.ndarray:
     return (h.to_numpy(np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-@register_metric("random", priority=2, needs_labels=False, recompute_in_subset=True, cost="free", range="[0, 1)",
-                 description="seeded uniform score in [0, 1): the baseline every strategy is compared with.")
+@register_metric(
+    "random",
+    priority=2,
+    needs_labels=False,
+    recompute_in_subset=True,
+    cost="free",
+    range="[0, 1)",
+    description="seeded uniform score in [0, 1): the baseline every strategy is compared with.",
+)
 def random(ctx: ScoreContext) -> np.ndarray:
     return random_score(ctx.example_ids, ctx.seed)

@@ -12,10 +12,17 @@ def ssl_prototype_from_sim(sim_to_nearest_centroid: np.ndarray) -> np.ndarray:
     return (1.0 - np.asarray(sim_to_nearest_centroid, dtype=np.float32)).astype(np.float32)
 
 
-@register_metric("ssl_prototype", priority=0, needs_labels=False, recompute_in_subset=True, cost="k-means", uses_clusters=True,
-                 range="[0, 2]",
-                 description="self-supervised prototypes: 1 - cosine similarity to the nearest k-means "
-                             "centroid (no labels). Higher = harder.")
+@register_metric(
+    "ssl_prototype",
+    priority=0,
+    needs_labels=False,
+    recompute_in_subset=True,
+    cost="k-means",
+    uses_clusters=True,
+    range="[0, 2]",
+    description="self-supervised prototypes: 1 - cosine similarity to the nearest k-means "
+    "centroid (no labels). Higher = harder.",
+)
 def ssl_prototype(ctx: ScoreContext) -> np.ndarray:
     """1 - cosine similarity to the nearest of ``ctx.k`` spherical k-means centroids of ``ctx.rows``."""
     sim = ctx.centroid_sim

@@ -15,8 +15,8 @@ def class_prototypes(x: np.ndarray, labels: np.ndarray, rows: np.ndarray | None 
     classes, codes = np.unique(labels, return_inverse=True)
     sums = np.zeros((len(classes), x.shape[1]), np.float64)
     for start in range(0, len(rows), CHUNK):
-        xc = l2_normalize(x[rows[start:start + CHUNK]])
-        np.add.at(sums, codes[start:start + CHUNK], xc)
+        xc = l2_normalize(x[rows[start : start + CHUNK]])
+        np.add.at(sums, codes[start : start + CHUNK], xc)
     return classes, l2_normalize(sums)
 
 
@@ -28,15 +28,21 @@ def supervised_prototype_scores(x: np.ndarray, labels: np.ndarray, rows: np.ndar
     codes = np.searchsorted(classes, labels)
     out = np.empty(len(rows), np.float32)
     for start in range(0, len(rows), CHUNK):
-        xc = l2_normalize(x[rows[start:start + CHUNK]])
-        out[start:start + len(xc)] = 1.0 - np.einsum("nd,nd->n", xc, protos[codes[start:start + CHUNK]])
+        xc = l2_normalize(x[rows[start : start + CHUNK]])
+        out[start : start + len(xc)] = 1.0 - np.einsum("nd,nd->n", xc, protos[codes[start : start + CHUNK]])
     return np.clip(out, 0.0, 2.0)
 
 
-@register_metric("supervised_prototype", priority=1, needs_labels=True, recompute_in_subset=True, cost="class means",
-                 range="[0, 2]",
-                 description="supervised prototypes: 1 - cosine similarity to the normalised mean embedding "
-                             "of the example's own class. Higher = harder.")
+@register_metric(
+    "supervised_prototype",
+    priority=1,
+    needs_labels=True,
+    recompute_in_subset=True,
+    cost="class means",
+    range="[0, 2]",
+    description="supervised prototypes: 1 - cosine similarity to the normalised mean embedding "
+    "of the example's own class. Higher = harder.",
+)
 def supervised_prototype(ctx: ScoreContext) -> np.ndarray:
     assert ctx.labels is not None
     return supervised_prototype_scores(ctx.embeddings, np.asarray(ctx.labels).astype(str), ctx.rows)

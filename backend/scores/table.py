@@ -46,13 +46,15 @@ def check_column_name(name: str) -> str:
     if not name or name != name.strip() or any(c in name for c in "\n\r\t,"):
         raise CurateError(f"{name!r} cannot be a score column name: pass --name with letters, digits and _")
     if name in NON_SCORE_COLUMNS:
-        raise CurateError(f"{name!r} is one of the run's own columns ({', '.join(sorted(NON_SCORE_COLUMNS))}): "
-                          "pass another --name")
+        raise CurateError(
+            f"{name!r} is one of the run's own columns ({', '.join(sorted(NON_SCORE_COLUMNS))}): pass another --name"
+        )
     return name
 
 
-def add_score_columns(run, columns: Mapping[str, np.ndarray], *, provenance: Mapping[str, dict] | None = None,
-                      allow_nan: bool = False):
+def add_score_columns(
+    run, columns: Mapping[str, np.ndarray], *, provenance: Mapping[str, dict] | None = None, allow_nan: bool = False
+):
     """Add (or replace) ``columns`` (name -> one value per pool example, the table's order) in ``run``'s table.
 
     ``provenance``: per column, a JSON-able dict stored in ``run.json``

@@ -3,5 +3,15 @@
 from .export import FORMATS, export_tree, render_selection, write_selection
 from .subset import BALANCES, STRATEGIES, Ranking, Selection, keep_count_for, select_subset
 
-__all__ = ["BALANCES", "FORMATS", "STRATEGIES", "Ranking", "Selection", "export_tree", "keep_count_for",
-           "render_selection", "select_subset", "write_selection"]
+__all__ = [
+    "BALANCES",
+    "FORMATS",
+    "STRATEGIES",
+    "Ranking",
+    "Selection",
+    "export_tree",
+    "keep_count_for",
+    "render_selection",
+    "select_subset",
+    "write_selection",
+]

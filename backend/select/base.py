@@ -75,27 +75,50 @@ class BalancePlan:
     floor: np.ndarray | None = None
 
 
-def register_strategy(name: str, *, description: str, needs_metric: bool = True,
-                      choose: Callable | None = None, options: dict[str, Any] | None = None,
-                      priority: int = 50, **extra: Any):
+def register_strategy(
+    name: str,
+    *,
+    description: str,
+    needs_metric: bool = True,
+    choose: Callable | None = None,
+    options: dict[str, Any] | None = None,
+    priority: int = 50,
+    **extra: Any,
+):
     """Decorator: register ``fn(inp: StrategyInput) -> priority`` (lower = kept first) as strategy ``name``.
 
     ``choose`` (optional) makes it a non-prefix strategy: ``choose(inp,
     positions, n) -> positions`` picks ``n`` of the candidate ``positions``.
     """
-    return STRATEGIES.register(name, description=description, needs_metric=needs_metric, choose=choose,
-                               prefix=choose is None, options=dict(options or {}), priority=priority, **extra)
+    return STRATEGIES.register(
+        name,
+        description=description,
+        needs_metric=needs_metric,
+        choose=choose,
+        prefix=choose is None,
+        options=dict(options or {}),
+        priority=priority,
+        **extra,
+    )
 
 
-def register_balance(name: str, *, description: str, group: str | None, options: dict[str, Any] | None = None,
-                     priority: int = 50, **extra: Any):
+def register_balance(
+    name: str,
+    *,
+    description: str,
+    group: str | None,
+    options: dict[str, Any] | None = None,
+    priority: int = 50,
+    **extra: Any,
+):
     """Decorator: register ``fn(sizes, n_keep, options) -> BalancePlan`` as balance ``name``.
 
     ``group`` is the table column the groups come from (``"label"``,
     ``"cluster"``) or None (one group: no balance).
     """
-    return BALANCES.register(name, description=description, group=group, options=dict(options or {}),
-                             priority=priority, **extra)
+    return BALANCES.register(
+        name, description=description, group=group, options=dict(options or {}), priority=priority, **extra
+    )
 
 
 def proportional_quotas(sizes: np.ndarray, n_keep: int) -> np.ndarray:

@@ -71,21 +71,27 @@ def _refuse_protected(out: Path, source_root: Path | None, what: str) -> None:
     """Outputs never go onto a workdir's cache nor inside the folder the run reads its images from."""
     owner = store_owner(out)
     if owner:
-        raise CurateError(f"refusing to write {what} {out}: {owner} (its files are the cache, an export there "
-                          "would corrupt it); choose a path outside, e.g. <workdir>/selections/")
+        raise CurateError(
+            f"refusing to write {what} {out}: {owner} (its files are the cache, an export there "
+            "would corrupt it); choose a path outside, e.g. <workdir>/selections/"
+        )
     if source_root is not None:
         real = out.parent.resolve() / out.name
         if real == source_root or real.is_relative_to(source_root):
-            raise CurateError(f"refusing to write {what} {out} inside the source folder {source_root}: the next "
-                              "run would read it as data; choose a folder outside the source")
+            raise CurateError(
+                f"refusing to write {what} {out} inside the source folder {source_root}: the next "
+                "run would read it as data; choose a folder outside the source"
+            )
 
 
 def _check_out(out: Path, force: bool) -> None:
     man = _manifest_path(out)
     for p, name in ((out, "--out"), (man, "its manifest")):
         if p.is_symlink():
-            raise CurateError(f"{p} ({name}) is a symbolic link: refusing to write through it; remove the link "
-                              "or choose another --out")
+            raise CurateError(
+                f"{p} ({name}) is a symbolic link: refusing to write through it; remove the link "
+                "or choose another --out"
+            )
     if out.is_dir():
         raise CurateError(f"{out} is a folder: pass a file name ending in {', '.join(FORMATS)} as --out")
     for p in (out, man):
@@ -143,8 +149,12 @@ def write_selection(sel: Selection, out: str | Path, *, force: bool = False) -> 
     clean_stale_tmp(out.parent)
     data = render_selection(sel, fmt)
     man = sel.manifest()
-    man["output"] = {"path": str(out), "format": fmt.lstrip("."), "rows": sel.n_kept,
-                     "sha256": hashlib.sha256(data).hexdigest()}
+    man["output"] = {
+        "path": str(out),
+        "format": fmt.lstrip("."),
+        "rows": sel.n_kept,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     man_bytes = _manifest_bytes(man)
     with dir_lock(out.parent):  # checked again under the lock: another writer may have been quicker
         _check_out(out, force)
@@ -245,19 +255,23 @@ def export_tree(run, sel: Selection, out_dir: str | Path, *, force: bool = False
         run = Run(find_run_dir(run))
     out_dir = _out_path(out_dir)
     if out_dir.is_symlink():
-        raise CurateError(f"{out_dir} is a symbolic link: refusing to write through it; remove the link or "
-                          "choose another --out")
+        raise CurateError(
+            f"{out_dir} is a symbolic link: refusing to write through it; remove the link or choose another --out"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise CurateError(f"{out_dir} is a file: export-tree writes a folder, choose another --out")
     src = run.config.get("source", {})
     _refuse_protected(out_dir, _source_root(src.get("spec"), src.get("kind")), "the tree")
     man_path = _manifest_path(out_dir)
     if man_path.is_symlink() or man_path.is_dir():
-        raise CurateError(f"{man_path} is a symbolic link or a folder: refusing to write the manifest there; "
-                          "remove it or choose another --out")
+        raise CurateError(
+            f"{man_path} is a symbolic link or a folder: refusing to write the manifest there; "
+            "remove it or choose another --out"
+        )
     if not run.has_images:
-        raise CurateError("this run has no images (precomputed embeddings without paths): "
-                          "use `curate select --out kept.csv` instead")
+        raise CurateError(
+            "this run has no images (precomputed embeddings without paths): use `curate select --out kept.csv` instead"
+        )
     if out_dir.exists() and any(out_dir.iterdir()):
         _check_replaceable(out_dir, force)
     if man_path.exists() and not force:
@@ -279,8 +293,13 @@ def export_tree(run, sel: Selection, out_dir: str | Path, *, force: bool = False
     try:
         files, n_links, n_written = _build_tree(run, sel, tmp)
         man = sel.manifest()
-        man["output"] = {"path": str(out_dir), "format": TREE_FORMAT, "symlinks": n_links,
-                         "png_written": n_written, "files": files}
+        man["output"] = {
+            "path": str(out_dir),
+            "format": TREE_FORMAT,
+            "symlinks": n_links,
+            "png_written": n_written,
+            "files": files,
+        }
         left: list[Path] = []
         old = None
         with dir_lock(out_dir.parent):  # one writer at a time swaps this folder and its manifest
@@ -311,17 +330,22 @@ def _check_replaceable(out_dir: Path, force: bool) -> dict[str, str]:
     if not force:
         raise CurateError(f"{out_dir} exists and is not empty: pass --force to replace it or choose another --out")
     if holds_store(out_dir):
-        raise CurateError(f"{out_dir} holds a workdir: refusing to delete it even with --force; choose an "
-                          "empty or new --out")
+        raise CurateError(
+            f"{out_dir} holds a workdir: refusing to delete it even with --force; choose an empty or new --out"
+        )
     recorded = _previous_files(out_dir)
     if recorded is None:
         # --force replaces an earlier export, never a folder of real files (it could be the source)
-        raise CurateError(f"{out_dir} holds files that export-tree did not write: refusing to delete it "
-                          "even with --force; choose an empty or new --out")
+        raise CurateError(
+            f"{out_dir} holds files that export-tree did not write: refusing to delete it "
+            "even with --force; choose an empty or new --out"
+        )
     bad = _unexpected_entry(out_dir, recorded, legacy=recorded == {})
     if bad:
-        raise CurateError(f"{bad}: refusing to replace {out_dir} even with --force (it only removes what the "
-                          "previous export wrote); move that file away or choose another --out")
+        raise CurateError(
+            f"{bad}: refusing to replace {out_dir} even with --force (it only removes what the "
+            "previous export wrote); move that file away or choose another --out"
+        )
     return recorded
 
 

@@ -113,8 +113,17 @@ class Ranking:
     first); ``global_rank`` its inverse.
     """
 
-    def __init__(self, table, *, strategy: str = "hard", metric: str = "ssl_prototype", balance: str = "none",
-                 seed: int = 0, run=None, **options):
+    def __init__(
+        self,
+        table,
+        *,
+        strategy: str = "hard",
+        metric: str = "ssl_prototype",
+        balance: str = "none",
+        seed: int = 0,
+        run=None,
+        **options,
+    ):
         from ..run import Run
 
         if isinstance(table, Run):
@@ -127,13 +136,17 @@ class Ranking:
         declared = {**self.entry.options, **self.balance_entry.options, **{k: 0 for k in COVERAGE_OPTIONS}}
         unknown = sorted(set(options) - set(declared))
         if unknown:
-            raise CurateError(f"option {unknown[0]!r} does not apply to --strategy {strategy} --balance {balance} "
-                              f"(it takes: {', '.join(sorted(declared)) or 'none'})")
+            raise CurateError(
+                f"option {unknown[0]!r} does not apply to --strategy {strategy} --balance {balance} "
+                f"(it takes: {', '.join(sorted(declared)) or 'none'})"
+            )
         self.options = {k: (options[k] if options.get(k) is not None else v) for k, v in declared.items()}
         needs_metric = bool(self.entry.needs_metric)
         if needs_metric and metric not in table.columns:
-            raise CurateError(f"metric {metric!r} is not in this run (available: "
-                              f"{', '.join(c for c in table.columns if c in _score_cols(table))}): pass --metric")
+            raise CurateError(
+                f"metric {metric!r} is not in this run (available: "
+                f"{', '.join(c for c in table.columns if c in _score_cols(table))}): pass --metric"
+            )
         group_col = self.balance_entry.group
         min_class, min_cluster = int(self.options["min_per_class"]), int(self.options["min_per_cluster"])
         if min_class < 0 or min_cluster < 0:
@@ -205,12 +218,16 @@ class Ranking:
         forced = self.forced
         n_forced = int(forced.sum())
         if n_forced > n_keep:
-            raise CurateError(f"the coverage floors need at least {n_forced} examples but the budget is {n_keep}: "
-                              "keep more, or lower --min-per-class / --min-per-cluster")
+            raise CurateError(
+                f"the coverage floors need at least {n_forced} examples but the budget is {n_keep}: "
+                "keep more, or lower --min-per-class / --min-per-cluster"
+            )
         free_per_group = self.sizes - self._forced_per_group
         if plan.quota is not None:
-            need = np.minimum(_quotas_above_floors(self.sizes, self._forced_per_group, n_keep)
-                              - self._forced_per_group, free_per_group)
+            need = np.minimum(
+                _quotas_above_floors(self.sizes, self._forced_per_group, n_keep) - self._forced_per_group,
+                free_per_group,
+            )
             kept = forced | self._choose_in_groups(need, n_keep)
             short = n_keep - int(kept.sum())
             if short > 0:  # groups too small for their quota after the floors: the rest by global order
@@ -253,8 +270,12 @@ class Ranking:
     # -- what the selection was -----------------------------------------------------------------
     def params(self) -> dict:
         """The setting, as the manifest records it: options only where they apply (and are set)."""
-        out = {"strategy": self.strategy, "metric": self.metric if self.entry.needs_metric else None,
-               "balance": self.balance, "seed": self.seed}
+        out = {
+            "strategy": self.strategy,
+            "metric": self.metric if self.entry.needs_metric else None,
+            "balance": self.balance,
+            "seed": self.seed,
+        }
         for k in list(self.entry.options) + list(self.balance_entry.options):
             out[k] = self.options[k]
         for k in COVERAGE_OPTIONS:
@@ -269,9 +290,12 @@ class Ranking:
             from .strategies._dedup import duplicate_mask
 
             dup = duplicate_mask(self._inp)
-            out["dedup"] = {"duplicates_found": int(dup.sum()), "removed_as_duplicates": int((dup & ~mask).sum()),
-                            "removed_by_difficulty": int((~dup & ~mask).sum()),
-                            "duplicates_kept_back": int((dup & mask).sum())}
+            out["dedup"] = {
+                "duplicates_found": int(dup.sum()),
+                "removed_as_duplicates": int((dup & ~mask).sum()),
+                "removed_by_difficulty": int((~dup & ~mask).sum()),
+                "duplicates_kept_back": int((dup & mask).sum()),
+            }
         if self.strategy == "ccs":
             from .strategies.ccs import resolve_options
 
@@ -315,9 +339,18 @@ class Selection:
         }
 
 
-def select_subset(run, *, keep: float | None = None, keep_count: int | None = None, strategy: str = "hard",
-                  metric: str = "ssl_prototype", balance: str = "none", seed: int = 0,
-                  ranking: Ranking | None = None, **options) -> Selection:
+def select_subset(
+    run,
+    *,
+    keep: float | None = None,
+    keep_count: int | None = None,
+    strategy: str = "hard",
+    metric: str = "ssl_prototype",
+    balance: str = "none",
+    seed: int = 0,
+    ranking: Ranking | None = None,
+    **options,
+) -> Selection:
     """Keep ``keep`` (fraction) or ``keep_count`` examples of ``run`` by ``strategy``.
 
     ``run`` is a :class:`backend.Run` (or a run/work directory).  The kept rows
@@ -341,11 +374,22 @@ def select_subset(run, *, keep: float | None = None, keep_count: int | None = No
         kc = kept["label"].value_counts()
         per_class = {str(c): {"total": int(tot[c]), "kept": int(kc.get(c, 0))} for c in sorted(tot.index)}
     params = {"keep_fraction": keep, "keep_count": n_keep, **rk.params()}
-    run_info = {"dir": str(run.dir), "key": run.key, "source": run.config["source"]["spec"],
-                "source_fingerprint": run.config["source"]["fingerprint"],
-                "params": run.config["params"], "stages": run.config["stages"]}
-    return Selection(kept=kept.reset_index(drop=True), n_total=len(table), params=params, run_info=run_info,
-                     per_class=per_class, steps=rk.steps(mask))
+    run_info = {
+        "dir": str(run.dir),
+        "key": run.key,
+        "source": run.config["source"]["spec"],
+        "source_fingerprint": run.config["source"]["fingerprint"],
+        "params": run.config["params"],
+        "stages": run.config["stages"],
+    }
+    return Selection(
+        kept=kept.reset_index(drop=True),
+        n_total=len(table),
+        params=params,
+        run_info=run_info,
+        per_class=per_class,
+        steps=rk.steps(mask),
+    )
 
 
 def _versions() -> dict:
@@ -374,4 +418,3 @@ def _reproduce_cmd(sel: Selection) -> str:
         if k not in ("keep_fraction", "keep_count", "strategy", "balance", "seed", "metric") and v is not None:
             parts += ["--" + k.replace("_", "-"), str(v)]
     return " ".join(parts) + " --out FILE"
-

@@ -18,12 +18,19 @@ from .registry import SOURCE_KINDS, register_source
 
 # the kinds register themselves when their modules are imported (SOURCE_KINDS.entries() imports them all)
 
-__all__ = ["HOLDOUT_SPLITS", "SOURCE_KINDS", "TORCHVISION_SETS", "BadImage", "Source", "open_rgb",
-           "register_source", "resolve_source"]
+__all__ = [
+    "HOLDOUT_SPLITS",
+    "SOURCE_KINDS",
+    "TORCHVISION_SETS",
+    "BadImage",
+    "Source",
+    "open_rgb",
+    "register_source",
+    "resolve_source",
+]
 
 
-def resolve_source(spec: str, *, data_root=None, download: bool = False, manifest=None,
-                   labels: str = "auto") -> Source:
+def resolve_source(spec: str, *, data_root=None, download: bool = False, manifest=None, labels: str = "auto") -> Source:
     """The :class:`Source` a user's ``--source`` means (see :data:`SOURCE_KINDS`)."""
     spec = str(spec).strip()
     if not spec:
@@ -42,13 +49,14 @@ def resolve_source(spec: str, *, data_root=None, download: bool = False, manifes
             forced = e
     path = Path(rest if forced else spec).expanduser()
     if not path.exists():
-        raise CurateError(f"source {spec!r} does not exist: pass an existing folder or file, "
-                          "torchvision:NAME or demo")
+        raise CurateError(f"source {spec!r} does not exist: pass an existing folder or file, torchvision:NAME or demo")
     if forced is not None:
         return forced.obj(path, **options)
     for e in sorted((e for e in kinds if e.info["path_kind"]), key=lambda e: e.info["priority"]):
         if e.info["claims"] is not None and e.info["claims"](path):
             return e.obj(path, **options)
     forcing = "/".join(f"{e.name}:" for e in kinds if e.info["path_kind"])
-    raise CurateError(f"cannot tell what {path.name} is: pass a folder, a .csv/.parquet manifest, "
-                      f"a .npy of embeddings, or prefix it with {forcing}")
+    raise CurateError(
+        f"cannot tell what {path.name} is: pass a folder, a .csv/.parquet manifest, "
+        f"a .npy of embeddings, or prefix it with {forcing}"
+    )

@@ -18,8 +18,18 @@ from .registry import register_source
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100", "SVHN")
 IDX_SETS = ("MNIST", "FashionMNIST", "KMNIST")  # stored as IDX files under <root>/<NAME>/raw/
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def array_source(spec, kind, description, splits: dict, classes) -> Source:
@@ -44,9 +54,16 @@ def array_source(spec, kind, description, splits: dict, classes) -> Source:
     index = make_index(ids, None, labels, split_col)
     shape = images.shape[1:]
     size = f"{shape[1]}x{shape[0]}" + (" RGB" if len(shape) == 3 else " grey")
-    return Source(spec=spec, kind=kind, index=index, fingerprint=h.hexdigest()[:16],
-                  description=description, classes=list(classes) if classes else None,
-                  images=images, image_size=size)
+    return Source(
+        spec=spec,
+        kind=kind,
+        index=index,
+        fingerprint=h.hexdigest()[:16],
+        description=description,
+        classes=list(classes) if classes else None,
+        images=images,
+        image_size=size,
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -56,7 +73,7 @@ def _read_idx(path: Path) -> np.ndarray:
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:
         raise CurateError(f"{path} is not an unsigned-byte IDX file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -69,8 +86,10 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 def fashion_mnist_from_idx(folder: Path, spec: str, description: str, classes=None) -> Source | None:
     """A Source from the four MNIST-style IDX files (``.gz`` or extracted) in ``folder``, or None."""
-    names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+    names = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
     splits = {}
     for split, (xi, yi) in names.items():
         px, py = _find_idx(folder, xi), _find_idx(folder, yi)
@@ -79,27 +98,37 @@ def fashion_mnist_from_idx(folder: Path, spec: str, description: str, classes=No
                 return None
             continue
         splits[split] = (_read_idx(px), _read_idx(py))
-    return array_source(spec, "demo" if spec == "demo" else "torchvision", description,
-                        splits, FASHION_CLASSES if classes is None else classes)
+    return array_source(
+        spec,
+        "demo" if spec == "demo" else "torchvision",
+        description,
+        splits,
+        FASHION_CLASSES if classes is None else classes,
+    )
 
 
 def load_torchvision(name: str, root: str | Path | None, *, download: bool = False) -> Source:
     match = {n.lower(): n for n in TORCHVISION_SETS}.get(name.lower())
     if match is None:
-        raise CurateError(f"unknown torchvision data set {name!r}: use one of "
-                          f"{', '.join(TORCHVISION_SETS)} (e.g. torchvision:CIFAR10)")
+        raise CurateError(
+            f"unknown torchvision data set {name!r}: use one of "
+            f"{', '.join(TORCHVISION_SETS)} (e.g. torchvision:CIFAR10)"
+        )
     root = Path(root or os.environ.get("CURATE_DATA_ROOT", "data")).expanduser().resolve()
     try:
         import torchvision.datasets as tvd
     except ImportError as exc:  # pragma: no cover
-        raise CurateError(f"torchvision is needed for torchvision:{match} ({exc}); "
-                          "pip install torchvision") from None
+        raise CurateError(f"torchvision is needed for torchvision:{match} ({exc}); pip install torchvision") from None
     cls = getattr(tvd, match)
     if match in IDX_SETS:
         # torchvision only reads the extracted IDX files; the .gz originals (as Debian ships
         # them, or as a download leaves them) are read directly, offline.
-        src = fashion_mnist_from_idx(root / match / "raw", f"torchvision:{match}",
-                                     f"torchvision {match} from {root} (IDX files)", list(cls.classes))
+        src = fashion_mnist_from_idx(
+            root / match / "raw",
+            f"torchvision:{match}",
+            f"torchvision {match} from {root} (IDX files)",
+            list(cls.classes),
+        )
         if src is not None:
             return src
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -118,25 +147,37 @@ def load_torchvision(name: str, root: str | Path | None, *, download: bool = Fal
         except (RuntimeError, FileNotFoundError, OSError) as exc:
             if split == "test" and splits:
                 continue  # a train split without its test split is still usable
-            hint = "pass --download to fetch it (needs the internet)" if not download else \
-                f"the download failed ({exc})"
-            raise CurateError(f"torchvision:{match} not found under {root}: put the files there, "
-                              f"point --data-root at them, or {hint}") from None
+            hint = (
+                "pass --download to fetch it (needs the internet)" if not download else f"the download failed ({exc})"
+            )
+            raise CurateError(
+                f"torchvision:{match} not found under {root}: put the files there, point --data-root at them, or {hint}"
+            ) from None
         splits[split] = (x, y)
-    return array_source(f"torchvision:{match}", "torchvision",
-                        f"torchvision {match} from {root} ({', '.join(splits)})", splits, classes)
+    return array_source(
+        f"torchvision:{match}", "torchvision", f"torchvision {match} from {root} ({', '.join(splits)})", splits, classes
+    )
 
 
-@register_source("torchvision", spec="torchvision:NAME", priority=40,
-                 description="MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, SVHN from --data-root (downloads "
-                             "only with --download)")
+@register_source(
+    "torchvision",
+    spec="torchvision:NAME",
+    priority=40,
+    description="MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, SVHN from --data-root (downloads "
+    "only with --download)",
+)
 def _torchvision_kind(target, *, data_root=None, download: bool = False, **_):
     return load_torchvision(target, data_root, download=download)
 
 
-@register_source("demo", spec="demo", exact=True, priority=0,
-                 description="Fashion-MNIST train (pool) + test (held out): a torchvision root, Debian's "
-                             "dataset-fashion-mnist, a download, or scikit-learn's digits")
+@register_source(
+    "demo",
+    spec="demo",
+    exact=True,
+    priority=0,
+    description="Fashion-MNIST train (pool) + test (held out): a torchvision root, Debian's "
+    "dataset-fashion-mnist, a download, or scikit-learn's digits",
+)
 def _demo_kind(target, *, data_root=None, **_):
     return load_demo(data_root, allow_download=True)
 
@@ -156,18 +197,21 @@ def load_demo(data_root: str | Path | None = None, *, allow_download: bool = Tru
             if src is not None:
                 return src
     if DEBIAN_FASHION_MNIST.is_dir():
-        src = fashion_mnist_from_idx(DEBIAN_FASHION_MNIST, "demo",
-                                     f"Fashion-MNIST from Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})")
+        src = fashion_mnist_from_idx(
+            DEBIAN_FASHION_MNIST, "demo", f"Fashion-MNIST from Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})"
+        )
         if src is not None:
             return src
     if allow_download and _online():
         root = (roots[0] if roots else Path("data")).resolve()
         try:
             import torchvision.datasets as tvd
+
             for is_train in (True, False):
                 tvd.FashionMNIST(str(root), train=is_train, download=True)
-            src = fashion_mnist_from_idx(root / "FashionMNIST" / "raw", "demo",
-                                         f"Fashion-MNIST downloaded by torchvision into {root}")
+            src = fashion_mnist_from_idx(
+                root / "FashionMNIST" / "raw", "demo", f"Fashion-MNIST downloaded by torchvision into {root}"
+            )
             if src is not None:
                 return src
         except Exception:  # noqa: BLE001, S110 - any failure falls through to the bundled set
@@ -180,11 +224,14 @@ def load_demo(data_root: str | Path | None = None, *, allow_download: bool = Tru
     order = rng.permutation(len(imgs))
     test = order[:300]
     train = order[300:]
-    return array_source("demo", "demo",
-                        "scikit-learn's bundled 8x8 digits (Fashion-MNIST was not found: "
-                        "apt-get install dataset-fashion-mnist for the full demo)",
-                        {"train": (imgs[train], d.target[train]), "test": (imgs[test], d.target[test])},
-                        [str(i) for i in range(10)])
+    return array_source(
+        "demo",
+        "demo",
+        "scikit-learn's bundled 8x8 digits (Fashion-MNIST was not found: "
+        "apt-get install dataset-fashion-mnist for the full demo)",
+        {"train": (imgs[train], d.target[train]), "test": (imgs[test], d.target[test])},
+        [str(i) for i in range(10)],
+    )
 
 
 def _online(host: str = "ossci-datasets.s3.amazonaws.com", timeout: float = 2.0) -> bool:

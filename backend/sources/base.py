@@ -26,6 +26,7 @@ from .images import open_rgb
 class CurateWarning(UserWarning):
     """Input that works but probably not as the user meant (every score 0, labels dropped...)."""
 
+
 HOLDOUT_SPLITS = frozenset({"test", "val", "valid", "validation", "holdout"})
 INDEX_COLUMNS = ["example_id", "path", "label", "split"]
 
@@ -83,21 +84,25 @@ class Source:
 def make_index(example_id, path=None, label=None, split=None) -> pd.DataFrame:
     """The index table; ``df.attrs["warnings"]`` lists what was accepted but looks unintended."""
     n = len(example_id)
-    df = pd.DataFrame({
-        "example_id": pd.Series(list(example_id), dtype="string"),
-        "path": pd.Series(list(path) if path is not None else [None] * n, dtype="object"),
-        "label": pd.Series(list(label) if label is not None else [None] * n, dtype="object"),
-        "split": pd.Series(list(split) if split is not None else ["train"] * n, dtype="object"),
-    })
+    df = pd.DataFrame(
+        {
+            "example_id": pd.Series(list(example_id), dtype="string"),
+            "path": pd.Series(list(path) if path is not None else [None] * n, dtype="object"),
+            "label": pd.Series(list(label) if label is not None else [None] * n, dtype="object"),
+            "split": pd.Series(list(split) if split is not None else ["train"] * n, dtype="object"),
+        }
+    )
     df["label"] = df["label"].map(_label_name)
     notes = []
     blank = df["label"].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
     if blank.any():  # " " is not a class name anyone means: say so instead of a folder called "unlabelled"
         at = int(np.flatnonzero(blank)[0])
         first, value = df["example_id"].iat[at], df["label"].iat[at]
-        notes.append(f"{int(blank.sum())} example(s) have a blank label ({value!r}, "
-                     f"e.g. {first}): they count as unlabelled (a run is labelled only when every pool "
-                     "example has a label); fill in the label or leave the cell empty")
+        notes.append(
+            f"{int(blank.sum())} example(s) have a blank label ({value!r}, "
+            f"e.g. {first}): they count as unlabelled (a run is labelled only when every pool "
+            "example has a label); fill in the label or leave the cell empty"
+        )
         df.loc[blank, "label"] = None
     df["split"] = df["split"].map(lambda s: "test" if str(s).lower() in HOLDOUT_SPLITS else "train")
     df.attrs["warnings"] = notes

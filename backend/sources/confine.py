@@ -50,5 +50,7 @@ def check_allowed(path: str | os.PathLike, what: str) -> None:
     """Raise a one-line CurateError when ``path`` may not be read."""
     roots = allowed_roots()
     if roots is not None and not _inside_any(os.path.realpath(path), roots):
-        raise CurateError(f"{what} {Path(path)} is outside the folders this app may read "
-                          f"({', '.join(roots) or 'none'}): restart with `curate app --allow-dir FOLDER`")
+        raise CurateError(
+            f"{what} {Path(path)} is outside the folders this app may read "
+            f"({', '.join(roots) or 'none'}): restart with `curate app --allow-dir FOLDER`"
+        )

@@ -36,15 +36,17 @@ def _scan_rows(x: np.ndarray, name: str) -> int:
     bad_rows, zero_rows = [], 0
     step = _rows_per_chunk(x)
     for start in range(0, len(x), step):
-        chunk = np.asarray(x[start:start + step])
+        chunk = np.asarray(x[start : start + step])
         ok = np.isfinite(chunk).all(axis=1)
         if not ok.all():
             bad_rows.extend((start + np.flatnonzero(~ok)).tolist())
         zero_rows += int((~chunk.any(axis=1)).sum())
         release_pages(x, start, start + len(chunk))  # a full scan must not keep the whole file resident
     if bad_rows:
-        raise CurateError(f"{name} has NaN or inf in {len(bad_rows)} row(s) (first: row {bad_rows[0]}): "
-                          "fix or drop those rows and run again")
+        raise CurateError(
+            f"{name} has NaN or inf in {len(bad_rows)} row(s) (first: row {bad_rows[0]}): "
+            "fix or drop those rows and run again"
+        )
     return zero_rows
 
 
@@ -64,13 +66,20 @@ def parquet_columns(path: Path) -> list[str]:
 
         return list(pq.read_schema(path).names)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
-        raise CurateError(f"cannot read {path.name} as Parquet ({short(exc)}): "
-                          "pass a Parquet or CSV manifest, or a .npy of embeddings") from None
+        raise CurateError(
+            f"cannot read {path.name} as Parquet ({short(exc)}): "
+            "pass a Parquet or CSV manifest, or a .npy of embeddings"
+        ) from None
 
 
-@register_source("embeddings", spec="emb.npy | emb.parquet", path_kind=True, priority=20,
-                 claims=_looks_like_embeddings,
-                 description="precomputed embeddings (N x D), with --manifest for ids, paths, labels")
+@register_source(
+    "embeddings",
+    spec="emb.npy | emb.parquet",
+    path_kind=True,
+    priority=20,
+    claims=_looks_like_embeddings,
+    description="precomputed embeddings (N x D), with --manifest for ids, paths, labels",
+)
 def _embeddings_kind(target, *, manifest=None, **_):
     return load_embeddings(target, manifest)
 
@@ -87,25 +96,32 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
         try:
             x = np.load(path, mmap_mode="r")
         except Exception as exc:  # noqa: BLE001
-            raise CurateError(f"cannot read {path.name} as a .npy array ({short(exc)}): "
-                              "save it with numpy.save") from None
+            raise CurateError(
+                f"cannot read {path.name} as a .npy array ({short(exc)}): save it with numpy.save"
+            ) from None
     elif path.suffix == ".parquet":
         try:
             df = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds
-            raise CurateError(f"cannot read {path.name} as Parquet ({type(exc).__name__}: {short(exc)}): "
-                              "save the embeddings with DataFrame.to_parquet or numpy.save") from None
+            raise CurateError(
+                f"cannot read {path.name} as Parquet ({type(exc).__name__}: {short(exc)}): "
+                "save the embeddings with DataFrame.to_parquet or numpy.save"
+            ) from None
         if "embedding" in df.columns:
             col = df["embedding"]
             first = next((v for v in col if v is not None), None)
             if isinstance(first, (str, bytes)):
-                raise CurateError(f"the 'embedding' column of {path.name} holds text (e.g. {short(first, 40)!r}), "
-                                  "not lists of numbers: store each row as a list/array of D floats")
+                raise CurateError(
+                    f"the 'embedding' column of {path.name} holds text (e.g. {short(first, 40)!r}), "
+                    "not lists of numbers: store each row as a list/array of D floats"
+                )
             try:
                 x = np.stack([_vector(v) for v in col])
             except (ValueError, TypeError) as exc:
-                raise CurateError(f"the 'embedding' column of {path.name} cannot form an N x D array "
-                                  f"({short(exc, 80)}): every row needs a list of D numbers") from None
+                raise CurateError(
+                    f"the 'embedding' column of {path.name} cannot form an N x D array "
+                    f"({short(exc, 80)}): every row needs a list of D numbers"
+                ) from None
             meta = df.drop(columns=["embedding"])
         else:
             # one numeric column per dimension; id/path/label/split columns are metadata even when numeric
@@ -115,11 +131,15 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
     else:
         raise CurateError(f"embeddings must be .npy or .parquet, got {path.name}")
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
-        raise CurateError(f"{path.name} has shape {tuple(x.shape)}: embeddings must be a 2-D array "
-                          "N x D with N >= 1 rows and D >= 2 columns")
+        raise CurateError(
+            f"{path.name} has shape {tuple(x.shape)}: embeddings must be a 2-D array "
+            "N x D with N >= 1 rows and D >= 2 columns"
+        )
     if np.issubdtype(x.dtype, np.complexfloating):
-        raise CurateError(f"{path.name} holds complex numbers ({x.dtype}): embeddings must be real; pass "
-                          "np.abs(x), x.real or np.concatenate([x.real, x.imag], axis=1) as you intend")
+        raise CurateError(
+            f"{path.name} holds complex numbers ({x.dtype}): embeddings must be real; pass "
+            "np.abs(x), x.real or np.concatenate([x.real, x.imag], axis=1) as you intend"
+        )
     if not np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_:
         raise CurateError(f"{path.name} holds {x.dtype} values: embeddings must be numbers")
     zero_rows = _scan_rows(x, path.name)
@@ -127,12 +147,14 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
         meta = read_table(Path(manifest).expanduser().resolve())
     n = x.shape[0]
     if meta is not None and len(meta) != n:
-        raise CurateError(f"the manifest has {len(meta)} rows but {path.name} has {n}: "
-                          "they must match row for row")
+        raise CurateError(f"the manifest has {len(meta)} rows but {path.name} has {n}: they must match row for row")
     if meta is None:
         meta = pd.DataFrame(index=range(n))
-    ids = meta["example_id"].astype(str) if "example_id" in meta else (
-        meta["path"].astype(str) if "path" in meta else pd.Series([str(i) for i in range(n)]))
+    ids = (
+        meta["example_id"].astype(str)
+        if "example_id" in meta
+        else (meta["path"].astype(str) if "path" in meta else pd.Series([str(i) for i in range(n)]))
+    )
     if ids.duplicated().any():
         dup = ids[ids.duplicated()].iloc[0]
         raise CurateError(f"example ids repeat in the manifest (e.g. {dup!r}): make them unique")
@@ -145,14 +167,24 @@ def load_embeddings(path: str | Path, manifest: str | Path | None = None) -> Sou
     index = make_index(ids, paths, labels, split)
     notes = list(index.attrs.get("warnings", []))
     if zero_rows:
-        notes.append(f"{path.name}: {zero_rows} of {n} row(s) are all zero: a zero vector has no direction, so "
-                     "its cosine scores are all 0 and it lands in an arbitrary cluster; drop those rows or "
-                     "fix the embedding")
+        notes.append(
+            f"{path.name}: {zero_rows} of {n} row(s) are all zero: a zero vector has no direction, so "
+            "its cosine scores are all 0 and it lands in an arbitrary cluster; drop those rows or "
+            "fix the embedding"
+        )
     h = hashlib.sha256()
     st = path.stat()
     h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     h.update(pd.util.hash_pandas_object(index.astype(str), index=False).values.tobytes())
     classes = sorted(index["label"].dropna().unique().tolist()) or None
-    return Source(spec=str(path), kind="embeddings", index=index, fingerprint=h.hexdigest()[:16],
-                  description=f"precomputed embeddings {path} ({n} x {x.shape[1]})",
-                  classes=classes, embeddings=x, image_size="n/a", warnings=notes)
+    return Source(
+        spec=str(path),
+        kind="embeddings",
+        index=index,
+        fingerprint=h.hexdigest()[:16],
+        description=f"precomputed embeddings {path} ({n} x {x.shape[1]})",
+        classes=classes,
+        embeddings=x,
+        image_size="n/a",
+        warnings=notes,
+    )

@@ -47,9 +47,15 @@ def _walk(root: Path, roots: list[str] | None = None):
     return out, refused
 
 
-@register_source("folder", spec="PATH/TO/FOLDER", path_kind=True, priority=10, claims=lambda p: p.is_dir(),
-                 description="images; one sub-folder per class gives labels (torchvision ImageFolder); train/, "
-                             "val/, test/ at the top give splits; otherwise read recursively, unlabelled")
+@register_source(
+    "folder",
+    spec="PATH/TO/FOLDER",
+    path_kind=True,
+    priority=10,
+    claims=lambda p: p.is_dir(),
+    description="images; one sub-folder per class gives labels (torchvision ImageFolder); train/, "
+    "val/, test/ at the top give splits; otherwise read recursively, unlabelled",
+)
 def _folder_kind(target, *, labels: str = "auto", **_):
     return load_folder(target, labels=labels)
 
@@ -111,12 +117,20 @@ def load_folder(root: str | Path, *, labels: str = "auto") -> Source:
         labs.append(label)
         splits.append(split)
     if not ids:
-        raise CurateError(f"no images found in {root}: put .jpg/.png files there "
-                          "(one sub-folder per class for labels)")
+        raise CurateError(f"no images found in {root}: put .jpg/.png files there (one sub-folder per class for labels)")
     index = make_index(ids, paths, labs, splits)
     classes = sorted(index["label"].dropna().unique().tolist()) or None
-    desc = {"class": "image folder, labels from sub-folders",
-            "split/class": "image folder, split/class/image layout",
-            "unlabelled": "image folder, no labels"}[layout]
-    return Source(spec=str(root), kind="folder", index=index, fingerprint=h.hexdigest()[:16],
-                  description=f"{desc}: {root}", classes=classes, skipped=skipped)
+    desc = {
+        "class": "image folder, labels from sub-folders",
+        "split/class": "image folder, split/class/image layout",
+        "unlabelled": "image folder, no labels",
+    }[layout]
+    return Source(
+        spec=str(root),
+        kind="folder",
+        index=index,
+        fingerprint=h.hexdigest()[:16],
+        description=f"{desc}: {root}",
+        classes=classes,
+        skipped=skipped,
+    )

@@ -17,7 +17,8 @@ from PIL import Image, ImageFile
 from .confine import OUTSIDE, is_allowed
 
 IMAGE_EXTENSIONS = frozenset(
-    [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".jfif"])
+    [".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".jfif"]
+)
 
 # Images above this many pixels are refused (per file) as decompression bombs.
 MAX_PIXELS = 89_478_485  # PIL's own default limit
@@ -54,8 +55,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise BadImage(f"decompression bomb refused: {w}x{h} pixels is over "
-                                   f"the {MAX_PIXELS:,}-pixel limit")
+                    raise BadImage(f"decompression bomb refused: {w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit")
                 im.load()
                 return to_rgb(im)
     except BadImage:

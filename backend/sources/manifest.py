@@ -23,20 +23,26 @@ def read_table(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise CurateError(f"manifest {path} does not exist: check the path") from None
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds
-        raise CurateError(f"cannot read manifest {path} ({type(exc).__name__}: {short(exc)}): "
-                          "pass a CSV or Parquet file") from None
+        raise CurateError(
+            f"cannot read manifest {path} ({type(exc).__name__}: {short(exc)}): pass a CSV or Parquet file"
+        ) from None
 
 
 def short(exc: BaseException | str | bytes, limit: int = 160) -> str:
     """An exception's message (or any text) cut to one short line (pyarrow quotes whole rows of data)."""
     text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@register_source("manifest", spec="manifest.csv | manifest.parquet", path_kind=True, priority=30,
-                 claims=lambda p: p.suffix.lower() in (".csv", ".parquet"),
-                 description="a table with a path column (relative paths resolve against its folder), optional "
-                             "label, split, example_id")
+@register_source(
+    "manifest",
+    spec="manifest.csv | manifest.parquet",
+    path_kind=True,
+    priority=30,
+    claims=lambda p: p.suffix.lower() in (".csv", ".parquet"),
+    description="a table with a path column (relative paths resolve against its folder), optional "
+    "label, split, example_id",
+)
 def _manifest_kind(target, **_):
     return load_manifest(target)
 
@@ -46,8 +52,10 @@ def load_manifest(path: str | Path) -> Source:
     check_allowed(path, "manifest")
     df = read_table(path)
     if "path" not in df.columns:
-        raise CurateError(f"manifest {path.name} has no 'path' column (columns: "
-                          f"{', '.join(map(str, df.columns)) or 'none'}): add one with the image paths")
+        raise CurateError(
+            f"manifest {path.name} has no 'path' column (columns: "
+            f"{', '.join(map(str, df.columns)) or 'none'}): add one with the image paths"
+        )
     if len(df) == 0:
         raise CurateError(f"manifest {path.name} has no rows: add one row per image")
     base = path.parent
@@ -63,10 +71,12 @@ def load_manifest(path: str | Path) -> Source:
     notes = list(index.attrs.get("warnings", []))
     same = pd.Series([os.path.normpath(p) for p in abs_paths]).duplicated()
     if same.any():  # every copy gets the same embedding: cluster and scores of those rows say nothing
-        notes.append(f"manifest {path.name}: {int(same.sum())} row(s) point to a file another row already lists "
-                     f"(e.g. {rel.iat[int(np.flatnonzero(same.to_numpy())[0])]}): identical images get identical "
-                     "embeddings, so their scores are meaningless (every prototype score 0 if they dominate); "
-                     "list each image once")
+        notes.append(
+            f"manifest {path.name}: {int(same.sum())} row(s) point to a file another row already lists "
+            f"(e.g. {rel.iat[int(np.flatnonzero(same.to_numpy())[0])]}): identical images get identical "
+            "embeddings, so their scores are meaningless (every prototype score 0 if they dominate); "
+            "list each image once"
+        )
 
     roots = allowed_roots()
     h = hashlib.sha256()
@@ -84,15 +94,29 @@ def load_manifest(path: str | Path) -> Source:
             skipped.append((ids.iat[i], "empty file (0 bytes)"))
             continue
         keep.append(i)
-        h.update(f"{ids.iat[i]}\0{p}\0{index['label'].iat[i]}\0{index['split'].iat[i]}\0"
-                 f"{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(
+            f"{ids.iat[i]}\0{p}\0{index['label'].iat[i]}\0{index['split'].iat[i]}\0"
+            f"{st.st_size}\0{st.st_mtime_ns}\n".encode()
+        )
     if not keep:
         if skipped and all(reason == OUTSIDE for _, reason in skipped):
-            raise CurateError(f"every file in manifest {path.name} is outside the folders this app may read: "
-                              "restart with `curate app --allow-dir FOLDER`")
-        raise CurateError(f"none of the {len(df)} files in manifest {path.name} exist: "
-                          "relative paths resolve against the manifest's folder")
+            raise CurateError(
+                f"every file in manifest {path.name} is outside the folders this app may read: "
+                "restart with `curate app --allow-dir FOLDER`"
+            )
+        raise CurateError(
+            f"none of the {len(df)} files in manifest {path.name} exist: "
+            "relative paths resolve against the manifest's folder"
+        )
     index = index.iloc[keep].reset_index(drop=True)
     classes = sorted(index["label"].dropna().unique().tolist()) or None
-    return Source(spec=str(path), kind="manifest", index=index, fingerprint=h.hexdigest()[:16],
-                  description=f"manifest {path}", classes=classes, skipped=skipped, warnings=notes)
+    return Source(
+        spec=str(path),
+        kind="manifest",
+        index=index,
+        fingerprint=h.hexdigest()[:16],
+        description=f"manifest {path}",
+        classes=classes,
+        skipped=skipped,
+        warnings=notes,
+    )

@@ -20,12 +20,29 @@ from ..registry import Registry
 SOURCE_KINDS: Registry = Registry("source kind", packages=("backend.sources",), option="--source")
 
 
-def register_source(name: str, *, description: str, spec: str, exact: bool = False, path_kind: bool = False,
-                    claims: Callable[[Path], bool] | None = None, priority: int = 50, **info: Any):
+def register_source(
+    name: str,
+    *,
+    description: str,
+    spec: str,
+    exact: bool = False,
+    path_kind: bool = False,
+    claims: Callable[[Path], bool] | None = None,
+    priority: int = 50,
+    **info: Any,
+):
     """Decorator: register ``load(target, **options) -> Source`` as the source kind ``name``.
 
     ``spec`` is how a user writes it (shown in ``--help``).  A path kind gets the path as its target and
     may be forced with ``name:PATH``; another kind gets the text after ``name:`` (or nothing when exact).
     """
-    return SOURCE_KINDS.register(name, description=description, spec=spec, exact=exact, path_kind=path_kind,
-                                 claims=claims, priority=priority, **info)
+    return SOURCE_KINDS.register(
+        name,
+        description=description,
+        spec=spec,
+        exact=exact,
+        path_kind=path_kind,
+        claims=claims,
+        priority=priority,
+        **info,
+    )

@@ -16,18 +16,30 @@ on the embeddings (seconds); --model cnn trains a small CNN on the images
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("verify", help="train from scratch on the kept subset vs random subsets of its size",
-                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="example:\n  curate select --workdir work --keep 0.7 --out kept.csv\n"
-                                     "  curate verify --workdir work --selection kept.csv --model cnn --seeds 3\n")
+    p = subparsers.add_parser(
+        "verify",
+        help="train from scratch on the kept subset vs random subsets of its size",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  curate select --workdir work --keep 0.7 --out kept.csv\n"
+        "  curate verify --workdir work --selection kept.csv --model cnn --seeds 3\n",
+    )
     p.add_argument("--workdir", required=True, help="the workdir of `curate run` (its latest run) or a run folder")
-    p.add_argument("--selection", required=True, help="the kept list written by `curate select` (.csv/.parquet/"
-                                                      ".json/.txt; its manifest beside it names the setting)")
-    p.add_argument("--model", choices=("probe", "cnn"), default="probe",
-                   help="probe: the estimate's linear probe on the embeddings (default); cnn: a small CNN on "
-                        "the images")
-    p.add_argument("--seeds", type=int, default=3, help="trainings per side (random subsets differ per seed; "
-                                                        "default: 3)")
+    p.add_argument(
+        "--selection",
+        required=True,
+        help="the kept list written by `curate select` (.csv/.parquet/"
+        ".json/.txt; its manifest beside it names the setting)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("probe", "cnn"),
+        default="probe",
+        help="probe: the estimate's linear probe on the embeddings (default); cnn: a small CNN on the images",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="trainings per side (random subsets differ per seed; default: 3)"
+    )
     p.add_argument("--epochs", type=int, help="cnn: epochs over the kept set (fixed epochs, the default: 15)")
     p.add_argument("--iterations", type=int, help="cnn: fixed SGD steps instead of fixed epochs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -44,9 +56,17 @@ def cmd_verify(args) -> int:
 
     rep = TqdmReporter()
     try:
-        res = verify_selection(load_run(args.workdir), args.selection, model=args.model, seeds=args.seeds,
-                               epochs=args.epochs, iterations=args.iterations, device=args.device, reporter=rep,
-                               force=args.force)
+        res = verify_selection(
+            load_run(args.workdir),
+            args.selection,
+            model=args.model,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            iterations=args.iterations,
+            device=args.device,
+            reporter=rep,
+            force=args.force,
+        )
     finally:
         rep.end_stage()
     if args.json:
@@ -57,8 +77,9 @@ def cmd_verify(args) -> int:
         print(f"selection: {s.get('strategy')} / {s.get('balance')} / {s.get('metric')}, {res.n_kept:,} examples")
     print(res.sentence)
     if res.details.get("excluded_in_holdout"):
-        print(f"({res.details['excluded_in_holdout']} kept examples are in the carved hold-out and were not "
-              "trained on)")
+        print(
+            f"({res.details['excluded_in_holdout']} kept examples are in the carved hold-out and were not trained on)"
+        )
     print(f"held-out: {res.holdout['kind']}, {res.holdout['size']} examples" + ("  [cached]" if res.cached else ""))
     print(f"result: {res.dir / 'result.json'}")
     return 0

@@ -77,14 +77,24 @@ class VerifyResult:
         return float(np.mean(self.random_errors))
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "n_kept": self.n_kept, "kept_errors": self.kept_errors,
-                "random_errors": self.random_errors, "predicted": self.predicted, "held": self.held,
-                "sentence": self.sentence, "setting": self.setting, "holdout": self.holdout, "details": self.details}
+        return {
+            "model": self.model,
+            "n_kept": self.n_kept,
+            "kept_errors": self.kept_errors,
+            "random_errors": self.random_errors,
+            "predicted": self.predicted,
+            "held": self.held,
+            "sentence": self.sentence,
+            "setting": self.setting,
+            "holdout": self.holdout,
+            "details": self.details,
+        }
 
 
 # ---------------------------------------------------------------------------
 # the subset
 # ---------------------------------------------------------------------------
+
 
 def read_selection(run, path: str | Path) -> tuple[np.ndarray, dict, dict]:
     """(pool positions of the kept examples, the manifest's selection params or {}, info) of a selection file."""
@@ -111,13 +121,16 @@ def read_selection(run, path: str | Path) -> tuple[np.ndarray, dict, dict]:
         keys, by = df["example_id"].astype(str), pd.Series(np.arange(len(ids)), index=ids.to_numpy())
     else:
         keys = df["key"].astype(str)
-        lookup = {**{p: i for i, p in enumerate(table["path"]) if isinstance(p, str) and p},
-                  **{e: i for i, e in enumerate(ids)}}
+        lookup = {
+            **{p: i for i, p in enumerate(table["path"]) if isinstance(p, str) and p},
+            **{e: i for i, e in enumerate(ids)},
+        }
         by = pd.Series(lookup)
     found = keys[keys.isin(by.index)]
     if len(found) == 0:
-        raise CurateError(f"none of the {len(keys)} examples in {path.name} belong to this run: was it selected "
-                          "from another workdir?")
+        raise CurateError(
+            f"none of the {len(keys)} examples in {path.name} belong to this run: was it selected from another workdir?"
+        )
     pos = np.unique(by.loc[found.to_numpy()].to_numpy(np.int64))
     manifest = path.with_name(path.name + ".manifest.json")
     params = {}
@@ -127,13 +140,17 @@ def read_selection(run, path: str | Path) -> tuple[np.ndarray, dict, dict]:
         except (ValueError, OSError):
             params = {}
     digest = hashlib.sha256(np.sort(pos).tobytes()).hexdigest()[:16]
-    return pos, params, {"file": str(path), "rows": len(keys), "unmatched": int(len(keys) - len(found)),
-                         "subset_key": digest}
+    return (
+        pos,
+        params,
+        {"file": str(path), "rows": len(keys), "unmatched": int(len(keys) - len(found)), "subset_key": digest},
+    )
 
 
 # ---------------------------------------------------------------------------
 # the prediction
 # ---------------------------------------------------------------------------
+
 
 def find_prediction(run, setting: dict, n_pool: int) -> dict | None:
     """The cached scaling estimate's errors for ``setting`` and for random at its keep fraction, or None."""
@@ -159,16 +176,25 @@ def find_prediction(run, setting: dict, n_pool: int) -> dict | None:
         near = fr[np.argmin(np.abs(fr - f))] if len(fr) else None
         if near is None or abs(near - f) > 0.011:
             continue
-        mine = full[(full["strategy"] == strategy) & (full["balance"] == balance) & np.isclose(full["keep_fraction"],
-                                                                                            near)]
-        rnd = full[(full["strategy"] == "random") & (full["balance"] == "none") & np.isclose(full["keep_fraction"],
-                                                                                          near)]
+        mine = full[
+            (full["strategy"] == strategy) & (full["balance"] == balance) & np.isclose(full["keep_fraction"], near)
+        ]
+        rnd = full[
+            (full["strategy"] == "random") & (full["balance"] == "none") & np.isclose(full["keep_fraction"], near)
+        ]
         if mine.empty or rnd.empty:
             continue
-        cand = {"file": str(res_file), "keep_fraction": float(near), "probe": p.get("probe"),
-                "setting_error": float(mine["error_mean"].iloc[0]), "setting_std": float(mine["error_std"].iloc[0]),
-                "random_error": float(rnd["error_mean"].iloc[0]), "random_std": float(rnd["error_std"].iloc[0]),
-                "n_seeds": int(mine["n_seeds"].iloc[0]), "holdout_size": int(saved.get("holdout", {}).get("size", 0))}
+        cand = {
+            "file": str(res_file),
+            "keep_fraction": float(near),
+            "probe": p.get("probe"),
+            "setting_error": float(mine["error_mean"].iloc[0]),
+            "setting_std": float(mine["error_std"].iloc[0]),
+            "random_error": float(rnd["error_mean"].iloc[0]),
+            "random_std": float(rnd["error_std"].iloc[0]),
+            "n_seeds": int(mine["n_seeds"].iloc[0]),
+            "holdout_size": int(saved.get("holdout", {}).get("size", 0)),
+        }
         if best is None or cand["n_seeds"] > best["n_seeds"]:
             best = cand
     return best
@@ -178,12 +204,14 @@ def find_prediction(run, setting: dict, n_pool: int) -> dict | None:
 # training
 # ---------------------------------------------------------------------------
 
+
 def _random_subsets(grid_pos: np.ndarray, n: int, seeds) -> list[np.ndarray]:
     return [np.sort(np.random.default_rng([int(s), 31337]).choice(grid_pos, size=n, replace=False)) for s in seeds]
 
 
-def _train_probes(run, kept: np.ndarray, randoms: list[np.ndarray], grid_pos, hold_rows, y_pool, y_hold, n_classes,
-                  seeds, device, rep) -> tuple[list[float], list[float]]:
+def _train_probes(
+    run, kept: np.ndarray, randoms: list[np.ndarray], grid_pos, hold_rows, y_pool, y_hold, n_classes, seeds, device, rep
+) -> tuple[list[float], list[float]]:
     """Linear probes (the estimate's) on the kept set and on each random subset; held-out errors."""
     import torch
 
@@ -199,17 +227,28 @@ def _train_probes(run, kept: np.ndarray, randoms: list[np.ndarray], grid_pos, ho
         orderings[f"random{i}"] = torch.tensor([where[int(p)] for p in r], device=device)
     probes = [("kept", len(kept))] + [(f"random{i}", len(r)) for i, r in enumerate(randoms)]
     rep.stage("verify", detail=f"{len(probes)} linear probes from scratch on {len(kept):,} examples each")
-    tr = LinearProbes(torch.from_numpy(x_grid).to(device), torch.from_numpy(y_pool[grid_pos]).to(device), n_classes,
-                      orderings, probes, dict(LINEAR), seed=0)
-    err, _, _ = tr.fit_evaluate(torch.from_numpy(x_hold).to(device), torch.from_numpy(y_hold).to(device),
-                                progress=lambda frac: rep.update(int(100 * frac), 100))
+    tr = LinearProbes(
+        torch.from_numpy(x_grid).to(device),
+        torch.from_numpy(y_pool[grid_pos]).to(device),
+        n_classes,
+        orderings,
+        probes,
+        dict(LINEAR),
+        seed=0,
+    )
+    err, _, _ = tr.fit_evaluate(
+        torch.from_numpy(x_hold).to(device),
+        torch.from_numpy(y_hold).to(device),
+        progress=lambda frac: rep.update(int(100 * frac), 100),
+    )
     rep.end_stage()
     # a linear probe from zero weights is deterministic: the kept subset has one error whatever the seed
     return [float(err[0])] * len(seeds), [float(e) for e in err[1:]]
 
 
-def _train_cnns(run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds, cfg_kwargs, device, stage_dir,
-                rep) -> tuple[list[float], list[float], dict]:
+def _train_cnns(
+    run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds, cfg_kwargs, device, stage_dir, rep
+) -> tuple[list[float], list[float], dict]:
     from ..probes.cnn import CNNConfig, load_images, train_cnn
 
     needed = np.unique(np.concatenate([kept, *randoms]))
@@ -226,20 +265,33 @@ def _train_cnns(run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds
             sel = np.array([index[int(p)] for p in subset])
             sel = sel[ok[sel]]
             cfg = CNNConfig(**{**cfg_kwargs, "seed": int(s)})
-            res = train_cnn(imgs[sel], y_pool[subset][ok[sel]], n_classes=n_classes, config=cfg, eval_images=ev_imgs,
-                            eval_labels=ev_y, device=device, checkpoint_dir=stage_dir / f"cnn_{name}_seed{s}",
-                            reporter=rep)
+            res = train_cnn(
+                imgs[sel],
+                y_pool[subset][ok[sel]],
+                n_classes=n_classes,
+                config=cfg,
+                eval_images=ev_imgs,
+                eval_labels=ev_y,
+                device=device,
+                checkpoint_dir=stage_dir / f"cnn_{name}_seed{s}",
+                reporter=rep,
+            )
             assert res.eval_error is not None  # a hold-out was given
             out.append(float(res.eval_error))
-            hist[f"{name}_seed{s}"] = {"epochs": res.epochs, "steps": res.steps, "device": res.device,
-                                       "seconds": round(res.elapsed_s, 1),
-                                       "final_train_error": res.history[-1]["train_error"] if res.history else None}
+            hist[f"{name}_seed{s}"] = {
+                "epochs": res.epochs,
+                "steps": res.steps,
+                "device": res.device,
+                "seconds": round(res.elapsed_s, 1),
+                "final_train_error": res.history[-1]["train_error"] if res.history else None,
+            }
     return kept_err, rnd_err, {"trainings": hist, "unreadable_images": bad}
 
 
 # ---------------------------------------------------------------------------
 # the check
 # ---------------------------------------------------------------------------
+
 
 def _mean_sd(v) -> tuple[float, float]:
     v = np.asarray(v, np.float64)
@@ -251,21 +303,27 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
     rm, rs = _mean_sd(rnd_err)
     d = np.asarray(kept_err) - np.asarray(rnd_err)
     d_mean = float(d.mean())
-    noise = math.hypot(math.sqrt(max(km * (1 - km), 1e-6) / holdout_size),
-                       math.sqrt(max(rm * (1 - rm), 1e-6) / holdout_size))
+    noise = math.hypot(
+        math.sqrt(max(km * (1 - km), 1e-6) / holdout_size), math.sqrt(max(rm * (1 - rm), 1e-6) / holdout_size)
+    )
     d_se = max(float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, noise)
     what = "linear probe" if model == "probe" else "small CNN trained on the images"
     note = " (a linear probe from zero weights is deterministic: one training)" if model == "probe" else ""
+
     def spread(sd: float, n: int) -> str:  # one training has no spread to show: say so instead of "± 0.0"
         return f" ± {100 * sd:.1f}" if n > 1 and sd > 0 else ""
 
-    measured = (f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
-                f"{100 * km:.1f}%{spread(ks, len(kept_err))}, random subsets of the same size {100 * rm:.1f}%"
-                f"{spread(rs, len(rnd_err))} held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp, "
-                "the spread over seeds floored by the hold-out's noise).")
+    measured = (
+        f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
+        f"{100 * km:.1f}%{spread(ks, len(kept_err))}, random subsets of the same size {100 * rm:.1f}%"
+        f"{spread(rs, len(rnd_err))} held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp, "
+        "the spread over seeds floored by the hold-out's noise)."
+    )
     if predicted is None:
-        return None, measured + (" No cached scaling estimate covers this setting at this keep fraction, so there "
-                                 "is no prediction to check: run `curate scaling` (or the app's estimate) first.")
+        return None, measured + (
+            " No cached scaling estimate covers this setting at this keep fraction, so there "
+            "is no prediction to check: run `curate scaling` (or the app's estimate) first."
+        )
     p_d = predicted["setting_error"] - predicted["random_error"]
     # the kept subset is one draw of the setting (one k-means, one subset): its spread over the estimate's seeds,
     # not the standard error of their mean; the random side is a mean over seeds on both sides
@@ -273,25 +331,44 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
     tol = SIGMAS * math.hypot(d_se, p_se)
     held = abs(d_mean - p_d) <= tol
     same_sign = (p_d > SIGMAS * p_se and d_mean > SIGMAS * d_se) or (p_d < -SIGMAS * p_se and d_mean < -SIGMAS * d_se)
-    pred = (f"The estimate predicted {100 * predicted['setting_error']:.1f}% for this setting and "
-            f"{100 * predicted['random_error']:.1f}% for random at keep {100 * predicted['keep_fraction']:.0f}% "
-            f"(difference {100 * p_d:+.1f} pp).")
+    pred = (
+        f"The estimate predicted {100 * predicted['setting_error']:.1f}% for this setting and "
+        f"{100 * predicted['random_error']:.1f}% for random at keep {100 * predicted['keep_fraction']:.0f}% "
+        f"(difference {100 * p_d:+.1f} pp)."
+    )
     if held:
-        verdict = (f"The prediction held: the measured difference is within {SIGMAS:g} standard errors of the "
-                   "predicted one.")
+        verdict = (
+            f"The prediction held: the measured difference is within {SIGMAS:g} standard errors of the predicted one."
+        )
     else:
-        verdict = (f"The prediction did not hold: the measured difference is {100 * abs(d_mean - p_d):.1f} pp away "
-                   f"from the predicted one, more than {SIGMAS:g} standard errors ({100 * tol:.1f} pp)"
-                   + ("; its direction did hold (both say this setting is "
-                      + ("worse" if p_d > 0 else "better") + " than random)." if same_sign else "."))
+        verdict = (
+            f"The prediction did not hold: the measured difference is {100 * abs(d_mean - p_d):.1f} pp away "
+            f"from the predicted one, more than {SIGMAS:g} standard errors ({100 * tol:.1f} pp)"
+            + (
+                "; its direction did hold (both say this setting is "
+                + ("worse" if p_d > 0 else "better")
+                + " than random)."
+                if same_sign
+                else "."
+            )
+        )
     if model == "cnn":
         verdict += " (Absolute errors of a CNN are not expected to match the linear probe's; the difference is.)"
     return bool(held), " ".join([measured, pred, verdict])
 
 
-def verify_selection(run, selection: str | Path, *, model: str = "probe", seeds: int = 3, epochs: int | None = None,
-                     iterations: int | None = None, device: str = "auto", reporter: Reporter | None = None,
-                     force: bool = False) -> VerifyResult:
+def verify_selection(
+    run,
+    selection: str | Path,
+    *,
+    model: str = "probe",
+    seeds: int = 3,
+    epochs: int | None = None,
+    iterations: int | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    force: bool = False,
+) -> VerifyResult:
     """Train ``model`` from scratch on the selection and on random subsets of the same size; see the module doc."""
     from ..embed import resolve_device
     from ..scaling.grid import holdout_split
@@ -317,20 +394,38 @@ def verify_selection(run, selection: str | Path, *, model: str = "probe", seeds:
             cfg_kwargs["iterations"] = int(iterations)
         if epochs:
             cfg_kwargs["epochs"] = int(epochs)
-    st = Stage(run.dir.parent.parent, STAGE, VERSION, {"run": run.key, "subset": sel_info["subset_key"],
-                                                       "model": model, "seeds": seed_list, "cnn": cfg_kwargs})
-    setting = {k: params.get(k) for k in ("strategy", "balance", "metric", "keep_fraction", "keep_count")
-               if k in params}
-    pred = find_prediction(run, {**setting, "keep_count": params.get("keep_count", len(kept))}, run.n_examples) \
-        if setting.get("strategy") else None
+    st = Stage(
+        run.dir.parent.parent,
+        STAGE,
+        VERSION,
+        {"run": run.key, "subset": sel_info["subset_key"], "model": model, "seeds": seed_list, "cnn": cfg_kwargs},
+    )
+    setting = {
+        k: params.get(k) for k in ("strategy", "balance", "metric", "keep_fraction", "keep_count") if k in params
+    }
+    pred = (
+        find_prediction(run, {**setting, "keep_count": params.get("keep_count", len(kept))}, run.n_examples)
+        if setting.get("strategy")
+        else None
+    )
     if st.done and not force:
         rep.stage("verify", cached=True, detail=str(st.dir))
         saved = read_json(st.dir / "result.json")
         held, sentence = _judge(saved["kept_errors"], saved["random_errors"], pred, saved["holdout"]["size"], model)
-        return VerifyResult(model=model, n_kept=saved["n_kept"], kept_errors=saved["kept_errors"],
-                            random_errors=saved["random_errors"], predicted=pred, held=held, sentence=sentence,
-                            setting=setting, holdout=saved["holdout"], dir=st.dir, cached=True,
-                            details=saved.get("details", {}))
+        return VerifyResult(
+            model=model,
+            n_kept=saved["n_kept"],
+            kept_errors=saved["kept_errors"],
+            random_errors=saved["random_errors"],
+            predicted=pred,
+            held=held,
+            sentence=sentence,
+            setting=setting,
+            holdout=saved["holdout"],
+            dir=st.dir,
+            cached=True,
+            details=saved.get("details", {}),
+        )
     t0 = time.perf_counter()
     dev = resolve_device(device)
     table = run.table
@@ -351,22 +446,35 @@ def verify_selection(run, selection: str | Path, *, model: str = "probe", seeds:
     d = st.prepare()
     details = {"excluded_in_holdout": excluded, "selection": sel_info}
     if model == "probe":
-        kept_err, rnd_err = _train_probes(run, kept, randoms, grid_pos, hold_rows, y_pool, y_hold, len(classes),
-                                          seed_list, dev, rep)
+        kept_err, rnd_err = _train_probes(
+            run, kept, randoms, grid_pos, hold_rows, y_pool, y_hold, len(classes), seed_list, dev, rep
+        )
     else:
         if hold_info["kind"] == "test split":
             hold_table = run.holdout[run.holdout["label"].notna()].reset_index(drop=True)
         else:
             rows_to_pos = pd.Series(np.arange(len(table)), index=table["row"].to_numpy())
             hold_table = table.iloc[rows_to_pos.loc[hold_rows].to_numpy()].reset_index(drop=True)
-        kept_err, rnd_err, extra = _train_cnns(run, kept, randoms, hold_table, y_pool, y_hold, len(classes), seed_list,
-                                               cfg_kwargs, dev, d, rep)
+        kept_err, rnd_err, extra = _train_cnns(
+            run, kept, randoms, hold_table, y_pool, y_hold, len(classes), seed_list, cfg_kwargs, dev, d, rep
+        )
         details.update(extra)
     details["elapsed_s"] = round(time.perf_counter() - t0, 2)
     details["device"] = dev
     held, sentence = _judge(kept_err, rnd_err, pred, hold_info["size"], model)
-    res = VerifyResult(model=model, n_kept=len(kept), kept_errors=kept_err, random_errors=rnd_err, predicted=pred,
-                       held=held, sentence=sentence, setting=setting, holdout=hold_info, dir=d, details=details)
+    res = VerifyResult(
+        model=model,
+        n_kept=len(kept),
+        kept_errors=kept_err,
+        random_errors=rnd_err,
+        predicted=pred,
+        held=held,
+        sentence=sentence,
+        setting=setting,
+        holdout=hold_info,
+        dir=d,
+        details=details,
+    )
     write_json(d / "result.json", res.to_dict())
     st.finish(model=model, n_kept=len(kept))
     return res

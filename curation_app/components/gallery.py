@@ -25,8 +25,15 @@ def captions(table: pd.DataFrame, positions: np.ndarray, score: str | None) -> l
     return out
 
 
-def strip(run, positions, *, score: str | None = None, width: int = services.THUMB_PX,
-          empty: str = "nothing to show", with_captions: bool = True) -> None:
+def strip(
+    run,
+    positions,
+    *,
+    score: str | None = None,
+    width: int = services.THUMB_PX,
+    empty: str = "nothing to show",
+    with_captions: bool = True,
+) -> None:
     """One row of thumbnails with captions (no paging)."""
     positions = np.asarray(positions, dtype=np.int64)
     if len(positions) == 0:
@@ -50,13 +57,16 @@ def strip(run, positions, *, score: str | None = None, width: int = services.THU
 
 
 def _rows(run, positions, score, cols=None):
-    cols = cols or ["example_id", "label", "cluster", "centroid_sim"] + ([score] if score and score != "centroid_sim" else [])
+    cols = cols or ["example_id", "label", "cluster", "centroid_sim"] + (
+        [score] if score and score != "centroid_sim" else []
+    )
     return run.table.iloc[positions][[c for c in cols if c in run.table.columns]]
 
 
 @st.fragment
-def gallery(run, positions, *, key: str, score: str | None = None, page_size: int = 24,
-            title: str | None = None) -> None:
+def gallery(
+    run, positions, *, key: str, score: str | None = None, page_size: int = 24, title: str | None = None
+) -> None:
     """Paged thumbnails of ``positions`` (in the given order) with ids, labels and scores."""
     positions = np.asarray(positions, dtype=np.int64)
     n = len(positions)
@@ -76,7 +86,7 @@ def gallery(run, positions, *, key: str, score: str | None = None, page_size: in
         c2.caption(f"{n:,} examples · showing {(page - 1) * page_size + 1:,}-{min(page * page_size, n):,}")
     else:
         st.caption(f"{n:,} example(s)")
-    chunk = positions[(page - 1) * page_size: page * page_size]
+    chunk = positions[(page - 1) * page_size : page * page_size]
     strip(run, chunk, score=score)
     with st.expander("These examples as a table"):
         st.dataframe(_rows(run, chunk, score), hide_index=True, width="stretch")

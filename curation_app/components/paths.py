@@ -26,8 +26,9 @@ def allowed_dirs(environ=None, *, cwd: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def check_path(text: str, allowed: list[Path], *, what: str = "path",
-               for_writing: bool = False) -> tuple[Path | None, str | None]:
+def check_path(
+    text: str, allowed: list[Path], *, what: str = "path", for_writing: bool = False
+) -> tuple[Path | None, str | None]:
     """(path, None) when ``text`` lies inside an allowed folder, else (None, message).
 
     Links are followed before the check, so a link inside an allowed folder
@@ -48,8 +49,10 @@ def check_path(text: str, allowed: list[Path], *, what: str = "path",
     if any(_inside(p, d) and _inside(real, d) for d in allowed):
         return p, None
     names = ", ".join(str(d) for d in allowed)
-    return None, (f"{real} is outside the folders this app may use ({names}); restart with "
-                  f"`curate app --allow-dir FOLDER` to allow another folder")
+    return None, (
+        f"{real} is outside the folders this app may use ({names}); restart with "
+        f"`curate app --allow-dir FOLDER` to allow another folder"
+    )
 
 
 def _inside(p: Path, folder: Path) -> bool:
@@ -65,17 +68,19 @@ def list_runs(workdir: str | Path) -> list[dict]:
         except (OSError, ValueError):
             continue  # a run being written or a damaged one: not offered
         p = cfg.get("params", {})
-        runs.append({
-            "key": cfg_path.parent.name,
-            "dir": str(cfg_path.parent),
-            "created": cfg.get("created", ""),
-            "mtime": cfg_path.stat().st_mtime,
-            "source": cfg.get("source", {}).get("description", p.get("source", "?")),
-            "examples": int(cfg.get("counts", {}).get("examples", 0)),
-            "encoder": p.get("encoder", "?"),
-            "k": p.get("k"),
-            "map": p.get("map_method"),
-        })
+        runs.append(
+            {
+                "key": cfg_path.parent.name,
+                "dir": str(cfg_path.parent),
+                "created": cfg.get("created", ""),
+                "mtime": cfg_path.stat().st_mtime,
+                "source": cfg.get("source", {}).get("description", p.get("source", "?")),
+                "examples": int(cfg.get("counts", {}).get("examples", 0)),
+                "encoder": p.get("encoder", "?"),
+                "k": p.get("k"),
+                "map": p.get("map_method"),
+            }
+        )
     runs.sort(key=lambda r: (r["mtime"], r["created"]), reverse=True)
     return runs
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import streamlit as st
-
 from backend import Reporter
 
 

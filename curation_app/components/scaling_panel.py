@@ -29,8 +29,14 @@ def panel(run, n_keep: int) -> None:
 
 
 BASE_STRATEGIES = ("hard", "easy", "ccs")
-SETTING_WORDS = {"hard": "keep hard", "easy": "keep easy", "random": "random", "ccs": "CCS",
-                 "dedup+hard": "dedup + keep hard", "dedup+easy": "dedup + keep easy"}
+SETTING_WORDS = {
+    "hard": "keep hard",
+    "easy": "keep easy",
+    "random": "random",
+    "ccs": "CCS",
+    "dedup+hard": "dedup + keep hard",
+    "dedup+easy": "dedup + keep easy",
+}
 EXTRA_COLOURS = {"ccs": "#9467bd", "dedup+hard": "#8c564b", "dedup+easy": "#17becf"}
 
 
@@ -51,8 +57,12 @@ def grid_settings(run, strategy: str, balance: str) -> tuple:
 
 def _use_recommended(setting: dict) -> None:
     """Set the page to exactly an estimated setting: keep fraction, strategy, balance and metric."""
-    values = {"keep": round(float(setting["keep_fraction"]), 4), "keep_mode": "fraction",
-              "strategy": setting["strategy"], "balance": setting["balance"]}
+    values = {
+        "keep": round(float(setting["keep_fraction"]), 4),
+        "keep_mode": "fraction",
+        "strategy": setting["strategy"],
+        "balance": setting["balance"],
+    }
     if setting.get("metric"):
         values["metric"] = setting["metric"]
     state.apply(values)
@@ -91,18 +101,21 @@ def _comparison_frame(rec: dict, rows) -> pd.DataFrame:
     t = pd.DataFrame(rows)
     if t.empty:
         return t
-    return pd.DataFrame({
-        "setting": [setting_words(a, b) for a, b in zip(t["strategy"], t["balance"])],
-        "keep": [f"{f:.0%}" for f in t["keep_fraction"]],
-        "kept": t["n_kept"],
-        "held-out error": [f"{100 * e:.1f}% ± {100 * s:.1f}" for e, s in zip(t["error"], t["error_se"])],
-        "vs all data (pp)": [f"{100 * d:+.1f}" for d in t["vs_full"]],
-        "vs random, paired (pp)": ["" if a == "random" and b == "none" else f"{100 * d:+.1f} ± {100 * s:.1f}"
-                                   for a, b, d, s in zip(t["strategy"], t["balance"], t["vs_random"],
-                                                         t["vs_random_se"])],
-        "within tolerance": t["within_tolerance"],
-        "verdict": t["verdict"],
-    })
+    return pd.DataFrame(
+        {
+            "setting": [setting_words(a, b) for a, b in zip(t["strategy"], t["balance"])],
+            "keep": [f"{f:.0%}" for f in t["keep_fraction"]],
+            "kept": t["n_kept"],
+            "held-out error": [f"{100 * e:.1f}% ± {100 * s:.1f}" for e, s in zip(t["error"], t["error_se"])],
+            "vs all data (pp)": [f"{100 * d:+.1f}" for d in t["vs_full"]],
+            "vs random, paired (pp)": [
+                "" if a == "random" and b == "none" else f"{100 * d:+.1f} ± {100 * s:.1f}"
+                for a, b, d, s in zip(t["strategy"], t["balance"], t["vs_random"], t["vs_random_se"])
+            ],
+            "within tolerance": t["within_tolerance"],
+            "verdict": t["verdict"],
+        }
+    )
 
 
 def empirical(run, n_keep: int) -> None:
@@ -111,24 +124,34 @@ def empirical(run, n_keep: int) -> None:
         st.warning(missing.capitalize() + ". The theory tab does not need it.", icon=":material/construction:")
         return
     if not run.has_labels:
-        st.info("The empirical estimate needs labels (it measures held-out error) and this run has none. "
-                "The theory tab still tells you which direction to prune.", icon=":material/label_off:")
+        st.info(
+            "The empirical estimate needs labels (it measures held-out error) and this run has none. "
+            "The theory tab still tells you which direction to prune.",
+            icon=":material/label_off:",
+        )
         return
     metric, strategy, balance = state.get("metric"), state.get("strategy"), state.get("balance")
     res = _find_result(run, metric, strategy, balance)
     wanted = grid_settings(run, strategy, balance)
     if res is None or (strategy, balance) not in set(getattr(res, "settings", [])):
         if res is None:
-            st.caption(f"Not computed yet for `{metric}`. The estimate trains small linear probes on the frozen "
-                       "embeddings for a grid of keep fractions, pool sizes, seeds and settings (keep hard, keep "
-                       "easy and CCS, without balance and with the class floor, random, and the setting on "
-                       "screen; a few minutes on 2 cores). `curate scaling` computes the same thing from the "
-                       "command line.")
+            st.caption(
+                f"Not computed yet for `{metric}`. The estimate trains small linear probes on the frozen "
+                "embeddings for a grid of keep fractions, pool sizes, seeds and settings (keep hard, keep "
+                "easy and CCS, without balance and with the class floor, random, and the setting on "
+                "screen; a few minutes on 2 cores). `curate scaling` computes the same thing from the "
+                "command line."
+            )
         else:
-            st.caption(f"The estimate below does not include your setting ({setting_words(strategy, balance)}): "
-                       "its curves are those of the settings named in the legend.")
-        label = (f"Estimate scaling curves for {metric}" if res is None else
-                 f"Estimate again including {setting_words(strategy, balance)}")
+            st.caption(
+                f"The estimate below does not include your setting ({setting_words(strategy, balance)}): "
+                "its curves are those of the settings named in the legend."
+            )
+        label = (
+            f"Estimate scaling curves for {metric}"
+            if res is None
+            else f"Estimate again including {setting_words(strategy, balance)}"
+        )
         if st.button(label, icon=":material/query_stats:", key="scaling.go"):
             box = st.status("Estimating scaling curves...", expanded=True)
             try:
@@ -146,14 +169,24 @@ def empirical(run, n_keep: int) -> None:
     curves = res.curves
     qs = sorted(curves["initial_fraction"].unique())
     sizes = {q: int(curves.loc[np.isclose(curves["initial_fraction"], q), "initial_size"].iloc[0]) for q in qs}
-    q = st.select_slider("Pool size the curves start from", options=qs, value=qs[-1],
-                         format_func=lambda v: f"{sizes[v]:,} examples ({v:.0%})", key="scaling.q")
+    q = st.select_slider(
+        "Pool size the curves start from",
+        options=qs,
+        value=qs[-1],
+        format_func=lambda v: f"{sizes[v]:,} examples ({v:.0%})",
+        key="scaling.q",
+    )
     view, bal, mine = _view_curves(res, strategy, balance)
     simple = view[view["strategy"].isin(("hard", "easy", "random"))]
     shown = "balance " + bal if bal != "none" else "no balance"
-    fig = figures.scaling_figure(simple, res.powerlaw, res.frontier, n_current=n_keep, initial_fraction=q,
-                                 title=f"Estimated held-out error vs examples kept ({metric}, linear probe; "
-                                       f"{shown})")
+    fig = figures.scaling_figure(
+        simple,
+        res.powerlaw,
+        res.frontier,
+        n_current=n_keep,
+        initial_fraction=q,
+        title=f"Estimated held-out error vs examples kept ({metric}, linear probe; {shown})",
+    )
     if bal != "none":
         for tr in fig.data:
             if tr.name in ("keep hard", "keep easy"):
@@ -166,29 +199,47 @@ def empirical(run, n_keep: int) -> None:
         st.info(rec["sentence"], icon=":material/lightbulb:")
     beats = res.beats_powerlaw or {}
     if beats.get("beats"):
-        st.success("The Pareto frontier lies below the power law of random subsets by more than "
-                   f"{beats.get('sigmas', 2):g} standard errors (hold-out noise included) at n = "
-                   + ", ".join(f"{n:,}" for n in beats.get("where", [])) + ".")
+        st.success(
+            "The Pareto frontier lies below the power law of random subsets by more than "
+            f"{beats.get('sigmas', 2):g} standard errors (hold-out noise included) at n = "
+            + ", ".join(f"{n:,}" for n in beats.get("where", []))
+            + "."
+        )
     setting = rec.get("setting")
     if setting:
         cols = st.columns(2 if rec.get("alternative") else 1)
-        cols[0].button(f"Set the slider to the recommended: keep {setting['keep_fraction']:.0%}, "
-                       f"{setting_words(setting['strategy'], setting['balance'])}", icon=":material/tune:",
-                       key="scaling.use", on_click=_use_recommended, args=(setting,))
+        cols[0].button(
+            f"Set the slider to the recommended: keep {setting['keep_fraction']:.0%}, "
+            f"{setting_words(setting['strategy'], setting['balance'])}",
+            icon=":material/tune:",
+            key="scaling.use",
+            on_click=_use_recommended,
+            args=(setting,),
+        )
         alt = rec.get("alternative")
         if alt:
-            alt_setting = {"strategy": alt["strategy"], "balance": alt["balance"], "keep_fraction": alt["min_fraction"],
-                           "metric": setting.get("metric") or metric}
-            cols[1].button(f"Or the alternative: keep {alt['min_fraction']:.0%}, "
-                           f"{setting_words(alt['strategy'], alt['balance'])}", icon=":material/tune:",
-                           key="scaling.use.alternative", on_click=_use_recommended, args=(alt_setting,))
+            alt_setting = {
+                "strategy": alt["strategy"],
+                "balance": alt["balance"],
+                "keep_fraction": alt["min_fraction"],
+                "metric": setting.get("metric") or metric,
+            }
+            cols[1].button(
+                f"Or the alternative: keep {alt['min_fraction']:.0%}, {setting_words(alt['strategy'], alt['balance'])}",
+                icon=":material/tune:",
+                key="scaling.use.alternative",
+                on_click=_use_recommended,
+                args=(alt_setting,),
+            )
     if rec.get("proxy_note"):
         st.caption(rec["proxy_note"])
     rows = rec.get("comparisons") or []
     if rows and setting:
         at_f = [r for r in rows if np.isclose(r["keep_fraction"], setting["keep_fraction"])]
-        st.markdown(f"**Every estimated setting at keep {setting['keep_fraction']:.0%}** (full pool, mean over "
-                    "seeds ± standard error; the recommendation rests on these numbers)")
+        st.markdown(
+            f"**Every estimated setting at keep {setting['keep_fraction']:.0%}** (full pool, mean over "
+            "seeds ± standard error; the recommendation rests on these numbers)"
+        )
         st.dataframe(_comparison_frame(rec, at_f), hide_index=True, width="stretch", key="scaling.table")
     with st.expander("The numbers"):
         st.dataframe(_comparison_frame(rec, rows) if rows else res.table(q), hide_index=True, width="stretch")
@@ -202,19 +253,27 @@ def _add_setting_traces(fig, curves, q) -> None:
     c = curves[np.isclose(curves["initial_fraction"], q)]
     for (st_, bal), s in c.groupby(["strategy", "balance"], sort=False):
         s = s.sort_values("n_kept")
-        fig.add_trace(go.Scatter(
-            x=s["n_kept"], y=s["error_mean"], mode="lines+markers", name=setting_words(st_, bal),
-            line=dict(color=EXTRA_COLOURS.get(st_, "#bcbd22"), width=2),
-            error_y=dict(type="data", array=s["error_std"], visible=True, thickness=1.2, width=3),
-            hovertemplate="%{x:,} kept<br>error %{y:.2%}<extra>%{fullData.name}</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=s["n_kept"],
+                y=s["error_mean"],
+                mode="lines+markers",
+                name=setting_words(st_, bal),
+                line=dict(color=EXTRA_COLOURS.get(st_, "#bcbd22"), width=2),
+                error_y=dict(type="data", array=s["error_std"], visible=True, thickness=1.2, width=3),
+                hovertemplate="%{x:,} kept<br>error %{y:.2%}<extra>%{fullData.name}</extra>",
+            )
+        )
 
 
 def _verify_box(run) -> None:
     """Train from scratch on the current selection and on random subsets of its size (``curate verify``)."""
     with st.expander("Check the current selection by training from scratch"):
-        st.caption("Trains the estimate's linear probe (seconds) or a small CNN on the images (minutes on a CPU) "
-                   "on the kept subset and on random subsets of the same size, and compares both with what the "
-                   "estimate predicted. Cached: the same selection again is instant.")
+        st.caption(
+            "Trains the estimate's linear probe (seconds) or a small CNN on the images (minutes on a CPU) "
+            "on the kept subset and on random subsets of the same size, and compares both with what the "
+            "estimate predicted. Cached: the same selection again is instant."
+        )
         c1, c2 = st.columns([1, 1])
         model = c1.radio("Model", ("probe", "cnn"), horizontal=True, key="verify.model")
         seeds = int(c2.number_input("Seeds", min_value=1, max_value=10, value=3, key="verify.seeds"))
@@ -243,11 +302,16 @@ def theory() -> None:
         st.warning(missing.capitalize() + ".", icon=":material/construction:")
         return
     c1, c2 = st.columns(2)
-    theta = c1.select_slider("θ: how imperfect the difficulty metric is (angle to the ideal one, degrees)",
-                             options=THETAS, value=0, key="theory.theta",
-                             help="0 = a perfect metric; larger angles = a noisier metric")
-    pool = c2.select_slider("Pool size α_tot (examples per input dimension before pruning)", options=POOLS,
-                            value=10, key="theory.pool")
+    theta = c1.select_slider(
+        "θ: how imperfect the difficulty metric is (angle to the ideal one, degrees)",
+        options=THETAS,
+        value=0,
+        key="theory.theta",
+        help="0 = a perfect metric; larger angles = a noisier metric",
+    )
+    pool = c2.select_slider(
+        "Pool size α_tot (examples per input dimension before pruning)", options=POOLS, value=10, key="theory.pool"
+    )
     with st.spinner("Solving the theory curves (θ > 0 takes up to a minute the first time)..."):
         fig, t = services.theory_figure(float(theta), float(pool))
     st.plotly_chart(fig, key="theory.fig")

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from backend import BALANCES, STRATEGIES
 
 DEFAULTS: dict[str, Any] = {
-    "run": None,            # run key (folder name under <workdir>/runs); None = the latest
-    "keep": 0.7,            # keep fraction in (0, 1]
-    "keep_count": None,     # number to keep, when keep_mode == "count"
+    "run": None,  # run key (folder name under <workdir>/runs); None = the latest
+    "keep": 0.7,  # keep fraction in (0, 1]
+    "keep_count": None,  # number to keep, when keep_mode == "count"
     "keep_mode": "fraction",  # which of the two the user set last: "fraction" or "count"
     "strategy": "hard",
     "metric": "ssl_prototype",
     "balance": "none",
     "seed": 0,
-    "floor": 10,            # warn when a class or cluster keeps fewer than this many
+    "floor": 10,  # warn when a class or cluster keeps fewer than this many
 }
 QUERY_KEYS = ("run", "keep", "count", "strategy", "metric", "balance", "seed", "floor")
 SETTINGS_FILE_KIND = "curation-studio app settings"

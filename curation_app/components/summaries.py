@@ -61,11 +61,13 @@ def cluster_summary(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     Purity and top class are NaN / "" without labels.
     """
     g = table.groupby("cluster", sort=True)
-    out = pd.DataFrame({
-        "size": g.size(),
-        "tightness": g["centroid_sim"].mean(),
-        "mean_difficulty": g[metric].mean() if metric in table.columns else np.nan,
-    })
+    out = pd.DataFrame(
+        {
+            "size": g.size(),
+            "tightness": g["centroid_sim"].mean(),
+            "mean_difficulty": g[metric].mean() if metric in table.columns else np.nan,
+        }
+    )
     if table["label"].notna().all():
         counts = table.groupby(["cluster", "label"], sort=True).size()
         top = counts.groupby(level=0).idxmax().map(lambda t: t[1])
@@ -157,23 +159,35 @@ def theory_reading(alphas: np.ndarray, curves: dict, fs: tuple, theta_deg: float
         wins = ok & (hard < easy)
         if wins.any() and not wins[ok][0]:
             cross = float(alphas[np.flatnonzero(wins)[0]])
-    parts = [f"Each curve is the error of a model trained on a fraction f of the data (keep hard: solid, "
-             f"keep easy: dashed), against α_prune, the number of examples kept per input dimension."]
+    parts = [
+        "Each curve is the error of a model trained on a fraction f of the data (keep hard: solid, "
+        "keep easy: dashed), against α_prune, the number of examples kept per input dimension."
+    ]
     if cross is not None:
-        parts.append(f"At f = {f:g}, keeping the easy examples is better while data is scarce; above "
-                     f"α_prune ≈ {cross:.2g} keeping the hard ones wins.")
+        parts.append(
+            f"At f = {f:g}, keeping the easy examples is better while data is scarce; above "
+            f"α_prune ≈ {cross:.2g} keeping the hard ones wins."
+        )
     elif ok.any() and (hard[ok] < easy[ok]).all():
         parts.append(f"At f = {f:g}, keeping the hard examples wins over the whole range shown.")
     elif ok.any():
-        parts.append(f"At f = {f:g}, keeping the easy examples wins over the whole range shown: "
-                     "with this little data, or this poor a metric, pruning hard does not pay.")
-    parts.append("The dotted black line is random pruning (the same as training on fewer examples); the thick "
-                 "orange line is the Pareto frontier, the lowest error any f and direction reaches at each α_prune "
-                 "when the pool holds at most the α_tot you chose.")
+        parts.append(
+            f"At f = {f:g}, keeping the easy examples wins over the whole range shown: "
+            "with this little data, or this poor a metric, pruning hard does not pay."
+        )
+    parts.append(
+        "The dotted black line is random pruning (the same as training on fewer examples); the thick "
+        "orange line is the Pareto frontier, the lowest error any f and direction reaches at each α_prune "
+        "when the pool holds at most the α_tot you chose."
+    )
     if theta_deg > 0:
-        parts.append(f"θ = {theta_deg:g}° means the difficulty metric is imperfect; the larger θ, the sooner the "
-                     "gain of keep hard stops and the more data you must keep.")
+        parts.append(
+            f"θ = {theta_deg:g}° means the difficulty metric is imperfect; the larger θ, the sooner the "
+            "gain of keep hard stops and the more data you must keep."
+        )
     else:
-        parts.append("θ = 0 is a perfect difficulty metric: with enough data, pruning hard can beat the "
-                     "power law of random pruning (the frontier bends below the random curve).")
+        parts.append(
+            "θ = 0 is a perfect difficulty metric: with enough data, pruning hard can beat the "
+            "power law of random pruning (the frontier bends below the random curve)."
+        )
     return " ".join(parts)

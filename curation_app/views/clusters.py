@@ -10,10 +10,13 @@ from curation_app import services, state
 from curation_app.components import figures, gallery, summaries
 
 CARDS_PER_PAGE = 12
-SORTS = {"size": ("size", "Size"), "tightness": ("tightness", "Tightness (mean similarity to the centroid = "
-                                                 "redundancy)"),
-         "purity": ("purity", "Class purity"), "difficulty": ("mean_difficulty", "Mean difficulty"),
-         "kept": ("kept_share", "Share kept")}
+SORTS = {
+    "size": ("size", "Size"),
+    "tightness": ("tightness", "Tightness (mean similarity to the centroid = redundancy)"),
+    "purity": ("purity", "Class purity"),
+    "difficulty": ("mean_difficulty", "Mean difficulty"),
+    "kept": ("kept_share", "Share kept"),
+}
 
 run = state.require_run()
 rd = str(run.dir)
@@ -36,12 +39,15 @@ if focus is not None and focus in set(summary["cluster"]):
     if st.button("Back to all clusters", icon=":material/arrow_back:", key="clusters.back"):
         st.session_state.pop("clusters.focus", None)
         st.rerun()
-    gallery.gallery(run, summaries.members_by_centrality(run.table, int(focus)), key=f"cluster.{focus}",
-                    score=metric, page_size=36)
+    gallery.gallery(
+        run, summaries.members_by_centrality(run.table, int(focus)), key=f"cluster.{focus}", score=metric, page_size=36
+    )
     st.stop()
 
-st.caption(f"{len(summary):,} clusters of spherical k-means on the embeddings. Prototypes are the members closest "
-           f"to the centroid, outliers the farthest. {state.describe(run)}.")
+st.caption(
+    f"{len(summary):,} clusters of spherical k-means on the embeddings. Prototypes are the members closest "
+    f"to the centroid, outliers the farthest. {state.describe(run)}."
+)
 
 c1, c2 = st.columns([2, 1])
 sort_key = c1.radio("Sort by", list(SORTS), format_func=lambda v: SORTS[v][1], horizontal=True, key="clusters.sort")
@@ -53,14 +59,19 @@ if col == "purity" and not run.has_labels:
 summary = summary.sort_values([col, "cluster"], ascending=[not desc, True], na_position="last")
 
 with st.expander("Cluster sizes and what the current setting keeps", icon=":material/bar_chart:"):
-    st.plotly_chart(figures.cluster_sizes_figure(services.cluster_summary(rd, run.key, metric), kept,
-                                                 title="Cluster sizes: full data and kept"), key="clusters.sizes")
+    st.plotly_chart(
+        figures.cluster_sizes_figure(
+            services.cluster_summary(rd, run.key, metric), kept, title="Cluster sizes: full data and kept"
+        ),
+        key="clusters.sizes",
+    )
 
 pages = max(1, math.ceil(len(summary) / CARDS_PER_PAGE))
 page = 1
 if pages > 1:
-    page = int(st.number_input(f"Page of clusters (of {pages})", min_value=1, max_value=pages, step=1,
-                               key="clusters.page"))
+    page = int(
+        st.number_input(f"Page of clusters (of {pages})", min_value=1, max_value=pages, step=1, key="clusters.page")
+    )
 extremes = services.cluster_extremes(rd, 4)
 
 
@@ -68,22 +79,29 @@ def _open(c: int) -> None:
     st.session_state["clusters.focus"] = c
 
 
-rows = summary.iloc[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]
+rows = summary.iloc[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]
 for start in range(0, len(rows), 3):
     cols = st.columns(3)
-    for col_, (_, r) in zip(cols, rows.iloc[start:start + 3].iterrows()):
+    for col_, (_, r) in zip(cols, rows.iloc[start : start + 3].iterrows()):
         c = int(r["cluster"])
         with col_.container(border=True):
             st.markdown(f"#### Cluster {c}")
-            purity = (f"{r['purity']:.0%} {r['top_class']}" if run.has_labels else "n/a")
-            st.markdown(f"**{int(r['size']):,}** examples · purity **{purity}**  \n"
-                        f"tightness **{r['tightness']:.3f}** · mean {metric} **{r['mean_difficulty']:.3f}**  \n"
-                        f"kept now **{int(r['kept']):,}** ({r['kept_share']:.0%})")
+            purity = f"{r['purity']:.0%} {r['top_class']}" if run.has_labels else "n/a"
+            st.markdown(
+                f"**{int(r['size']):,}** examples · purity **{purity}**  \n"
+                f"tightness **{r['tightness']:.3f}** · mean {metric} **{r['mean_difficulty']:.3f}**  \n"
+                f"kept now **{int(r['kept']):,}** ({r['kept_share']:.0%})"
+            )
             st.progress(float(r["kept_share"]), text=f"kept {r['kept_share']:.0%}")
             proto, outl = extremes.get(c, ([], []))
             st.caption("Prototypes (nearest the centroid)")
             gallery.strip(run, proto, width=64, with_captions=False)
             st.caption("Outliers (farthest)")
             gallery.strip(run, outl, width=64, with_captions=False)
-            st.button(f"All {int(r['size']):,} members", key=f"clusters.open.{c}", on_click=_open, args=(c,),
-                      icon=":material/arrow_forward:")
+            st.button(
+                f"All {int(r['size']):,} members",
+                key=f"clusters.open.{c}",
+                on_click=_open,
+                args=(c,),
+                icon=":material/arrow_forward:",
+            )

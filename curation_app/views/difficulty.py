@@ -12,8 +12,10 @@ rd = str(run.dir)
 t = run.table
 
 st.title("Difficulty")
-st.caption("Easy examples sit close to their prototype (redundant); hard ones are far from it (atypical, rare "
-           "or mislabelled). Every metric here is higher = harder.")
+st.caption(
+    "Easy examples sit close to their prototype (redundant); hard ones are far from it (atypical, rare "
+    "or mislabelled). Every metric here is higher = harder."
+)
 
 c1, c2, c3 = st.columns([1.4, 1.4, 1.2])
 c1.selectbox("Metric", run.score_columns, **state.bind("metric", "difficulty"))
@@ -26,8 +28,12 @@ if scope == "one class":
     within, where = lab_codes == names.index(cls), f"class {cls}"
 elif scope == "one cluster":
     cl_codes, names, totals = services.group_codes(rd, "cluster")
-    cl = c3.selectbox("Cluster", [int(c) for c in names if totals[int(c)] > 0],
-                      format_func=lambda c: f"{c} ({totals[c]:,} examples)", key="difficulty.cluster")
+    cl = c3.selectbox(
+        "Cluster",
+        [int(c) for c in names if totals[int(c)] > 0],
+        format_func=lambda c: f"{c} ({totals[c]:,} examples)",
+        key="difficulty.cluster",
+    )
     within, where = cl_codes == cl, f"cluster {cl}"
 
 s = state.current()
@@ -46,7 +52,16 @@ mask = services.ranking(rd, s["strategy"], metric, s["balance"], s["seed"]).mask
 kept_h = summaries.histogram(scores, edges, mask if within is None else mask & within)
 all_h = summaries.histogram(scores, edges, within)
 cut = summaries.cut_value(scores, mask, s["strategy"], s["balance"])
-st.plotly_chart(figures.score_histogram(edges, kept_h, all_h - kept_h, metric=metric, cut=cut, strategy=s["strategy"],
-                                        title=f"{metric} in {where}, with the current cut ({k:,} of {len(t):,} kept "
-                                              f"overall, {s['strategy']})"), key="difficulty.hist")
+st.plotly_chart(
+    figures.score_histogram(
+        edges,
+        kept_h,
+        all_h - kept_h,
+        metric=metric,
+        cut=cut,
+        strategy=s["strategy"],
+        title=f"{metric} in {where}, with the current cut ({k:,} of {len(t):,} kept overall, {s['strategy']})",
+    ),
+    key="difficulty.hist",
+)
 st.caption(state.describe(run) + ". Change it on the Prune page.")

@@ -11,10 +11,14 @@ from curation_app import services, state
 from curation_app.components import paths
 from curation_app.components import settings as S
 
-FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "JSON": ".json", "TXT (one path or id per line)": ".txt",
-           "ImageFolder tree of symlinks": "tree"}
-MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json",
-        ".txt": "text/plain"}
+FORMATS = {
+    "CSV": ".csv",
+    "Parquet": ".parquet",
+    "JSON": ".json",
+    "TXT (one path or id per line)": ".txt",
+    "ImageFolder tree of symlinks": "tree",
+}
+MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json", ".txt": "text/plain"}
 
 run = state.require_run()
 rd = str(run.dir)
@@ -38,11 +42,17 @@ with c1:
     if fmt == "tree":
         st.caption("A symlink tree lives on disk: write it to a folder on the right.")
     else:
-        st.download_button(f"Download {stem}{fmt}", data=lambda: backend.render_selection(sel, fmt),
-                           file_name=f"{stem}{fmt}", mime=MIME[fmt], on_click="ignore", type="primary",
-                           icon=":material/download:", key="export.download")
-        st.caption(f"{sel.n_kept:,} rows: example_id, path, label, cluster, rank and every score. "
-                   "The same bytes as:")
+        st.download_button(
+            f"Download {stem}{fmt}",
+            data=lambda: backend.render_selection(sel, fmt),
+            file_name=f"{stem}{fmt}",
+            mime=MIME[fmt],
+            on_click="ignore",
+            type="primary",
+            icon=":material/download:",
+            key="export.download",
+        )
+        st.caption(f"{sel.n_kept:,} rows: example_id, path, label, cluster, rank and every score. The same bytes as:")
         st.code(shlex.join(cli + ["--out", f"{stem}{fmt}"]), language="bash", wrap_lines=True)
 
 with c2:
@@ -60,20 +70,25 @@ with c2:
                     if out.suffix:
                         raise backend.CurateError(f"{out.name} looks like a file: give a folder for the tree")
                     res = backend.export_tree(run, sel, out, force=overwrite)
-                    how = (f"{res['symlinks']:,} symlinks" if res["symlinks"]
-                           else f"{res['png_written']:,} PNG files (array data set)")
+                    how = (
+                        f"{res['symlinks']:,} symlinks"
+                        if res["symlinks"]
+                        else f"{res['png_written']:,} PNG files (array data set)"
+                    )
                     st.success(f"Wrote {res['out']} ({how}) and {res['out']}.manifest.json")
                 else:
                     if out.suffix.lower() != fmt:
-                        raise backend.CurateError(f"{out.name} does not end in {fmt}: end the path with {fmt} "
-                                                  f"for {fmt_name}")
+                        raise backend.CurateError(
+                            f"{out.name} does not end in {fmt}: end the path with {fmt} for {fmt_name}"
+                        )
                     written = backend.write_selection(sel, out, force=overwrite)
-                    st.success(f"Wrote {written} and {written.name}.manifest.json beside it "
-                               f"({sel.n_kept:,} rows).")
+                    st.success(f"Wrote {written} and {written.name}.manifest.json beside it ({sel.n_kept:,} rows).")
             except backend.CurateError as exc:
                 st.error(str(exc))
 
 st.markdown("#### Manifest")
-st.caption("Written beside the list as `<file>.manifest.json`: what was kept and how to reproduce it. "
-           "Writing adds an `output` block (path, format, rows, sha256 of the file).")
+st.caption(
+    "Written beside the list as `<file>.manifest.json`: what was kept and how to reproduce it. "
+    "Writing adds an `output` block (path, format, rows, sha256 of the file)."
+)
 st.json(sel.manifest(), expanded=2)

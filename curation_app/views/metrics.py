@@ -16,18 +16,25 @@ rd = str(run.dir)
 cols = tuple(run.score_columns)
 
 st.title("Metrics")
-st.caption("Which metric should you prune by? Each metric's estimated held-out error (linear probes on the frozen "
-           "embeddings) when keeping its hardest or easiest examples, against a random subset of the same size: "
-           "a metric is better only when it beats random by more than the spread over seeds. "
-           "`curate benchmark-metrics` computes the same table.")
+st.caption(
+    "Which metric should you prune by? Each metric's estimated held-out error (linear probes on the frozen "
+    "embeddings) when keeping its hardest or easiest examples, against a random subset of the same size: "
+    "a metric is better only when it beats random by more than the spread over seeds. "
+    "`curate benchmark-metrics` computes the same table."
+)
 
 res = services.metric_benchmark(rd, run.key, cols) if run.has_labels else None
 if not run.has_labels:
-    st.info("This run has no labels, so there is no held-out error to compare. The agreement between the metrics "
-            "below still shows whether they rank the examples alike.", icon=":material/label_off:")
+    st.info(
+        "This run has no labels, so there is no held-out error to compare. The agreement between the metrics "
+        "below still shows whether they rank the examples alike.",
+        icon=":material/label_off:",
+    )
 elif res is None:
-    st.caption(f"Not computed yet for the {len([c for c in cols if c != 'random'])} metrics of this run "
-               f"({', '.join(c for c in cols if c != 'random')}).")
+    st.caption(
+        f"Not computed yet for the {len([c for c in cols if c != 'random'])} metrics of this run "
+        f"({', '.join(c for c in cols if c != 'random')})."
+    )
     c1, c2 = st.columns(2)
     if c1.button("Measure the cost first", icon=":material/timer:", key="metrics.cost"):
         from backend.scores.benchmark import _metric_list, cost_estimate
@@ -57,30 +64,42 @@ if res is not None:
     best = s.iloc[0]
     beats = s[s["n_better"] > 0]
     n_fr = len(res.params["report_fractions"])
-    where = ", ".join(f"**{r.metric}** keep {r.direction} ({r.n_better} of {n_fr} fractions)"
-                      for r in beats.itertuples())
+    where = ", ".join(
+        f"**{r.metric}** keep {r.direction} ({r.n_better} of {n_fr} fractions)" for r in beats.itertuples()
+    )
     fracs = ", ".join(f"{f:.0%}" for f in res.params["report_fractions"])
     if best.mean_diff < 0 and best.n_worse == 0:
-        st.success(f"**{best.metric}** (keep {best.direction}) beats random on average, by "
-                   f"{-100 * best.mean_diff:.2f} pp over keep {fracs}."
-                   + (f" Beats random by more than 2 SE at some fraction: {where}." if where else ""),
-                   icon=":material/verified:")
+        st.success(
+            f"**{best.metric}** (keep {best.direction}) beats random on average, by "
+            f"{-100 * best.mean_diff:.2f} pp over keep {fracs}."
+            + (f" Beats random by more than 2 SE at some fraction: {where}." if where else ""),
+            icon=":material/verified:",
+        )
     else:
-        st.warning(f"On average over the reported keep fractions no metric beats a random subset of the same size "
-                   f"(best: **{best.metric}** keep {best.direction}, {100 * best.mean_diff:+.2f} pp against random)."
-                   + (f" By more than two standard errors at single fractions: {where}; elsewhere they tie or lose."
-                      if where else " No metric beats random by more than two standard errors at any fraction: "
-                      "prune at random here (or use a better encoder)."), icon=":material/balance:")
-    show = s.rename(columns={"mean_diff": "mean diff vs random (pp)", "n_better": "fractions better",
-                             "n_worse": "fractions worse"})
+        st.warning(
+            f"On average over the reported keep fractions no metric beats a random subset of the same size "
+            f"(best: **{best.metric}** keep {best.direction}, {100 * best.mean_diff:+.2f} pp against random)."
+            + (
+                f" By more than two standard errors at single fractions: {where}; elsewhere they tie or lose."
+                if where
+                else " No metric beats random by more than two standard errors at any fraction: "
+                "prune at random here (or use a better encoder)."
+            ),
+            icon=":material/balance:",
+        )
+    show = s.rename(
+        columns={"mean_diff": "mean diff vs random (pp)", "n_better": "fractions better", "n_worse": "fractions worse"}
+    )
     show["mean diff vs random (pp)"] = (100 * show["mean diff vs random (pp)"]).round(2)
     st.dataframe(show, hide_index=True, width="stretch")
 
     st.subheader("Held-out error at each keep fraction")
     t = res.table.copy()
     marks = {"better": " *", "worse": " !"}
-    t["cell"] = [f"{100 * e:.1f}% ({100 * d:+.2f} ± {100 * se:.2f}){marks.get(v, '')}"
-                 for e, d, se, v in zip(t["error"], t["diff"], t["se"], t["verdict"])]
+    t["cell"] = [
+        f"{100 * e:.1f}% ({100 * d:+.2f} ± {100 * se:.2f}){marks.get(v, '')}"
+        for e, d, se, v in zip(t["error"], t["diff"], t["se"], t["verdict"])
+    ]
     pivot = t.pivot_table(index=["metric", "strategy"], columns="keep_fraction", values="cell", aggfunc="first")
     rank = {m: i for i, m in enumerate(s["metric"])}
     keys = [(rank.get(m, 99), strategy != "hard") for m, strategy in pivot.index]
@@ -89,37 +108,64 @@ if res is not None:
     rnd = t.drop_duplicates("keep_fraction").set_index("keep_fraction")["random_error"]
     pivot.loc[("random", "(baseline)"), :] = [f"{100 * rnd[f]:.1f}%" for f in sorted(rnd.index)]
     st.dataframe(pivot, width="stretch")
-    st.caption(f"Error (difference with random in pp ± its standard error over {n_seeds} seeds); * beats random, "
-               "! loses to random, by more than two standard errors. Balance: "
-               f"{', '.join(sorted(set(t['balance'].astype(str))))}.")
+    st.caption(
+        f"Error (difference with random in pp ± its standard error over {n_seeds} seeds); * beats random, "
+        "! loses to random, by more than two standard errors. Balance: "
+        f"{', '.join(sorted(set(t['balance'].astype(str))))}."
+    )
     view = st.radio("Chart", ["difference with random", "held-out error"], horizontal=True, key="metrics.view")
-    st.plotly_chart(metric_figures.metric_curves_figure(res.curves, difference=view == "difference with random"),
-                    key="metrics.curves")
+    st.plotly_chart(
+        metric_figures.metric_curves_figure(res.curves, difference=view == "difference with random"),
+        key="metrics.curves",
+    )
 
 st.subheader("Agreement between metrics")
-fraction = st.select_slider("Keep fraction for the kept-set overlap", options=[0.3, 0.5, 0.7, 0.9], value=0.7,
-                            format_func=lambda f: f"{f:.0%}", key="metrics.overlap_f")
+fraction = st.select_slider(
+    "Keep fraction for the kept-set overlap",
+    options=[0.3, 0.5, 0.7, 0.9],
+    value=0.7,
+    format_func=lambda f: f"{f:.0%}",
+    key="metrics.overlap_f",
+)
 finite = tuple(c for c in cols if np.isfinite(run.table[c].to_numpy(np.float64)).all())
 if len(finite) < 2:
     st.caption("Agreement needs at least two score columns.")
 else:
     sp, ov = services.metric_agreement(rd, run.key, finite, float(fraction))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(metric_figures.heatmap_figure(sp, title="Spearman rank correlation", zmin=-1, zmax=1,
-                                                  colorbar="rho"), key="metrics.spearman")
-    c2.plotly_chart(metric_figures.heatmap_figure(ov, title=f"Kept-set overlap, keep hardest {fraction:.0%} "
-                                                            f"(random: {fraction:.2f})", zmin=0, zmax=1,
-                                                  colorscale="Blues", colorbar="share"), key="metrics.overlap")
+    c1.plotly_chart(
+        metric_figures.heatmap_figure(sp, title="Spearman rank correlation", zmin=-1, zmax=1, colorbar="rho"),
+        key="metrics.spearman",
+    )
+    c2.plotly_chart(
+        metric_figures.heatmap_figure(
+            ov,
+            title=f"Kept-set overlap, keep hardest {fraction:.0%} (random: {fraction:.2f})",
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            colorbar="share",
+        ),
+        key="metrics.overlap",
+    )
 
 if res is not None and len(res.stability):
     st.subheader("Stability of ssl_prototype")
-    stab = res.stability.rename(columns={"spearman_vs_run": "Spearman vs the run", "kept_overlap_vs_run":
-                                         f"kept-set overlap at {res.stability['fraction'].iloc[0]:.0%}"})
+    stab = res.stability.rename(
+        columns={
+            "spearman_vs_run": "Spearman vs the run",
+            "kept_overlap_vs_run": f"kept-set overlap at {res.stability['fraction'].iloc[0]:.0%}",
+        }
+    )
     st.dataframe(stab.drop(columns=["fraction"]), hide_index=True, width="stretch")
-    st.caption(f"The run's ssl_prototype (k={run.k}) recomputed with other k-means seeds and other k. High values: "
-               "the scores are not noise of one clustering.")
+    st.caption(
+        f"The run's ssl_prototype (k={run.k}) recomputed with other k-means seeds and other k. High values: "
+        "the scores are not noise of one clustering."
+    )
 if res is not None:
-    st.caption(f"Computed in {res.elapsed_s:.0f} s; cached in `{res.dir}`. The estimate comes from a proxy "
-               "(linear probes on frozen embeddings), not from your final network.")
+    st.caption(
+        f"Computed in {res.elapsed_s:.0f} s; cached in `{res.dir}`. The estimate comes from a proxy "
+        "(linear probes on frozen embeddings), not from your final network."
+    )
     with st.expander("All numbers"):
         st.dataframe(pd.DataFrame(res.table), hide_index=True, width="stretch")

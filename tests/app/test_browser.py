@@ -21,8 +21,15 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "curation_app" / "app.py"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 PAGES = ["data", "map", "clusters", "difficulty", "prune", "export"]
 CHART_PAGES = {"data", "map", "difficulty", "prune"}
 
@@ -51,10 +58,27 @@ def server(app_workdir):
     port = _free_port()
     env = dict(os.environ, CURATE_WORKDIR=str(app_workdir), CURATE_ALLOWED_DIRS=str(app_workdir))
     log = open(Path(app_workdir) / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=str(app_workdir))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(app_workdir),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -145,8 +169,11 @@ def goto_page(pg, title: str) -> None:
 
 
 def kept_text(pg) -> str:
-    return pg.locator('[data-testid="stMetric"]', has_text="Kept").first.locator(
-        '[data-testid="stMetricValue"]').inner_text()
+    return (
+        pg.locator('[data-testid="stMetric"]', has_text="Kept")
+        .first.locator('[data-testid="stMetricValue"]')
+        .inner_text()
+    )
 
 
 def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
@@ -184,10 +211,14 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     try:
         pg.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
-            ".some(e => e.innerText.startsWith('260 of'))", timeout=30_000)
+            ".some(e => e.innerText.startsWith('260 of'))",
+            timeout=30_000,
+        )
     except sync_api.TimeoutError:
-        pytest.fail(f"the kept count did not reach 260 after 5 presses: {kept_text(pg)!r}, "
-                    f"slider {slider.get_attribute('value')!r}")
+        pytest.fail(
+            f"the kept count did not reach 260 after 5 presses: {kept_text(pg)!r}, "
+            f"slider {slider.get_attribute('value')!r}"
+        )
     settle(pg, charts=True)
     assert kept_text(pg).replace(",", "").startswith("260 of 400")
     assert re.search(r"[?&]keep=0\.65", pg.url), pg.url  # the setting is mirrored into the URL
@@ -202,7 +233,8 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
         estimate.click()
         pg.wait_for_selector("text=Estimated held-out error vs examples kept", timeout=120_000)
         settle(pg, charts=True)
-        assert pg.get_by_text(re.compile("At your full data size")).count() >= 1  # the recommendation
+        # the recommendation (its sentence opens with the pick, or says first that random is as good)
+        assert pg.get_by_text(re.compile("Recommended:|is as good as any metric here")).count() >= 1
         shot(pg, shots / "5c_prune_estimate.png")
 
     goto_page(pg, "Export")
@@ -215,9 +247,28 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
 
     ref = tmp_path / "from_cli.csv"
     curate = Path(sys.executable).with_name("curate")
-    cmd = ([str(curate)] if curate.exists() else [sys.executable, "-m", "backend.cli"])
-    subprocess.run(cmd + ["select", "--workdir", str(app_workdir), "--keep", "0.65", "--strategy", "hard",
-                          "--metric", "ssl_prototype", "--balance", "none", "--seed", "0", "--out", str(ref)],
-                   check=True, capture_output=True)
+    cmd = [str(curate)] if curate.exists() else [sys.executable, "-m", "backend.cli"]
+    subprocess.run(
+        cmd
+        + [
+            "select",
+            "--workdir",
+            str(app_workdir),
+            "--keep",
+            "0.65",
+            "--strategy",
+            "hard",
+            "--metric",
+            "ssl_prototype",
+            "--balance",
+            "none",
+            "--seed",
+            "0",
+            "--out",
+            str(ref),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert got.read_bytes() == ref.read_bytes()
     assert not errors, errors

@@ -21,8 +21,15 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "curation_app" / "app.py"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -48,9 +55,26 @@ def server(workdir, tmp_path_factory):
     env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir))
     logf = tmp_path_factory.mktemp("streamlit_log") / "streamlit.log"
     log = open(logf, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -94,8 +118,11 @@ def _shot(pg, path: Path) -> None:
 
 
 def _removed(pg) -> str:
-    return pg.locator('[data-testid="stMetric"]', has_text="Removed").first.locator(
-        '[data-testid="stMetricValue"]').inner_text()
+    return (
+        pg.locator('[data-testid="stMetric"]', has_text="Removed")
+        .first.locator('[data-testid="stMetricValue"]')
+        .inner_text()
+    )
 
 
 def test_redundancy_and_metrics_pages_in_a_browser(server):
@@ -121,11 +148,12 @@ def test_redundancy_and_metrics_pages_in_a_browser(server):
                 pg.wait_for_function(
                     "(b) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
                     ".find(e => e.innerText.includes('Removed')); return m && !m.innerText.includes(b); }",
-                    arg=before, timeout=60_000)
+                    arg=before,
+                    timeout=60_000,
+                )
             except sync_api.TimeoutError:  # the count did not change (no example between the two thresholds)
                 pass
-            pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                 timeout=60_000)
+            pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
             latencies.append(time.perf_counter() - t)
         _settle(pg)
         assert pg.locator('[data-testid="stException"]').count() == 0
@@ -135,6 +163,9 @@ def test_redundancy_and_metrics_pages_in_a_browser(server):
         assert pg.locator('[data-testid="stException"]').count() == 0
         _shot(pg, shots / "8_metrics.png")
         browser.close()
-    print(f"[browser] redundancy page opened in {opened:.2f} s; threshold moves: "
-          + ", ".join(f"{1000 * v:.0f} ms" for v in latencies), file=sys.stderr)
+    print(
+        f"[browser] redundancy page opened in {opened:.2f} s; threshold moves: "
+        + ", ".join(f"{1000 * v:.0f} ms" for v in latencies),
+        file=sys.stderr,
+    )
     assert not errors, errors

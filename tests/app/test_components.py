@@ -12,7 +12,6 @@ import pytest
 from curation_app.components import figures, paths, summaries
 from curation_app.components import settings as S
 
-
 # ---------------------------------------------------------------------------
 # settings
 
@@ -35,9 +34,18 @@ def test_count_mode_round_trip():
     assert S.n_keep(dict(S.DEFAULTS, **back), 100) == 100  # clipped to the run
 
 
-@pytest.mark.parametrize("raw, bad", [({"keep": "1.5"}, "keep"), ({"keep": "x"}, "keep"), ({"count": "0"}, "count"),
-                                      ({"strategy": "hardest"}, "strategy"), ({"seed": "1.5"}, "seed"),
-                                      ({"floor": "-1"}, "floor"), ({"balance": "label"}, "balance")])
+@pytest.mark.parametrize(
+    "raw, bad",
+    [
+        ({"keep": "1.5"}, "keep"),
+        ({"keep": "x"}, "keep"),
+        ({"count": "0"}, "count"),
+        ({"strategy": "hardest"}, "strategy"),
+        ({"seed": "1.5"}, "seed"),
+        ({"floor": "-1"}, "floor"),
+        ({"balance": "label"}, "balance"),
+    ],
+)
 def test_bad_values_are_dropped_with_a_message(raw, bad):
     values, problems = S.parse_settings(raw)
     assert bad not in values and len(problems) == 1 and problems[0].startswith(f"ignored {bad}=")
@@ -47,15 +55,28 @@ def test_json_file_round_trip_and_garbage():
     s = dict(S.DEFAULTS, keep=0.42, balance="class", seed=7, floor=0, metric="supervised_prototype")
     values, problems = S.from_json(S.to_json(s))
     assert not problems
-    assert {k: values[k] for k in ("keep", "balance", "seed", "floor", "metric")} == \
-        {"keep": 0.42, "balance": "class", "seed": 7, "floor": 0, "metric": "supervised_prototype"}
+    assert {k: values[k] for k in ("keep", "balance", "seed", "floor", "metric")} == {
+        "keep": 0.42,
+        "balance": "class",
+        "seed": 7,
+        "floor": 0,
+        "metric": "supervised_prototype",
+    }
     assert S.from_json("[1, 2]")[1] and S.from_json("{oops")[1]
 
 
 def test_cli_args_match_the_settings():
     s = dict(S.DEFAULTS, keep=0.7, strategy="random", seed=3)
-    assert S.cli_selection_args(s, 1000) == ["--keep", "0.7", "--strategy", "random", "--balance", "none",
-                                             "--seed", "3"]
+    assert S.cli_selection_args(s, 1000) == [
+        "--keep",
+        "0.7",
+        "--strategy",
+        "random",
+        "--balance",
+        "none",
+        "--seed",
+        "3",
+    ]
     s = dict(S.DEFAULTS, keep_mode="count", keep_count=10)
     assert S.cli_selection_args(s, 1000)[:2] == ["--keep-count", "10"]
 
@@ -88,9 +109,16 @@ def test_list_runs_latest_first(tmp_path):
     for i, key in enumerate(["old", "new"]):
         d = tmp_path / "runs" / key
         d.mkdir(parents=True)
-        (d / "run.json").write_text(json.dumps({"created": f"2026-01-0{i + 1}T00:00:00",
-                                                "params": {"encoder": "pixels", "k": 3},
-                                                "source": {"description": key}, "counts": {"examples": 5}}))
+        (d / "run.json").write_text(
+            json.dumps(
+                {
+                    "created": f"2026-01-0{i + 1}T00:00:00",
+                    "params": {"encoder": "pixels", "k": 3},
+                    "source": {"description": key},
+                    "counts": {"examples": 5},
+                }
+            )
+        )
         os.utime(d / "run.json", (1000 + i, 1000 + i))
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "run.json").write_text("{")
@@ -115,8 +143,14 @@ def test_stratified_sample_is_proportional_and_complete():
 
 
 def test_cluster_summary_and_extremes():
-    t = pd.DataFrame({"cluster": [0, 0, 0, 1, 1], "label": ["a", "a", "b", "b", "b"],
-                      "centroid_sim": [0.9, 0.5, 0.7, 0.8, 0.6], "ssl_prototype": [0.1, 0.5, 0.3, 0.2, 0.4]})
+    t = pd.DataFrame(
+        {
+            "cluster": [0, 0, 0, 1, 1],
+            "label": ["a", "a", "b", "b", "b"],
+            "centroid_sim": [0.9, 0.5, 0.7, 0.8, 0.6],
+            "ssl_prototype": [0.1, 0.5, 0.3, 0.2, 0.4],
+        }
+    )
     s = summaries.cluster_summary(t, "ssl_prototype")
     assert s["size"].tolist() == [3, 2] and s["top_class"].tolist() == ["a", "b"]
     assert s["purity"].tolist() == pytest.approx([2 / 3, 1.0])
@@ -129,8 +163,14 @@ def test_cluster_summary_and_extremes():
 def test_margin_and_cut_with_a_real_ranking():
     import backend
 
-    t = pd.DataFrame({"example_id": [f"e{i}" for i in range(10)], "label": ["a"] * 10, "cluster": [0] * 10,
-                      "ssl_prototype": np.arange(10) / 10})
+    t = pd.DataFrame(
+        {
+            "example_id": [f"e{i}" for i in range(10)],
+            "label": ["a"] * 10,
+            "cluster": [0] * 10,
+            "ssl_prototype": np.arange(10) / 10,
+        }
+    )
     rk = backend.Ranking(t, strategy="hard", metric="ssl_prototype")
     mask = rk.mask(4)
     assert summaries.cut_value(t["ssl_prototype"].to_numpy(), mask, "hard", "none") == pytest.approx(0.6)
@@ -157,8 +197,17 @@ def test_map_figure_modes():
     x, y = rng.normal(size=50), rng.normal(size=50)
     pos = np.arange(100, 150)
     g = rng.integers(0, 3, 50)
-    f = figures.map_figure(x, y, pos, colour="group", groups=g, group_names=["a", "b", "c"], method="umap",
-                           title="map", legend_title="cluster")
+    f = figures.map_figure(
+        x,
+        y,
+        pos,
+        colour="group",
+        groups=g,
+        group_names=["a", "b", "c"],
+        method="umap",
+        title="map",
+        legend_title="cluster",
+    )
     assert all(_titles(f)) and [t.name for t in f.data] == ["a", "b", "c"]
     assert sorted(np.concatenate([t.customdata for t in f.data]).tolist()) == pos.tolist()
     assert all(t.type == "scattergl" for t in f.data)
@@ -166,8 +215,16 @@ def test_map_figure_modes():
     assert "higher = harder" in f.data[0].marker.colorbar.title.text
     f = figures.map_figure(x, y, pos, colour="kept", kept=x > 0, title="m")
     assert f.data[1].name.startswith("kept") and f.data[0].name.startswith("pruned")
-    many = figures.map_figure(x, y, pos, colour="group", groups=np.arange(50), group_names=[str(i) for i in range(50)],
-                              title="m", legend_title="clusters")
+    many = figures.map_figure(
+        x,
+        y,
+        pos,
+        colour="group",
+        groups=np.arange(50),
+        group_names=[str(i) for i in range(50)],
+        title="m",
+        legend_title="clusters",
+    )
     assert len(many.data) == 1  # too many groups for a legend: one trace
 
 
@@ -185,8 +242,18 @@ def test_scaling_figure_marks_the_setting():
     rows = []
     for s in ("hard", "easy", "random"):
         for f in (0.2, 0.5, 1.0):
-            rows.append({"initial_fraction": 1.0, "initial_size": 1000, "strategy": s, "keep_fraction": f,
-                         "n_kept": int(1000 * f), "error_mean": 0.3 / f ** 0.3, "error_std": 0.01, "n_seeds": 3})
+            rows.append(
+                {
+                    "initial_fraction": 1.0,
+                    "initial_size": 1000,
+                    "strategy": s,
+                    "keep_fraction": f,
+                    "n_kept": int(1000 * f),
+                    "error_mean": 0.3 / f**0.3,
+                    "error_std": 0.01,
+                    "n_seeds": 3,
+                }
+            )
     curves = pd.DataFrame(rows)
     fit = {"ok": True, "a": 1.0, "nu": 0.3, "c": 0.05, "n_min": 200, "n_max": 1000}
     fr = curves[curves["strategy"] == "hard"][["n_kept", "error_mean"]]

@@ -132,12 +132,16 @@ def _free_port() -> int:
 def _ws_status(port: int, host: str, origin: str) -> str:
     key = base64.b64encode(os.urandom(16)).decode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall((f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n").encode())
+        s.sendall(
+            (
+                f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+            ).encode()
+        )
         return s.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
-AUDIT_HOOK = r'''
+AUDIT_HOOK = r"""
 import json, os, sys
 _LOG = os.environ["NET_AUDIT_LOG"]
 _LOCAL = ("127.", "::1", "localhost", "0.0.0.0", "::")
@@ -154,7 +158,7 @@ def _hook(event, args):
     with open(_LOG, "a") as fh:
         fh.write(json.dumps([event, host]) + "\n")
 sys.addaudithook(_hook)
-'''
+"""
 
 
 def _start(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
@@ -178,8 +182,12 @@ def _watched_env(tmp_path: Path, work: Path) -> tuple[dict, Path]:
     (hook_dir / "sitecustomize.py").write_text(AUDIT_HOOK)
     log = tmp_path / "net.log"
     log.write_text("")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook_dir), str(ROOT)]), NET_AUDIT_LOG=str(log),
-               CURATE_WORKDIR=str(work))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(hook_dir), str(ROOT)]),
+        NET_AUDIT_LOG=str(log),
+        CURATE_WORKDIR=str(work),
+    )
     env.pop("CURATE_ALLOWED_DIRS", None)
     return env, log
 
@@ -200,8 +208,16 @@ def test_the_app_refuses_foreign_hosts_and_sends_nothing_anywhere(tmp_path):
     work.mkdir()
     port = _free_port()
     env, log = _watched_env(tmp_path, work)
-    cmd = [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
-           "app", "--workdir", str(work), "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+        "app",
+        "--workdir",
+        str(work),
+        "--port",
+        str(port),
+    ]
     proc = _start(cmd, port, env)
     try:
         # 11. DNS rebinding: a foreign Host with a matching Origin is refused; the app's own names are served
@@ -226,8 +242,21 @@ def test_the_watch_sees_streamlits_own_lookup(tmp_path):
     work.mkdir()
     port = _free_port()
     env, log = _watched_env(tmp_path, work)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     proc = _start(cmd, port, env)
     try:
         _ws_status(port, f"localhost:{port}", "http://evil.example")

@@ -73,6 +73,7 @@ def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, m
     assert removed == f"{res.n_removed:,} of {run.n_examples:,}"
     if res.n_groups:
         assert any("Group" in str(md.value) and "kept:" in str(md.value) for md in at.markdown)
+
     # the files are made on request; the download is byte-identical to curate dedup with the same threshold
     def downloads():
         return [d for d in at.get("download_button") if str(d.key).startswith("redundancy.")]

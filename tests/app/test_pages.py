@@ -123,8 +123,10 @@ def test_map_page_colours_and_selection(app_workdir, app_run, monkeypatch):
     assert len(charts) == 1
     fig = json.loads(charts[0].proto.spec)
     assert len(fig["data"]) == app_run.k  # one trace (and legend entry) per cluster
-    assert sum(len(t["customdata"]["bdata"]) > 0 if isinstance(t["customdata"], dict) else len(t["customdata"])
-               for t in fig["data"])
+    assert sum(
+        len(t["customdata"]["bdata"]) > 0 if isinstance(t["customdata"], dict) else len(t["customdata"])
+        for t in fig["data"]
+    )
     assert fig["data"][0]["type"] == "scattergl"
     assert "Nothing selected yet" in texts(at, "caption")
     for colour in at.radio(key="w.map.colour").options:
@@ -182,7 +184,9 @@ def test_difficulty_page_scopes(app_workdir, app_run, monkeypatch):
     at.radio(key="difficulty.scope").set_value("one cluster").run()
     at.selectbox(key="w.difficulty.metric").set_value("supervised_prototype").run()
     assert not at.exception
-    assert "supervised_prototype" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["xaxis"]["title"]["text"]
+    assert (
+        "supervised_prototype" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["xaxis"]["title"]["text"]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -249,8 +253,11 @@ def test_prune_settings_survive_page_switches(app_workdir, monkeypatch):
 
 
 def test_url_query_restores_settings(app_workdir, monkeypatch):
-    at = make_app(app_workdir, monkeypatch, query={"keep": "0.5", "strategy": "easy", "balance": "cluster",
-                                                    "floor": "3", "seed": "oops"})
+    at = make_app(
+        app_workdir,
+        monkeypatch,
+        query={"keep": "0.5", "strategy": "easy", "balance": "cluster", "floor": "3", "seed": "oops"},
+    )
     goto(at, "prune")
     assert metric(at, "Kept") == "200 of 400"
     assert at.radio(key="w.prune.strategy").value == "easy"
@@ -262,9 +269,16 @@ def test_url_query_restores_settings(app_workdir, monkeypatch):
 def test_scaling_panel_says_what_is_missing(app_workdir, monkeypatch):
     from curation_app import services
 
-    monkeypatch.setattr(services, "scaling_api",
-                        lambda: (None, None, "the scaling-curve estimate is not available in this installation: "
-                                             "backend.scaling does not provide load_scaling"))
+    monkeypatch.setattr(
+        services,
+        "scaling_api",
+        lambda: (
+            None,
+            None,
+            "the scaling-curve estimate is not available in this installation: "
+            "backend.scaling does not provide load_scaling",
+        ),
+    )
     at = make_app(app_workdir, monkeypatch)
     goto(at, "prune")
     assert "does not provide load_scaling" in texts(at, "warning")
@@ -277,8 +291,9 @@ def test_scaling_panel_with_an_estimate(app_workdir, app_run, monkeypatch):
     scaling = pytest.importorskip("backend.scaling")
     if not hasattr(scaling, "estimate_scaling"):
         pytest.skip("backend.scaling has no estimate_scaling yet")
-    res = scaling.estimate_scaling(app_run, metric="ssl_prototype", seeds=2, initial_sizes=(0.5, 1.0),
-                                   fractions=(0.3, 0.6, 1.0))
+    res = scaling.estimate_scaling(
+        app_run, metric="ssl_prototype", seeds=2, initial_sizes=(0.5, 1.0), fractions=(0.3, 0.6, 1.0)
+    )
     from curation_app import services
 
     monkeypatch.setattr(services, "scaling_result", lambda run_dir, key, metric: res)
@@ -286,8 +301,11 @@ def test_scaling_panel_with_an_estimate(app_workdir, app_run, monkeypatch):
     goto(at, "prune")
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert any(t.startswith("Estimated held-out error vs examples kept") for t in titles)
-    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Estimated"))
+    spec = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Estimated")
+    )
     assert spec["layout"]["xaxis"]["type"] == "log" and spec["layout"]["yaxis"]["type"] == "log"
     names = [t["name"] for t in spec["data"]]
     assert {"keep hard", "keep easy", "random"} <= set(names)
@@ -353,9 +371,12 @@ def test_export_writes_within_allowed_dirs(app_workdir, app_run, monkeypatch, tm
     at.button(key="export.write").click().run()
     assert not at.exception
     assert "Wrote" in texts(at, "success")
-    assert out.read_bytes() == cli_bytes(app_workdir, tmp_path, ["--keep", "0.5", "--strategy", "hard", "--balance",
-                                                                 "none", "--seed", "0", "--metric", "ssl_prototype"],
-                                         name="cli.parquet")
+    assert out.read_bytes() == cli_bytes(
+        app_workdir,
+        tmp_path,
+        ["--keep", "0.5", "--strategy", "hard", "--balance", "none", "--seed", "0", "--metric", "ssl_prototype"],
+        name="cli.parquet",
+    )
     assert (out.parent / "kept.parquet.manifest.json").exists()
     # again without overwrite: refused; with the checkbox: written
     at.button(key="export.write").click().run()
@@ -428,8 +449,11 @@ def test_map_page_samples_above_the_limit(app_workdir, app_run, monkeypatch):
     from curation_app import services
     from curation_app.components import summaries
 
-    monkeypatch.setattr(services, "map_sample", lambda run_dir: summaries.stratified_sample(
-        app_run.table["cluster"].to_numpy(), 100, seed=0))
+    monkeypatch.setattr(
+        services,
+        "map_sample",
+        lambda run_dir: summaries.stratified_sample(app_run.table["cluster"].to_numpy(), 100, seed=0),
+    )
     at = make_app(app_workdir, monkeypatch)
     goto(at, "map")
     assert "Showing a sample of 100 of 400 examples" in texts(at, "info")

@@ -17,8 +17,15 @@ def app_grid(app_run):
     from backend.scaling import estimate_scaling
 
     settings = grid_settings(app_run, "hard", "none")
-    return estimate_scaling(app_run, metric="ssl_prototype", seeds=2, initial_sizes=(0.5, 1.0),
-                            fractions=(0.3, 0.6, 1.0), settings=[list(p) for p in settings], tolerance=0.05)
+    return estimate_scaling(
+        app_run,
+        metric="ssl_prototype",
+        seeds=2,
+        initial_sizes=(0.5, 1.0),
+        fractions=(0.3, 0.6, 1.0),
+        settings=[list(p) for p in settings],
+        tolerance=0.05,
+    )
 
 
 def test_recommended_button_sets_an_estimated_setting(app_workdir, app_run, app_grid, monkeypatch):
@@ -41,12 +48,20 @@ def test_recommended_button_sets_an_estimated_setting(app_workdir, app_run, app_
     assert metric(at, "Kept") == f"{backend.keep_count_for(400, keep=setting['keep_fraction'])} of 400"
     # ... and it is a point of the grid the estimate trained
     c = res.curves
-    hit = c[(c["strategy"] == setting["strategy"]) & (c["balance"] == setting["balance"])
-            & np.isclose(c["keep_fraction"], setting["keep_fraction"])]
+    hit = c[
+        (c["strategy"] == setting["strategy"])
+        & (c["balance"] == setting["balance"])
+        & np.isclose(c["keep_fraction"], setting["keep_fraction"])
+    ]
     assert len(hit) >= 1
     # the table beside the sentence has the recommended setting's row with the same error the sentence quotes
-    rows = [r for r in rec["comparisons"] if r["strategy"] == setting["strategy"] and r["balance"] ==
-            setting["balance"] and np.isclose(r["keep_fraction"], setting["keep_fraction"])]
+    rows = [
+        r
+        for r in rec["comparisons"]
+        if r["strategy"] == setting["strategy"]
+        and r["balance"] == setting["balance"]
+        and np.isclose(r["keep_fraction"], setting["keep_fraction"])
+    ]
     assert len(rows) == 1 and f"{100 * rows[0]['error']:.1f}%" in rec["sentence"]
 
 
@@ -59,8 +74,11 @@ def test_curves_are_those_of_the_setting_on_screen(app_workdir, app_grid, monkey
     goto(at, "prune")
     at.radio(key="w.prune.balance").set_value("class-floor").run()
     at.radio(key="w.prune.strategy").set_value("ccs").run()
-    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Estimated"))
+    spec = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Estimated")
+    )
     names = [t["name"] for t in spec["data"]]
     assert {"CCS (class-floor)", "keep hard (class-floor)", "keep easy (class-floor)", "random"} <= set(names)
     assert "balance class-floor" in spec["layout"]["title"]["text"]

@@ -36,9 +36,9 @@ def _huge_header_png(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
     data = bytearray(_png_bytes(Image.new("L", (1, 1))))
     ihdr = 8 + 8  # signature, then length + type of IHDR
-    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[12:ihdr + 13])) & 0xFFFFFFFF
-    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12 : ihdr + 13])) & 0xFFFFFFFF
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
     return bytes(data)
 
 
@@ -104,8 +104,10 @@ def test_bad_files_raise_badimage_with_a_reason(tmp_path, monkeypatch):
         "truncated.jpg": (_truncated_jpeg(), "truncated or corrupt"),
         "corrupt.png": (_corrupt_png(), "truncated or corrupt"),
         # a PNG signature then noise: PIL may reject it at open or while reading (seeded: no flakiness)
-        "garbage.png": (b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(200),
-                        "not an image|truncated or corrupt"),
+        "garbage.png": (
+            b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(200),
+            "not an image|truncated or corrupt",
+        ),
         "text.png": (b"this is not an image at all\n" * 10, "not an image"),
         "empty.png": (b"", "empty file"),
         "bomb.png": (_huge_header_png(100_000, 100_000), "decompression bomb"),
@@ -177,8 +179,24 @@ def test_a_run_skips_bad_files_and_goes_on(messy_folder, tmp_path, monkeypatch, 
     # the CLI summary counts them and says where the list is (same inputs: a cache hit)
     from backend.cli import main
 
-    assert main(["run", "--source", str(root), "--workdir", str(tmp_path / "work"), "--map", "pca",
-                 "--workers", "0", "--batch-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--source",
+                str(root),
+                "--workdir",
+                str(tmp_path / "work"),
+                "--map",
+                "pca",
+                "--workers",
+                "0",
+                "--batch-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"  skipped        {len(reasons)}" in out
     assert f"skipped files are listed in {run.dir / 'skipped.csv'}" in out
@@ -226,8 +244,9 @@ def test_permission_denied_is_a_reason_not_a_crash(tmp_path, monkeypatch):
 def test_failed_image_gets_a_zero_row_with_a_cnn(small_image_folder, tmp_path, fast_kwargs):
     cls = sorted(p.name for p in small_image_folder.iterdir())[0]
     (small_image_folder / cls / "broken.png").write_bytes(_corrupt_png())
-    run = run_pipeline(str(small_image_folder), tmp_path / "w", encoder="resnet18", weights="random",
-                       image_size=32, **fast_kwargs)
+    run = run_pipeline(
+        str(small_image_folder), tmp_path / "w", encoder="resnet18", weights="random", image_size=32, **fast_kwargs
+    )
     emb = np.asarray(run.embeddings)
     assert emb.shape[0] == 25 and run.n_examples == 24
     (failed_row,) = set(range(25)) - set(run.table["row"])

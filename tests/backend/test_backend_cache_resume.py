@@ -99,8 +99,7 @@ def counted_forward(monkeypatch):
 
     monkeypatch.setattr(PixelsEncoder, "forward", forward)
     # small chunks: 200 images = 5 chunks of 40, one batch each
-    monkeypatch.setattr(pipeline, "compute_embeddings",
-                        functools.partial(pipeline.compute_embeddings, chunk_size=40))
+    monkeypatch.setattr(pipeline, "compute_embeddings", functools.partial(pipeline.compute_embeddings, chunk_size=40))
     return state
 
 
@@ -130,8 +129,19 @@ def test_resume_after_interruption(image_folder, tmp_path, fast_kwargs, counted_
 
 
 def test_cli_interrupt_exits_130_and_resumes(image_folder, tmp_path, capsys, counted_forward):
-    args = ["run", "--source", str(image_folder), "--workdir", str(tmp_path / "w"), "--map", "pca",
-            "--workers", "0", "--batch-size", "40"]
+    args = [
+        "run",
+        "--source",
+        str(image_folder),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--map",
+        "pca",
+        "--workers",
+        "0",
+        "--batch-size",
+        "40",
+    ]
     counted_forward["fail_at"] = 2
     assert main(args) == 130
     err = capsys.readouterr().err
@@ -142,8 +152,9 @@ def test_cli_interrupt_exits_130_and_resumes(image_folder, tmp_path, capsys, cou
     assert "run directory:" in capsys.readouterr().out
 
 
-def test_resume_with_another_chunking_keeps_the_finished_rows(image_folder, tmp_path, fast_kwargs, counted_forward,
-                                                              monkeypatch):
+def test_resume_with_another_chunking_keeps_the_finished_rows(
+    image_folder, tmp_path, fast_kwargs, counted_forward, monkeypatch
+):
     kw = {**fast_kwargs, "batch_size": 40}
     work = tmp_path / "work"
     counted_forward["fail_at"] = 3

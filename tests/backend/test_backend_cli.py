@@ -29,8 +29,9 @@ def _option_strings(parser) -> list[str]:
 
 @pytest.mark.skipif(not CURATE.exists(), reason="the curate entry point is not installed in this environment")
 def test_console_script_help():
-    res = subprocess.run([str(CURATE), "--help"], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "COLUMNS": "200"})
+    res = subprocess.run(
+        [str(CURATE), "--help"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
     assert res.returncode == 0, res.stderr
     for cmd in ("run", "select", "export-tree", "info", "app"):
         assert cmd in res.stdout
@@ -75,8 +76,12 @@ def test_run_help_lists_the_choices(capsys):
 
 def test_run_select_export_info(image_folder, tmp_path, capsys):
     work = tmp_path / "work"
-    assert main(["run", "--source", str(image_folder), "--workdir", str(work), "--map", "pca",
-                 "--workers", "0", "--k", "6"]) == 0
+    assert (
+        main(
+            ["run", "--source", str(image_folder), "--workdir", str(work), "--map", "pca", "--workers", "0", "--k", "6"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("run directory: "))
     run_dir = Path(line.split(": ", 1)[1])
@@ -84,16 +89,48 @@ def test_run_select_export_info(image_folder, tmp_path, capsys):
     assert (run_dir / "examples.parquet").exists() and (run_dir / "skipped.csv").exists()
     assert "  k              6" in out and "ssl_prototype" in out
 
-    assert main(["select", "--workdir", str(work), "--keep", "0.25", "--strategy", "easy", "--balance", "class",
-                 "--out", str(tmp_path / "sel" / "kept.parquet")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                "--workdir",
+                str(work),
+                "--keep",
+                "0.25",
+                "--strategy",
+                "easy",
+                "--balance",
+                "class",
+                "--out",
+                str(tmp_path / "sel" / "kept.parquet"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     kept = pd.read_parquet(tmp_path / "sel" / "kept.parquet")
     assert len(kept) == 50 and f"kept 50 of 200 examples (25.0%) -> {tmp_path / 'sel' / 'kept.parquet'}" in out
     assert (tmp_path / "sel" / "kept.parquet.manifest.json").exists()
 
     # a run folder works as --workdir too
-    assert main(["select", "--workdir", str(run_dir), "--keep-count", "7", "--strategy", "random", "--seed", "2",
-                 "--out", str(tmp_path / "kept.txt")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                "--workdir",
+                str(run_dir),
+                "--keep-count",
+                "7",
+                "--strategy",
+                "random",
+                "--seed",
+                "2",
+                "--out",
+                str(tmp_path / "kept.txt"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert len((tmp_path / "kept.txt").read_text().splitlines()) == 7
 

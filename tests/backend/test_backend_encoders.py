@@ -43,8 +43,9 @@ def test_pixels_identity_is_part_of_the_cache_key():
 
 
 def test_resnet18_random_weights_on_a_tiny_set(small_image_folder, tmp_path, fast_kwargs):
-    run = run_pipeline(str(small_image_folder), tmp_path / "work", encoder="resnet18", weights="random",
-                       image_size=32, **fast_kwargs)
+    run = run_pipeline(
+        str(small_image_folder), tmp_path / "work", encoder="resnet18", weights="random", image_size=32, **fast_kwargs
+    )
     emb = np.asarray(run.embeddings)
     assert emb.shape == (24, 512) and np.isfinite(emb).all()
     assert np.abs(emb).sum(axis=1).min() > 0  # no zero rows: every image was embedded
@@ -81,8 +82,25 @@ def test_weights_file_is_loaded_exactly(tmp_path, small_image_folder):
 
 def test_weights_file_via_cli_and_bad_weights(tmp_path, small_image_folder, capsys):
     path, _ = _state_dict_file(tmp_path)
-    rc = main(["run", "--source", str(small_image_folder), "--workdir", str(tmp_path / "w"), "--encoder",
-               "resnet18", "--weights", str(path), "--image-size", "32", "--map", "pca", "--workers", "0"])
+    rc = main(
+        [
+            "run",
+            "--source",
+            str(small_image_folder),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--encoder",
+            "resnet18",
+            "--weights",
+            str(path),
+            "--image-size",
+            "32",
+            "--map",
+            "pca",
+            "--workers",
+            "0",
+        ]
+    )
     assert rc == 0
     assert "run directory:" in capsys.readouterr().out
     # a fine-tuned model with another head size: the head is dropped anyway

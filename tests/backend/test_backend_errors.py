@@ -37,6 +37,7 @@ def cli_error(capsys, args: list[str], *match: str) -> str:
 
 # ---- curate run ------------------------------------------------------------------------
 
+
 def _single_image(tmp_path):
     d = tmp_path / "one" / "cls"
     d.mkdir(parents=True)
@@ -93,8 +94,11 @@ RUN_ERRORS = {
     "text in a .npy": (lambda t: _text_file(t / "x.npy"), [], ["cannot read x.npy"]),
     "manifest without path": (_manifest_without_path, [], ["no 'path' column", "file, label"]),
     "unknown torchvision": (lambda t: "torchvision:NotASet", [], ["unknown torchvision data set", "CIFAR10"]),
-    "missing torchvision root": (lambda t: "torchvision:MNIST", ["--data-root", "{tmp}/nothing"],
-                                 ["not found", "--download"]),
+    "missing torchvision root": (
+        lambda t: "torchvision:MNIST",
+        ["--data-root", "{tmp}/nothing"],
+        ["not found", "--download"],
+    ),
     "missing source": (lambda t: t / "does-not-exist", [], ["does not exist"]),
     "unknown device": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--device", "tpu"], ["unknown device"]),
     "unknown map": (lambda t: _npy(t, np.ones((10, 3), np.float32)), ["--map", "tsne"], None),
@@ -127,8 +131,12 @@ def test_cuda_without_a_gpu(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     np.save(tmp_path / "e.npy", np.ones((10, 3), np.float32))
-    cli_error(capsys, ["run", "--source", str(tmp_path / "e.npy"), "--workdir", str(tmp_path / "w"),
-                       "--device", "cuda"], "no CUDA GPU", "--device cpu")
+    cli_error(
+        capsys,
+        ["run", "--source", str(tmp_path / "e.npy"), "--workdir", str(tmp_path / "w"), "--device", "cuda"],
+        "no CUDA GPU",
+        "--device cpu",
+    )
     assert not (tmp_path / "w").exists()
 
 
@@ -137,18 +145,37 @@ def test_fewer_examples_than_k(small_image_folder, tmp_path, capsys):
     work.mkdir()
     (work / "keep.txt").write_text("an existing workdir is left as it was")
     before = _listing(work)
-    cli_error(capsys, ["run", "--source", str(small_image_folder), "--workdir", str(work), "--k", "30",
-                       "--map", "pca"], "24 examples is fewer than k=30", "--k 24")
+    cli_error(
+        capsys,
+        ["run", "--source", str(small_image_folder), "--workdir", str(work), "--k", "30", "--map", "pca"],
+        "24 examples is fewer than k=30",
+        "--k 24",
+    )
     assert _listing(work) == before
 
 
 def test_unwritable_workdir(small_image_folder, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    cli_error(capsys, ["run", "--source", str(small_image_folder), "--workdir", str(blocker / "work"),
-                       "--map", "pca", "--workers", "0"], "cannot create workdir", "writable --workdir")
-    cli_error(capsys, ["run", "--source", str(small_image_folder), "--workdir", str(blocker), "--map", "pca"],
-              "is a file")
+    cli_error(
+        capsys,
+        [
+            "run",
+            "--source",
+            str(small_image_folder),
+            "--workdir",
+            str(blocker / "work"),
+            "--map",
+            "pca",
+            "--workers",
+            "0",
+        ],
+        "cannot create workdir",
+        "writable --workdir",
+    )
+    cli_error(
+        capsys, ["run", "--source", str(small_image_folder), "--workdir", str(blocker), "--map", "pca"], "is a file"
+    )
     assert blocker.read_text() == "x"
 
 
@@ -157,12 +184,16 @@ def test_every_image_unreadable(tmp_path, capsys):
     d.mkdir(parents=True)
     for i in range(3):
         (d / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
-    msg = cli_error(capsys, ["run", "--source", str(tmp_path / "bad"), "--workdir", str(tmp_path / "w"),
-                             "--map", "pca", "--workers", "0"], "no image could be read")
+    msg = cli_error(
+        capsys,
+        ["run", "--source", str(tmp_path / "bad"), "--workdir", str(tmp_path / "w"), "--map", "pca", "--workers", "0"],
+        "no image could be read",
+    )
     assert "cls/0.png" in msg and "corrupt" in msg
 
 
 # ---- curate select / export-tree ---------------------------------------------------------
+
 
 @pytest.fixture
 def workdir(base_run) -> str:
@@ -172,33 +203,43 @@ def workdir(base_run) -> str:
 @pytest.mark.parametrize("keep", ["0", "1.5", "-1", "nan", "-0.0"])
 def test_keep_fraction_outside_0_1(keep, workdir, tmp_path, capsys):
     out = tmp_path / "out"
-    cli_error(capsys, ["select", "--workdir", workdir, "--keep", keep, "--out", str(out / "kept.csv")],
-              "outside (0, 1]", "--keep 0.7")
+    cli_error(
+        capsys,
+        ["select", "--workdir", workdir, "--keep", keep, "--out", str(out / "kept.csv")],
+        "outside (0, 1]",
+        "--keep 0.7",
+    )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--keep-count", "0"], "outside 1.."),
-    (["--keep-count", "100000"], "outside 1.."),
-    ([], "pass --keep FRACTION"),
-    (["--keep", "0.5", "--metric", "el2n"], "metric 'el2n' is not in this run"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--keep-count", "0"], "outside 1.."),
+        (["--keep-count", "100000"], "outside 1.."),
+        ([], "pass --keep FRACTION"),
+        (["--keep", "0.5", "--metric", "el2n"], "metric 'el2n' is not in this run"),
+    ],
+)
 def test_bad_selection_arguments(args, match, workdir, tmp_path, capsys):
     cli_error(capsys, ["select", "--workdir", workdir, *args, "--out", str(tmp_path / "kept.csv")], match)
     assert _listing(tmp_path) == []
 
 
 def test_no_run_in_workdir(tmp_path, capsys):
-    cli_error(capsys, ["select", "--workdir", str(tmp_path), "--keep", "0.5", "--out", str(tmp_path / "k.csv")],
-              "no finished run", "curate run")
+    cli_error(
+        capsys,
+        ["select", "--workdir", str(tmp_path), "--keep", "0.5", "--out", str(tmp_path / "k.csv")],
+        "no finished run",
+        "curate run",
+    )
     assert _listing(tmp_path) == []
 
 
 def test_existing_output_needs_force(workdir, tmp_path, capsys):
     out = tmp_path / "kept.csv"
     out.write_text("precious\n")
-    cli_error(capsys, ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(out)], "already exists",
-              "--force")
+    cli_error(capsys, ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(out)], "already exists", "--force")
     assert out.read_text() == "precious\n"
     assert _listing(tmp_path) == ["kept.csv"]  # no manifest, no temp file
     assert main(["select", "--workdir", workdir, "--keep", "0.5", "--out", str(out), "--force"]) == 0
@@ -210,15 +251,30 @@ def test_existing_output_needs_force(workdir, tmp_path, capsys):
 def test_unwritable_or_odd_output(workdir, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    cli_error(capsys, ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(blocker / "kept.csv")],
-              "cannot create", "writable --out")
-    cli_error(capsys, ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(tmp_path / "kept.xlsx")],
-              "cannot tell the format", ".csv")
+    cli_error(
+        capsys,
+        ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(blocker / "kept.csv")],
+        "cannot create",
+        "writable --out",
+    )
+    cli_error(
+        capsys,
+        ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(tmp_path / "kept.xlsx")],
+        "cannot tell the format",
+        ".csv",
+    )
     (tmp_path / "adir.csv").mkdir()
-    cli_error(capsys, ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(tmp_path / "adir.csv"),
-                       "--force"], "is a folder")
-    cli_error(capsys, ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(blocker / "tree")],
-              "cannot create", "writable --out")
+    cli_error(
+        capsys,
+        ["select", "--workdir", workdir, "--keep", "0.5", "--out", str(tmp_path / "adir.csv"), "--force"],
+        "is a folder",
+    )
+    cli_error(
+        capsys,
+        ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(blocker / "tree")],
+        "cannot create",
+        "writable --out",
+    )
     cli_error(capsys, ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(blocker)], "is a file")
     assert _listing(tmp_path) == ["a-file", "adir.csv"] and blocker.read_text() == "x"
 
@@ -227,23 +283,27 @@ def test_export_tree_refuses_existing_folder(workdir, image_folder, tmp_path, ca
     out = tmp_path / "tree"
     out.mkdir()
     (out / "mine.txt").write_text("user data")
-    cli_error(capsys, ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(out)], "not empty",
-              "--force")
+    cli_error(capsys, ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(out)], "not empty", "--force")
     # --force replaces an earlier export, never a folder of real files (it might be the source itself)
     victim = tmp_path / "victim"
     shutil.copytree(image_folder, victim)
     before = _listing(victim)
-    cli_error(capsys, ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(victim), "--force"],
-              "refusing to delete")
+    cli_error(
+        capsys,
+        ["export-tree", "--workdir", workdir, "--keep", "0.5", "--out", str(victim), "--force"],
+        "refusing to delete",
+    )
     assert _listing(victim) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree", "victim"]
 
 
 def test_argparse_errors_exit_2_without_traceback(capsys):
-    for args in (["select", "--workdir", "w", "--keep", "half", "--out", "k.csv"],
-                 ["select", "--workdir", "w", "--keep", "0.5", "--strategy", "hardest", "--out", "k.csv"],
-                 ["run", "--source", "demo"],
-                 ["select", "--workdir", "w", "--keep", "0.5", "--keep-count", "3", "--out", "k.csv"]):
+    for args in (
+        ["select", "--workdir", "w", "--keep", "half", "--out", "k.csv"],
+        ["select", "--workdir", "w", "--keep", "0.5", "--strategy", "hardest", "--out", "k.csv"],
+        ["run", "--source", "demo"],
+        ["select", "--workdir", "w", "--keep", "0.5", "--keep-count", "3", "--out", "k.csv"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(args)
         assert exc.value.code == 2

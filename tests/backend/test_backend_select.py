@@ -13,8 +13,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from backend import CurateError, Ranking, export_tree, load_run, render_selection, run_pipeline, select_subset, \
-    write_selection
+from backend import (
+    CurateError,
+    Ranking,
+    export_tree,
+    load_run,
+    render_selection,
+    run_pipeline,
+    select_subset,
+    write_selection,
+)
 from backend.select.subset import keep_count_for
 
 
@@ -39,8 +47,9 @@ def test_hard_keeps_the_highest_and_easy_the_lowest(base_run, metric):
     top = hard.kept.sort_values("rank").iloc[0]
     assert top[metric] == base_run.table[metric].max()
     assert easy.kept.sort_values("rank").iloc[0][metric] == base_run.table[metric].min()
-    assert hard.kept["example_id"].tolist() == [e for e in base_run.table["example_id"] if e in
-                                                set(hard.kept["example_id"])]  # the run's table order
+    assert hard.kept["example_id"].tolist() == [
+        e for e in base_run.table["example_id"] if e in set(hard.kept["example_id"])
+    ]  # the run's table order
 
 
 def test_random_is_seeded_and_deterministic(base_run):
@@ -99,8 +108,9 @@ def test_ties_are_broken_by_example_id():
     ids = [f"img{i:02d}" for i in range(12)]
     rng = np.random.default_rng(0)
     order = rng.permutation(12)
-    table = pd.DataFrame({"example_id": [ids[i] for i in order], "label": ["a"] * 6 + ["b"] * 6,
-                          "cluster": [0, 1] * 6, "score": 1.0})
+    table = pd.DataFrame(
+        {"example_id": [ids[i] for i in order], "label": ["a"] * 6 + ["b"] * 6, "cluster": [0, 1] * 6, "score": 1.0}
+    )
     for strategy in ("hard", "easy"):
         rk = Ranking(table, strategy=strategy, metric="score")
         kept = table.loc[rk.mask(5), "example_id"]
@@ -135,6 +145,7 @@ def test_unlabelled_run_cannot_balance_by_class(tmp_path, fast_kwargs):
 
 # ---- output files --------------------------------------------------------------------------
 
+
 def _read(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path, keep_default_na=False)
@@ -155,13 +166,22 @@ def test_output_formats_and_manifest_round_trip(base_run, tmp_path, fmt):
         assert all(os.path.isabs(p) and os.path.exists(p) for p in lines)
     else:
         df = _read(out)
-        expected_cols = ["example_id", "path", "label", "cluster", "rank", "ssl_prototype",
-                         "supervised_prototype", "random"]
+        expected_cols = [
+            "example_id",
+            "path",
+            "label",
+            "cluster",
+            "rank",
+            "ssl_prototype",
+            "supervised_prototype",
+            "random",
+        ]
         assert list(df.columns) == expected_cols
         assert len(df) == sel.n_kept
         assert df["example_id"].tolist() == sel.kept["example_id"].tolist()
-        np.testing.assert_allclose(df["supervised_prototype"].astype(float), sel.kept["supervised_prototype"],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            df["supervised_prototype"].astype(float), sel.kept["supervised_prototype"], rtol=1e-6
+        )
         t = base_run.table.set_index("example_id").loc[df["example_id"]]
         assert (t["path"].to_numpy() == df["path"].to_numpy()).all()
         assert (t["cluster"].to_numpy() == df["cluster"].astype(int).to_numpy()).all()
@@ -177,10 +197,15 @@ def test_output_formats_and_manifest_round_trip(base_run, tmp_path, fmt):
 
     # round trip: the manifest's parameters alone give the same bytes
     p = man["selection"]
-    again = select_subset(load_run(man["run"]["dir"]), keep=p["keep_fraction"],
-                          keep_count=None if p["keep_fraction"] is not None else p["keep_count"],
-                          strategy=p["strategy"], metric=p["metric"] or "ssl_prototype", balance=p["balance"],
-                          seed=p["seed"])
+    again = select_subset(
+        load_run(man["run"]["dir"]),
+        keep=p["keep_fraction"],
+        keep_count=None if p["keep_fraction"] is not None else p["keep_count"],
+        strategy=p["strategy"],
+        metric=p["metric"] or "ssl_prototype",
+        balance=p["balance"],
+        seed=p["seed"],
+    )
     assert hashlib.sha256(render_selection(again, fmt)).hexdigest() == man["output"]["sha256"]
     out2 = write_selection(again, tmp_path / f"again{fmt}")
     assert out2.read_bytes() == data
@@ -191,20 +216,34 @@ def test_manifest_round_trip_random_keep_count(base_run, tmp_path):
     out = write_selection(sel, tmp_path / "r.csv")
     man = json.loads((tmp_path / "r.csv.manifest.json").read_text())
     p = man["selection"]
-    assert p == {"keep_fraction": None, "keep_count": 33, "strategy": "random", "metric": None,
-                 "balance": "cluster", "seed": 11}
-    again = select_subset(base_run, keep_count=p["keep_count"], strategy=p["strategy"], balance=p["balance"],
-                          seed=p["seed"])
+    assert p == {
+        "keep_fraction": None,
+        "keep_count": 33,
+        "strategy": "random",
+        "metric": None,
+        "balance": "cluster",
+        "seed": 11,
+    }
+    again = select_subset(
+        base_run, keep_count=p["keep_count"], strategy=p["strategy"], balance=p["balance"], seed=p["seed"]
+    )
     assert render_selection(again, ".csv") == out.read_bytes()
     assert "--keep-count 33" in man["reproduce"]
 
 
 # ---- export-tree ---------------------------------------------------------------------------
 
+
 def _snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns,
-                                             p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+            p.stat().st_mode,
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_export_tree_links_to_the_originals_and_never_touches_them(base_run, image_folder, tmp_path):
@@ -251,8 +290,7 @@ def test_export_tree_writes_png_for_array_sources(tmp_path, monkeypatch, fast_kw
     for f in files:
         eid = f.stem.replace("_", "/")  # train/123 -> train_123.png
         row = run.table.set_index("example_id").loc[eid, "source_row"]
-        np.testing.assert_array_equal(np.asarray(Image.open(f).convert("RGB")),
-                                      np.asarray(src.load_image(int(row))))
+        np.testing.assert_array_equal(np.asarray(Image.open(f).convert("RGB")), np.asarray(src.load_image(int(row))))
         assert f.parent.name == run.table.set_index("example_id").loc[eid, "label"]
 
 

@@ -22,6 +22,7 @@ def _rel_ids(root: Path) -> list[str]:
 
 # ---- image folders ----------------------------------------------------------------------
 
+
 def test_imagefolder_labels_come_from_folders(image_folder, fashion_arrays):
     src = resolve_source(str(image_folder))
     _, y, _ = fashion_arrays
@@ -68,13 +69,16 @@ def test_split_class_layout_holds_out_the_test_split(tmp_path, fashion_arrays, f
 
 # ---- manifests --------------------------------------------------------------------------
 
+
 def _manifest_frame(image_folder: Path, prefix: str) -> pd.DataFrame:
     files = sorted(p for p in image_folder.rglob("*") if p.is_file())[:40]
-    return pd.DataFrame({
-        "path": [prefix + p.relative_to(image_folder).as_posix() for p in files],
-        "label": [p.parent.name for p in files],
-        "split": ["test" if i % 4 == 0 else "train" for i in range(len(files))],
-    })
+    return pd.DataFrame(
+        {
+            "path": [prefix + p.relative_to(image_folder).as_posix() for p in files],
+            "label": [p.parent.name for p in files],
+            "split": ["test" if i % 4 == 0 else "train" for i in range(len(files))],
+        }
+    )
 
 
 @pytest.mark.parametrize("ext", [".csv", ".parquet"])
@@ -112,6 +116,7 @@ def test_manifest_prefix_and_example_id_column(tmp_path, image_folder):
 
 # ---- torchvision data sets ---------------------------------------------------------------
 
+
 @pytest.fixture
 def fashion_root(tmp_path, fashion_dir) -> Path:
     if fashion_dir is None:
@@ -131,8 +136,9 @@ def test_torchvision_fashionmnist_from_a_local_root(fashion_root, tmp_path, fast
     assert len(src.classes) == 10 and "Trouser" in src.classes
     img = src.load_image(0)
     assert img.mode == "RGB" and img.size == (28, 28)
-    run = run_pipeline("torchvision:FashionMNIST", tmp_path / "work", data_root=str(fashion_root), limit=60,
-                       **fast_kwargs)
+    run = run_pipeline(
+        "torchvision:FashionMNIST", tmp_path / "work", data_root=str(fashion_root), limit=60, **fast_kwargs
+    )
     assert run.n_examples == 60 and len(run.holdout) == 60
     assert all(eid.startswith("train/") for eid in run.table["example_id"])
 
@@ -146,6 +152,7 @@ def test_torchvision_unknown_name_and_missing_root(tmp_path):
 
 
 # ---- precomputed embeddings --------------------------------------------------------------
+
 
 def _blobs(n_per=30, k=3, d=16, seed=0):
     rng = np.random.default_rng(seed)
@@ -171,8 +178,13 @@ def test_npy_embeddings_with_manifest(tmp_path, fast_kwargs):
     np.save(tmp_path / "emb.npy", x)
     (tmp_path / "m").mkdir()
     man = tmp_path / "m" / "ids.csv"
-    pd.DataFrame({"example_id": [f"e{i}" for i in range(len(x))], "path": [f"img/{i}.png" for i in range(len(x))],
-                  "label": [f"c{c}" for c in y]}).to_csv(man, index=False)
+    pd.DataFrame(
+        {
+            "example_id": [f"e{i}" for i in range(len(x))],
+            "path": [f"img/{i}.png" for i in range(len(x))],
+            "label": [f"c{c}" for c in y],
+        }
+    ).to_csv(man, index=False)
     src = resolve_source(str(tmp_path / "emb.npy"), manifest=str(man))
     assert list(src.index["example_id"][:2]) == ["e0", "e1"]
     assert src.index["path"].iat[1] == str(tmp_path / "m" / "img" / "1.png")
@@ -190,8 +202,14 @@ def test_npy_embeddings_with_manifest(tmp_path, fast_kwargs):
 def test_parquet_embeddings_list_and_wide(tmp_path, fast_kwargs):
     x, y = _blobs()
     ids = [f"id{i:03d}" for i in range(len(x))]
-    pd.DataFrame({"example_id": ids, "embedding": list(x), "label": y.astype(str),
-                  "path": [f"imgs/{i}.png" for i in range(len(x))]}).to_parquet(tmp_path / "list.parquet")
+    pd.DataFrame(
+        {
+            "example_id": ids,
+            "embedding": list(x),
+            "label": y.astype(str),
+            "path": [f"imgs/{i}.png" for i in range(len(x))],
+        }
+    ).to_parquet(tmp_path / "list.parquet")
     src = resolve_source(str(tmp_path / "list.parquet"))
     assert src.kind == "embeddings"
     np.testing.assert_array_equal(src.embeddings, x)
@@ -211,6 +229,7 @@ def test_parquet_embeddings_list_and_wide(tmp_path, fast_kwargs):
 
 
 # ---- the demo ----------------------------------------------------------------------------
+
 
 def test_demo_says_which_source_it_used(tmp_path, monkeypatch, fashion_dir):
     monkeypatch.chdir(tmp_path)  # no ./data here
@@ -251,11 +270,13 @@ def test_demo_run_reports_its_source(tmp_path, monkeypatch, fast_kwargs):
 
 # ---- stable ids --------------------------------------------------------------------------
 
+
 def test_example_ids_are_stable_across_reruns(image_folder_copy, tmp_path, fast_kwargs):
     first = run_pipeline(str(image_folder_copy), tmp_path / "w1", **fast_kwargs)
     again = run_pipeline(str(image_folder_copy), tmp_path / "w2", **fast_kwargs)
-    pd.testing.assert_frame_equal(first.table[["example_id", "path", "label", "random"]],
-                                  again.table[["example_id", "path", "label", "random"]])
+    pd.testing.assert_frame_equal(
+        first.table[["example_id", "path", "label", "random"]], again.table[["example_id", "path", "label", "random"]]
+    )
     # a new file changes nothing for the others: same ids, same per-example random score
     extra = next(image_folder_copy.iterdir()) / "zz_new.png"
     Image.new("RGB", (28, 28), (200, 10, 10)).save(extra)

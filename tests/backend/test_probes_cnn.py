@@ -20,16 +20,24 @@ def small_images(fashion_arrays):
 def test_cnn_learns_and_reports_logits_every_epoch(small_images):
     x, y, xe, ye = small_images
     seen = []
-    res = train_cnn(x, y, n_classes=10, config=CNNConfig(epochs=6, batch_size=16, widths=(8, 16, 32)),
-                    eval_images=xe, eval_labels=ye, device="cpu",
-                    on_epoch=lambda e, logits: seen.append((e, logits.shape)))
+    res = train_cnn(
+        x,
+        y,
+        n_classes=10,
+        config=CNNConfig(epochs=6, batch_size=16, widths=(8, 16, 32)),
+        eval_images=xe,
+        eval_labels=ye,
+        device="cpu",
+        on_epoch=lambda e, logits: seen.append((e, logits.shape)),
+    )
     assert seen == [(e, (150, 10)) for e in range(1, 7)]
     assert res.steps == 6 * 10 and res.epochs == 6
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     assert res.eval_error is not None and res.eval_error < 0.8  # 10 classes: chance is 0.9
     # fixed iterations: the same number of steps whatever the training-set size
-    r2 = train_cnn(x[:40], y[:40], n_classes=10, config=CNNConfig(iterations=7, batch_size=32, widths=(8, 16, 32)),
-                   device="cpu")
+    r2 = train_cnn(
+        x[:40], y[:40], n_classes=10, config=CNNConfig(iterations=7, batch_size=32, widths=(8, 16, 32)), device="cpu"
+    )
     assert r2.steps == 7 and r2.eval_error is None
 
 
@@ -45,14 +53,29 @@ def test_cnn_resumes_from_its_last_epoch(small_images, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_cnn(x, y, n_classes=10, config=cfg, device="cpu", checkpoint_dir=tmp_path, on_epoch=stop)
     replayed = []
-    res = train_cnn(x, y, n_classes=10, config=cfg, eval_images=xe, eval_labels=ye, device="cpu",
-                    checkpoint_dir=tmp_path, on_epoch=lambda e, logits: replayed.append(e))
+    res = train_cnn(
+        x,
+        y,
+        n_classes=10,
+        config=cfg,
+        eval_images=xe,
+        eval_labels=ye,
+        device="cpu",
+        checkpoint_dir=tmp_path,
+        on_epoch=lambda e, logits: replayed.append(e),
+    )
     assert res.resumed_from_epoch == 1 and replayed == [1, 2, 3]
     np.testing.assert_allclose([h["loss"] for h in res.history], [h["loss"] for h in full.history], rtol=1e-4)
     assert (res.eval_predictions == full.eval_predictions).mean() > 0.95
     # another config does not reuse the checkpoint
-    other = train_cnn(x, y, n_classes=10, config=CNNConfig(epochs=1, batch_size=50, widths=(8, 16, 32)),
-                      device="cpu", checkpoint_dir=tmp_path)
+    other = train_cnn(
+        x,
+        y,
+        n_classes=10,
+        config=CNNConfig(epochs=1, batch_size=50, widths=(8, 16, 32)),
+        device="cpu",
+        checkpoint_dir=tmp_path,
+    )
     assert other.resumed_from_epoch == 0
 
 

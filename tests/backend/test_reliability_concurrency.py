@@ -52,10 +52,31 @@ def test_stage_lock_makes_a_second_process_wait_and_says_why(tmp_path):
 
 
 def _curate_run(folder: Path, work: Path) -> subprocess.Popen:
-    code = ("import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))")
-    return subprocess.Popen([sys.executable, "-c", code, "run", "--source", str(folder), "--workdir", str(work),
-                             "--map", "pca", "--device", "cpu", "--workers", "0", "--batch-size", "32"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            "--source",
+            str(folder),
+            "--workdir",
+            str(work),
+            "--map",
+            "pca",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch-size",
+            "32",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -69,8 +90,9 @@ def test_two_curate_runs_on_one_workdir_both_succeed(image_folder_copy, tmp_path
     for p, (_out, err) in zip((first, second), outs):
         assert p.returncode == 0, err[-2000:]
         assert "Traceback" not in err
-    dirs = [next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run directory"))
-            for out, _ in outs]
+    dirs = [
+        next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run directory")) for out, _ in outs
+    ]
     assert dirs[0] == dirs[1]
     table = pd.read_parquet(Path(dirs[0]) / "examples.parquet")
     assert len(table) == 200

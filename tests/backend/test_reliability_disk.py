@@ -60,8 +60,22 @@ def _one_line_error(err: str) -> str:
 def test_curate_run_on_a_full_disk_says_so_and_resumes_once_freed(image_folder, tmpfs):
     mnt, resize = tmpfs
     work = mnt / "work"
-    cmd = [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))", "run",
-           "--source", str(image_folder), "--workdir", str(work), "--map", "pca", "--workers", "0", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+        "run",
+        "--source",
+        str(image_folder),
+        "--workdir",
+        str(work),
+        "--map",
+        "pca",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 2, res.stderr[-3000:]  # not 135 (SIGBUS) nor 1 (a traceback)
     line = _one_line_error(res.stderr)

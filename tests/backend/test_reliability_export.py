@@ -180,8 +180,7 @@ def test_symlinks_as_out_are_refused(base_run, tmp_path, capsys):
     target.write_text("precious\n")
     link = tmp_path / "link.csv"
     link.symlink_to(target)
-    code, err = _cli(capsys, ["select", "--workdir", str(base_run.dir), "--keep", "0.5", "--out", str(link),
-                              "--force"])
+    code, err = _cli(capsys, ["select", "--workdir", str(base_run.dir), "--keep", "0.5", "--out", str(link), "--force"])
     assert code == 2 and "symbolic link" in err
     assert target.read_text() == "precious\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["real.csv"]  # no manifest beside the target
@@ -191,8 +190,9 @@ def test_symlinks_as_out_are_refused(base_run, tmp_path, capsys):
     tdir.mkdir()
     tlink = tmp_path / "tree_link"
     tlink.symlink_to(tdir)
-    code, err = _cli(capsys, ["export-tree", "--workdir", str(base_run.dir), "--keep", "0.5", "--out", str(tlink),
-                              "--force"])
+    code, err = _cli(
+        capsys, ["export-tree", "--workdir", str(base_run.dir), "--keep", "0.5", "--out", str(tlink), "--force"]
+    )
     assert code == 2 and "symbolic link" in err and list(tdir.iterdir()) == []
 
 

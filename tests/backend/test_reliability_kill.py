@@ -23,14 +23,30 @@ KILLS = 20
 
 
 def _cmd(folder: Path, work: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
-            "run", "--source", str(folder), "--workdir", str(work), "--map", "pca", "--device", "cpu",
-            "--workers", "0"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+        "run",
+        "--source",
+        str(folder),
+        "--workdir",
+        str(work),
+        "--map",
+        "pca",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    ]
 
 
 def _sources(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _run_dir(stdout: str) -> Path:
@@ -56,8 +72,9 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_results(image_folder
     for i in range(KILLS):
         work = tmp_path / f"w{i}"
         delay = duration * (i + rng.uniform()) / KILLS  # stratified over the whole run
-        proc = subprocess.Popen(_cmd(image_folder, work), cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(image_folder, work), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -79,10 +79,12 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(small_image_folder, tmp
     emb_dir = work / "embeddings" / run.config["stages"]["embeddings"]
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stale = [work / f".latest.json.{DEAD_PID}-abc123.tmp.json",
-                 emb_dir / f".embeddings.npy.{DEAD_PID}-x_y.tmp.npy",
-                 emb_dir / "chunks" / f".0000000000.json.{DEAD_PID}-q1.tmp.json",
-                 run.dir / f".examples.parquet.{DEAD_PID}-zz.tmp.parquet"]
+        stale = [
+            work / f".latest.json.{DEAD_PID}-abc123.tmp.json",
+            emb_dir / f".embeddings.npy.{DEAD_PID}-x_y.tmp.npy",
+            emb_dir / "chunks" / f".0000000000.json.{DEAD_PID}-q1.tmp.json",
+            run.dir / f".examples.parquet.{DEAD_PID}-zz.tmp.parquet",
+        ]
         keep = work / f".latest.json.{live.pid}-def456.tmp.json"
         for p in stale + [keep]:
             p.write_bytes(b"")
@@ -123,5 +125,9 @@ def test_a_resume_with_another_chunking_keeps_the_finished_rows(small_image_fold
     assert enc2.rows_seen == len(src) - 8
     # rows 8-16 are chunk 1 of the new chunking, but 000001.json is rows 4-8 of the old one: kept
     assert _markers(out) == [[0, 4], [4, 8], [8, 16], [16, 24]]
-    assert sorted(p.name for p in (out / "chunks").iterdir()) == ["000000.json", "000001.json", "000002.json",
-                                                                  "r0000000008.json"]
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [
+        "000000.json",
+        "000001.json",
+        "000002.json",
+        "r0000000008.json",
+    ]

@@ -18,8 +18,14 @@ def _imbalanced(sizes=(600, 300, 100), seed=0) -> pd.DataFrame:
         labels += [name] * n
         scores += list(2 - i + rng.random(n))
     n = len(labels)
-    return pd.DataFrame({"example_id": [f"x{i:05d}" for i in range(n)], "label": labels,
-                         "cluster": rng.integers(0, 4, n), "score": scores})
+    return pd.DataFrame(
+        {
+            "example_id": [f"x{i:05d}" for i in range(n)],
+            "label": labels,
+            "cluster": rng.integers(0, 4, n),
+            "score": scores,
+        }
+    )
 
 
 def _counts(table, mask):
@@ -135,8 +141,12 @@ def test_dedup_then_difficulty_under_one_budget():
     kept = t.loc[m, "score"]
     assert kept.min() >= t.loc[~dup & ~m, "score"].max()  # then the hardest of the rest
     steps = rk.steps(m)["dedup"]
-    assert steps == {"duplicates_found": 5, "removed_as_duplicates": 5, "removed_by_difficulty": 25,
-                     "duplicates_kept_back": 0}
+    assert steps == {
+        "duplicates_found": 5,
+        "removed_as_duplicates": 5,
+        "removed_by_difficulty": 25,
+        "duplicates_kept_back": 0,
+    }
     big = rk.mask(38)  # more than the 35 dedup keeps: duplicates come back, hardest first
     assert big.sum() == 38 and (big & dup).sum() == 3
     easy = Ranking(t, strategy="dedup+easy", metric="score").mask(5)

@@ -69,7 +69,7 @@ def _cpu_path(monkeypatch, path: str):
 def test_the_cpu_paths_assign_the_same_rows_to_the_same_centroids(monkeypatch, fashion):
     """bf16 candidate search + fp32 re-scoring vs blocked fp32 BLAS, forced with CURATE_KMEANS_BF16."""
     pytest.importorskip("torch")
-    x = fashion[0][:1500]   # bf16 products are emulated, hence slow, on CPUs without bf16
+    x = fashion[0][:1500]  # bf16 products are emulated, hence slow, on CPUs without bf16
     rng = np.random.default_rng(0)
     centroids = l2_normalize(x[rng.choice(len(x), 50, replace=False)] + 0.1 * rng.standard_normal((50, x.shape[1])))
     rows = np.sort(rng.choice(len(x), 1200, replace=False))
@@ -81,7 +81,7 @@ def test_the_cpu_paths_assign_the_same_rows_to_the_same_centroids(monkeypatch, f
     (a32, s32), (a16, s16) = out["fp32"], out["bf16"]
     ref = l2_normalize(x[rows]).astype(np.float64) @ centroids.astype(np.float64).T
     top2 = np.sort(ref, axis=1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 1e-5          # rows without an fp32 rounding tie
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # rows without an fp32 rounding tie
     assert clear.mean() > 0.99
     np.testing.assert_array_equal(a32[clear], a16[clear])
     np.testing.assert_array_equal(a32[clear], ref.argmax(axis=1)[clear])
@@ -107,15 +107,16 @@ def test_bounded_lloyd_equals_plain_lloyd_and_skips_rows(fashion):
     init = kmeans_mod.kmeans_plus_plus(x, k, 0)
     stats = {}
     for n_iter in (1, 4, 25):
-        cent, done, objective = spherical_lloyd(x, init, n_iter=n_iter, tol=0.0, early_stop=False,
-                                                rng=np.random.default_rng(0), stats=stats)
+        cent, done, objective = spherical_lloyd(
+            x, init, n_iter=n_iter, tol=0.0, early_stop=False, rng=np.random.default_rng(0), stats=stats
+        )
         if done < n_iter:  # stopped at a fixed point: more iterations would change nothing
             assert n_iter == 25
         ref, last = _plain_lloyd(x, init, done)
         np.testing.assert_allclose(cent, ref, atol=2e-5)
-        own = np.einsum("nd,nd->n", x.astype(np.float64), ref[last])   # each row to its own new centroid
+        own = np.einsum("nd,nd->n", x.astype(np.float64), ref[last])  # each row to its own new centroid
         assert objective == pytest.approx(own.mean(), abs=1e-5)
-    assert min(stats["rescored_rows"][1:]) < 0.5 * len(x)   # the bounds did skip rows in later iterations
+    assert min(stats["rescored_rows"][1:]) < 0.5 * len(x)  # the bounds did skip rows in later iterations
     assert stats["groups"] == k // 10
 
 
@@ -140,7 +141,7 @@ def test_sample_stages_nest_up_to_all_rows():
     assert sizes == sorted(sizes) and sizes[-1] == 100_000 and len(stages) > 1
     assert sizes[0] >= 32 * 1000
     assert sum(it for _, it in stages) == 20 and stages[-1][1] >= 6
-    assert kmeans_mod.sample_stages(3000, 10, 20, 64) == [(3000, 20)]   # cheap data: one stage
+    assert kmeans_mod.sample_stages(3000, 10, 20, 64) == [(3000, 20)]  # cheap data: one stage
     assert kmeans_mod.sample_stages(100_000, 1000, 3, 512)[-1] == (100_000, 2)
 
 

@@ -51,8 +51,14 @@ def dup_run(tmp_path_factory, fashion_arrays, fast_kwargs):
     d = tmp_path_factory.mktemp("dedup")
     np.save(d / "emb.npy", x)
     pd.DataFrame({"example_id": ids, "label": labs}).to_csv(d / "meta.csv", index=False)
-    run = run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "meta.csv"), k=4,
-                       metrics=["ssl_prototype", "supervised_prototype", "random", "dup_distance"], **fast_kwargs)
+    run = run_pipeline(
+        str(d / "emb.npy"),
+        d / "work",
+        manifest=str(d / "meta.csv"),
+        k=4,
+        metrics=["ssl_prototype", "supervised_prototype", "random", "dup_distance"],
+        **fast_kwargs,
+    )
     return run, planted
 
 
@@ -115,8 +121,13 @@ def test_matches_from_scratch_reference(dup_run, eps):
 def test_blocked_bounded_search_equals_one_block(dup_run, monkeypatch):
     run, _ = dup_run
     t = run.table
-    args = (run.embeddings, t["row"].to_numpy(), t["cluster"].to_numpy(), t["centroid_sim"].to_numpy(),
-            t["example_id"].to_numpy())
+    args = (
+        run.embeddings,
+        t["row"].to_numpy(),
+        t["cluster"].to_numpy(),
+        t["centroid_sim"].to_numpy(),
+        t["example_id"].to_numpy(),
+    )
     whole = dedup_index(*args)
     monkeypatch.setattr(dsearch, "BLOCK_BYTES", 4 * 7 * 200)  # 7-row blocks
     small = dsearch.within_cluster_neighbours(*args, wave_rows=3)  # one cluster per wave
@@ -153,8 +164,10 @@ def test_curve_is_monotone_and_matches_curate_dedup(dup_run, tmp_path, capsys):
         assert set(kept["example_id"]).isdisjoint(removed["example_id"])
         assert set(removed["representative"]) <= set(kept["example_id"])
     by_class = idx.redundancy_curve([0.9], by=run.table["label"].to_numpy())
-    assert by_class.loc[by_class["group"] != "all", "n_removed"].sum() == \
-        by_class.loc[by_class["group"] == "all", "n_removed"].sum()
+    assert (
+        by_class.loc[by_class["group"] != "all", "n_removed"].sum()
+        == by_class.loc[by_class["group"] == "all", "n_removed"].sum()
+    )
 
 
 def test_target_fraction_and_bad_input(dup_run, tmp_path):
@@ -188,8 +201,14 @@ def test_dup_distance_metric_is_one_minus_max_similarity(dup_run):
     t = run.table
     entry = METRICS.entry("dup_distance")
     assert entry.info["direction"] == "higher = harder" and entry.info["range"] == "[0, 2]"
-    ctx = ScoreContext(embeddings=run.embeddings, rows=t["row"].to_numpy(), example_ids=t["example_id"].to_numpy(),
-                       k=run.k, seed=run.config["params"]["seed"], centroid_sim=t["centroid_sim"].to_numpy())
+    ctx = ScoreContext(
+        embeddings=run.embeddings,
+        rows=t["row"].to_numpy(),
+        example_ids=t["example_id"].to_numpy(),
+        k=run.k,
+        seed=run.config["params"]["seed"],
+        centroid_sim=t["centroid_sim"].to_numpy(),
+    )
     ctx.shared["cluster"] = t["cluster"].to_numpy()
     got = compute_metric("dup_distance", ctx)
     np.testing.assert_allclose(got, 1 - run_index(run).max_sim, atol=1e-6)

@@ -68,8 +68,9 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_one(image_fol
     straight = train_encoder(str(image_folder), tmp_path / "a", **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
-        train_encoder(str(image_folder), tmp_path / "b", reporter=Recorder(lambda m: m.startswith("epoch 1/2")),
-                      **kwargs)
+        train_encoder(
+            str(image_folder), tmp_path / "b", reporter=Recorder(lambda m: m.startswith("epoch 1/2")), **kwargs
+        )
     ckpt = next((tmp_path / "b" / "encoders").glob("*/checkpoint.pt"))
     assert not (ckpt.parent / "encoder.pt").exists()
     rep = Recorder()
@@ -137,13 +138,55 @@ def test_new_weights_in_the_same_file_change_the_embedding_cache_key(image_folde
 
 def test_train_encoder_cli_then_curate_run(image_folder, tmp_path, capsys):
     work = tmp_path / "work"
-    assert main(["train-encoder", "--source", str(image_folder), "--workdir", str(work), "--epochs", "1",
-                 "--limit", "64", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--knn-every", "0"]) == 0
+    assert (
+        main(
+            [
+                "train-encoder",
+                "--source",
+                str(image_folder),
+                "--workdir",
+                str(work),
+                "--epochs",
+                "1",
+                "--limit",
+                "64",
+                "--batch-size",
+                "32",
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--knn-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     weights = next(line.split()[1] for line in out.splitlines() if line.startswith("encoder:"))
     assert "next: curate run" in out and "--encoder ssl" in out
-    assert main(["run", "--source", str(image_folder), "--workdir", str(work), "--encoder", "ssl", "--weights",
-                 weights, "--map", "pca", "--workers", "0", "--limit", "40"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--source",
+                str(image_folder),
+                "--workdir",
+                str(work),
+                "--encoder",
+                "ssl",
+                "--weights",
+                weights,
+                "--map",
+                "pca",
+                "--workers",
+                "0",
+                "--limit",
+                "40",
+            ]
+        )
+        == 0
+    )
     assert "embedding_dim  256" in capsys.readouterr().out
 
 

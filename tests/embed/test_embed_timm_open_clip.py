@@ -13,8 +13,9 @@ from backend.cli import main
 from backend.embed import get_encoder
 
 timm = pytest.importorskip("timm", reason="timm encoders need timm: pip install 'curation-studio[timm]'")
-open_clip = pytest.importorskip("open_clip", reason="open_clip encoders need open_clip_torch: "
-                                                    "pip install 'curation-studio[open_clip]'")
+open_clip = pytest.importorskip(
+    "open_clip", reason="open_clip encoders need open_clip_torch: pip install 'curation-studio[open_clip]'"
+)
 
 
 @pytest.fixture
@@ -36,8 +37,28 @@ def _image(seed=0):
 
 
 def _run(folder, work, encoder, size, capsys, *extra):
-    code = main(["run", "--source", str(folder), "--workdir", str(work), "--encoder", encoder, "--weights", "random",
-                 "--image-size", str(size), "--map", "pca", "--workers", "0", "--batch-size", "8", *extra])
+    code = main(
+        [
+            "run",
+            "--source",
+            str(folder),
+            "--workdir",
+            str(work),
+            "--encoder",
+            encoder,
+            "--weights",
+            "random",
+            "--image-size",
+            str(size),
+            "--map",
+            "pca",
+            "--workers",
+            "0",
+            "--batch-size",
+            "8",
+            *extra,
+        ]
+    )
     return code, capsys.readouterr()
 
 
@@ -50,8 +71,9 @@ def test_timm_random_weights_through_curate_run(small_image_folder, tmp_path, ca
 
 # the models' own preprocessing: OpenAI's CLIP mean for CLIP, 0.5 for SigLIP (not ImageNet's for either)
 @pytest.mark.slow
-@pytest.mark.parametrize("encoder,size,dim,mean", [("clip_vit_b32", 32, 512, "0.4814"),
-                                                    ("siglip_vit_b16", 32, 768, "mean=(0.5, 0.5, 0.5)")])
+@pytest.mark.parametrize(
+    "encoder,size,dim,mean", [("clip_vit_b32", 32, 512, "0.4814"), ("siglip_vit_b16", 32, 768, "mean=(0.5, 0.5, 0.5)")]
+)
 def test_open_clip_random_weights_through_curate_run(small_image_folder, tmp_path, capsys, encoder, size, dim, mean):
     from backend import load_run
 
@@ -107,8 +129,9 @@ def test_timm_weights_from_a_file_a_folder_and_the_hf_cache_give_the_same_model(
 @pytest.mark.slow
 def test_open_clip_weights_file_loads_exactly_with_the_tags_settings(tmp_path, empty_caches):
     torch.manual_seed(3)
-    model, _, _ = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None, force_quick_gelu=True,
-                                                        force_image_size=64)
+    model, _, _ = open_clip.create_model_and_transforms(
+        "ViT-B-32", pretrained=None, force_quick_gelu=True, force_image_size=64
+    )
     path = tmp_path / "open_clip_pytorch_model.bin"
     torch.save(model.state_dict(), path)
     enc = get_encoder("clip_vit_b32", weights=str(path), image_size=64)
@@ -120,13 +143,19 @@ def test_open_clip_weights_file_loads_exactly_with_the_tags_settings(tmp_path, e
 
 
 def test_missing_weights_name_the_file_to_provide(small_image_folder, tmp_path, empty_caches, capsys):
-    with pytest.raises(CurateError, match=r"model\.safetensors of the Hugging Face repo "
-                                          r"timm/vit_small_patch14_dinov2\.lvd142m.*--weights random"):
+    with pytest.raises(
+        CurateError,
+        match=r"model\.safetensors of the Hugging Face repo "
+        r"timm/vit_small_patch14_dinov2\.lvd142m.*--weights random",
+    ):
         get_encoder("dinov2_vits14")
     with pytest.raises(CurateError, match="timm/resnet50.a1_in1k"):
         get_encoder("timm_resnet50")
-    with pytest.raises(CurateError, match=r"open_clip_model\.safetensors of the Hugging Face repo "
-                                          r"timm/vit_base_patch32_clip_224\.openai.*ViT-B-32\.pt"):
+    with pytest.raises(
+        CurateError,
+        match=r"open_clip_model\.safetensors of the Hugging Face repo "
+        r"timm/vit_base_patch32_clip_224\.openai.*ViT-B-32\.pt",
+    ):
         get_encoder("clip_vit_b32")
     with pytest.raises(CurateError, match="timm/ViT-B-16-SigLIP"):
         get_encoder("siglip_vit_b16")
@@ -142,7 +171,8 @@ def test_missing_weights_name_the_file_to_provide(small_image_folder, tmp_path, 
     with pytest.raises(CurateError, match="do not load into timm"):
         get_encoder("timm_resnet50", weights=str(junk))
     # through the CLI: exit 2 and one line
-    code = main(["run", "--source", str(small_image_folder), "--workdir", str(tmp_path / "w"),
-                 "--encoder", "dinov2_vits14"])
+    code = main(
+        ["run", "--source", str(small_image_folder), "--workdir", str(tmp_path / "w"), "--encoder", "dinov2_vits14"]
+    )
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and last.startswith("error: no weights for timm vit_small_patch14_dinov2")

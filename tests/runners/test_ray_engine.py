@@ -29,8 +29,14 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
-PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-              "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+PORT_FLAGS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--metrics-export-port",
+    "--runtime-env-agent-port",
+)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -77,13 +83,29 @@ class LocalCluster:
     def _start(self, args: list[str]) -> None:
         ports = _free_ports(len(PORT_FLAGS))
         lo, hi = _worker_range()
-        cmd = [RAY, "start", "--block", "--num-cpus", "1", "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
-               "--disable-usage-stats", "--min-worker-port", str(lo), "--max-worker-port", str(hi), *args]
+        cmd = [
+            RAY,
+            "start",
+            "--block",
+            "--num-cpus",
+            "1",
+            "--num-gpus",
+            "0",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--disable-usage-stats",
+            "--min-worker-port",
+            str(lo),
+            "--max-worker-port",
+            str(hi),
+            *args,
+        ]
         for flag, port in zip(PORT_FLAGS, ports):
             cmd += [flag, str(port)]
         log = open(self.tmp / f"node{len(self.procs)}.log", "w")
-        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
 
     def start(self) -> LocalCluster:
         self._start(["--head", "--port", str(self.port), "--include-dashboard", "false", "--temp-dir", str(self.tmp)])
@@ -93,16 +115,19 @@ class LocalCluster:
         return self
 
     def _wait_nodes(self, n: int, timeout: float = 90.0) -> None:
-        code = ("import ray; ray.init(address='auto', logging_level='ERROR'); "
-                "print(sum(1 for x in ray.nodes() if x['Alive']))")
+        code = (
+            "import ray; ray.init(address='auto', logging_level='ERROR'); "
+            "print(sum(1 for x in ray.nodes() if x['Alive']))"
+        )
         t0 = time.time()
         while time.time() - t0 < timeout:
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"ray start exited: {(self.tmp / 'node0.log').read_text()[-2000:]}")
             try:
-                out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
-                                     timeout=40)
+                out = subprocess.run(
+                    [sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=40
+                )
             except subprocess.TimeoutExpired:
                 continue
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(n)]:
@@ -124,8 +149,9 @@ class LocalCluster:
 
 
 def _curate(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -133,8 +159,14 @@ def _curate(args: list[str], env: dict) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def cluster_env(tmp_path_factory):
     flag = tmp_path_factory.mktemp("fault") / "killed"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "CURATE_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "CURATE_RAY_KILL_ONCE": str(flag)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "CURATE_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "CURATE_RAY_KILL_ONCE": str(flag),
+    }
     env.pop("RAY_AUTH_MODE", None)  # Ray's default (token auth); the engine must cope with it on its own
     cluster = LocalCluster({**env, "RAY_AUTH_MODE": "token"})  # what `ray start` does by default, said outright
     env["RAY_ADDRESS"] = cluster.address  # --address auto finds this cluster, not another one on the machine
@@ -145,8 +177,20 @@ def cluster_env(tmp_path_factory):
         cluster.stop()
 
 
-RUN = ["--map", "pca", "--k", "10", "--device", "cpu", "--workers", "0", "--batch-size", "32",
-       "--metrics", "ssl_prototype,supervised_prototype,random"]
+RUN = [
+    "--map",
+    "pca",
+    "--k",
+    "10",
+    "--device",
+    "cpu",
+    "--workers",
+    "0",
+    "--batch-size",
+    "32",
+    "--metrics",
+    "ssl_prototype,supervised_prototype,random",
+]
 
 
 def _table(workdir: Path) -> pd.DataFrame:
@@ -159,14 +203,35 @@ def test_ray_engine_matches_local_and_survives_a_killed_worker(cluster_env, imag
     env, flag = cluster_env
     local_env = {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", "CURATE_RAY_KILL_ONCE")}
     _curate(["run", "--source", str(image_folder), "--workdir", str(tmp_path / "local"), *RUN], local_env)
-    _curate(["run", "--source", str(image_folder), "--workdir", str(tmp_path / "ray"), *RUN,
-             "--engine", "ray", "--address", "auto"], env)
+    _curate(
+        [
+            "run",
+            "--source",
+            str(image_folder),
+            "--workdir",
+            str(tmp_path / "ray"),
+            *RUN,
+            "--engine",
+            "ray",
+            "--address",
+            "auto",
+        ],
+        env,
+    )
     assert flag.exists(), "the fault drill did not kill a worker: the retry path was not exercised"
 
     a, b = _table(tmp_path / "local"), _table(tmp_path / "ray")
     assert len(a) == len(b) > 0
-    for col in ("example_id", "cluster", "centroid_sim", "ssl_prototype", "supervised_prototype", "random",
-                "map_x", "map_y"):
+    for col in (
+        "example_id",
+        "cluster",
+        "centroid_sim",
+        "ssl_prototype",
+        "supervised_prototype",
+        "random",
+        "map_x",
+        "map_y",
+    ):
         assert a[col].equals(b[col]), col
     emb_a = np.load(next((tmp_path / "local").glob("embeddings/*/embeddings.npy")))
     emb_b = np.load(next((tmp_path / "ray").glob("embeddings/*/embeddings.npy")))
@@ -175,8 +240,10 @@ def test_ray_engine_matches_local_and_survives_a_killed_worker(cluster_env, imag
     assert len(shards) >= 2  # the pass really was cut into shards
 
     for name in ("local", "ray"):
-        _curate(["select", "--workdir", str(tmp_path / name), "--keep", "0.5", "--out",
-                 str(tmp_path / f"{name}.csv")], local_env)
+        _curate(
+            ["select", "--workdir", str(tmp_path / name), "--keep", "0.5", "--out", str(tmp_path / f"{name}.csv")],
+            local_env,
+        )
     kept_a, kept_b = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "ray.csv")
     assert 0 < len(kept_a) < len(a)
     assert kept_a["example_id"].tolist() == kept_b["example_id"].tolist()
@@ -211,12 +278,16 @@ def test_interrupted_driver_resumes_from_finished_shards(cluster_env, image_fold
         first = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.json")}
         assert first and (out / "raw.npy").exists() and not (out / "embeddings.npy").exists()
         seen = []
-        info = runner.embed(src, enc, out, device="cpu", batch_size=32, progress=lambda d, t: seen.append(d),
-                            fit_rows=pool)
+        info = runner.embed(
+            src, enc, out, device="cpu", batch_size=32, progress=lambda d, t: seen.append(d), fit_rows=pool
+        )
     finally:
         ray.shutdown()
-    assert seen[0] >= sum(json.loads((out / "shards" / n).read_text())["rows"][1]
-                          - json.loads((out / "shards" / n).read_text())["rows"][0] for n in first)
+    assert seen[0] >= sum(
+        json.loads((out / "shards" / n).read_text())["rows"][1]
+        - json.loads((out / "shards" / n).read_text())["rows"][0]
+        for n in first
+    )
     for name, mtime in first.items():  # finished shards were kept, not recomputed
         assert (out / "shards" / name).stat().st_mtime_ns == mtime
     assert info["dim"] == ref["dim"] and info["failed"] == ref["failed"]

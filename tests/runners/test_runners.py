@@ -16,8 +16,10 @@ def test_engines_are_registered_and_ray_is_not_imported_for_local():
     import subprocess
 
     assert list(RUNNERS)[:2] == ["local", "ray"]
-    code = ("import sys; from backend.runners import RUNNERS, get_runner; list(RUNNERS); get_runner('local'); "
-            "get_runner('ray', address='auto'); assert 'ray' not in sys.modules, 'ray imported'")
+    code = (
+        "import sys; from backend.runners import RUNNERS, get_runner; list(RUNNERS); get_runner('local'); "
+        "get_runner('ray', address='auto'); assert 'ray' not in sys.modules, 'ray imported'"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh interpreter
     assert out.returncode == 0, out.stderr[-2000:]
 

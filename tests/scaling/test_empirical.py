@@ -12,8 +12,7 @@ import torch
 import backend
 from backend.errors import CurateError
 from backend.progress import Reporter
-from backend.scaling import (DEFAULT_FRACTIONS, DEFAULT_INITIAL_SIZES, ScalingResult, estimate_scaling,
-                             load_scaling)
+from backend.scaling import DEFAULT_FRACTIONS, DEFAULT_INITIAL_SIZES, ScalingResult, estimate_scaling, load_scaling
 from backend.scaling import empirical as E
 
 
@@ -39,13 +38,13 @@ def _embedding_run(tmp, x, labels, split, name="emb"):
     if labels is not None:
         cols["label"] = labels
     pd.DataFrame(cols).to_csv(d / "manifest.csv", index=False)
-    return backend.run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "manifest.csv"),
-                                map_method="pca")
+    return backend.run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "manifest.csv"), map_method="pca")
 
 
 # ---------------------------------------------------------------------------
 # the probes themselves
 # ---------------------------------------------------------------------------
+
 
 def test_batched_probes_match_sklearn():
     """Many probes on prefixes of two orderings reach scikit-learn's optimum (same objective, C=1)."""
@@ -58,13 +57,20 @@ def test_batched_probes_match_sklearn():
     xb = np.hstack([x, np.ones((n, 1), np.float32)])
     orders = {"a": torch.from_numpy(rng.permutation(n)), "b": torch.arange(n)}
     probes = [("a", 100), ("a", 600), ("a", 1200), ("b", 300)]
-    tr = E._LinearProbes(torch.from_numpy(xb), torch.from_numpy(y), c, orders, probes,
-                         {**E.LINEAR, "max_iter": 300, "gtol": 1e-5, "precision": "fp32"})
+    tr = E._LinearProbes(
+        torch.from_numpy(xb),
+        torch.from_numpy(y),
+        c,
+        orders,
+        probes,
+        {**E.LINEAR, "max_iter": 300, "gtol": 1e-5, "precision": "fp32"},
+    )
     iters, conv = tr.fit()
     assert conv.all() and (iters < 300).all()
     # the default budget, with bfloat16 matrix products where the CPU makes them fast
-    quick = E._LinearProbes(torch.from_numpy(xb), torch.from_numpy(y), c, orders, probes,
-                            {**E.LINEAR, "precision": "bf16"})
+    quick = E._LinearProbes(
+        torch.from_numpy(xb), torch.from_numpy(y), c, orders, probes, {**E.LINEAR, "precision": "bf16"}
+    )
     quick.fit()
     for p, (o, k) in enumerate(probes):
         rows = orders[o][:k].numpy()
@@ -78,6 +84,7 @@ def test_batched_probes_match_sklearn():
 # teacher-student: the theory's prediction through the full estimator
 # ---------------------------------------------------------------------------
 
+
 def test_teacher_student_easy_wins_small_hard_wins_large(tmp_path):
     """Perceptron data, difficulty = -|teacher margin|: keep easy wins with little data, keep hard with a lot."""
     rng = np.random.default_rng(0)
@@ -89,8 +96,9 @@ def test_teacher_student_easy_wins_small_hard_wins_large(tmp_path):
     run = _embedding_run(tmp_path, x, labels, ["train"] * n_pool + ["test"] * n_test, "ts")
     difficulty = -np.abs(x[run.table["row"].to_numpy()] @ teacher)  # small margin = hard
     small, large = 0.02, 1.0  # 120 and 6000 examples: alpha_tot = 2.4 and 120
-    res = estimate_scaling(run, scores=difficulty, fractions=[0.2, 0.4, 0.6, 1.0],
-                           initial_sizes=[small, large], seeds=2)
+    res = estimate_scaling(
+        run, scores=difficulty, fractions=[0.2, 0.4, 0.6, 1.0], initial_sizes=[small, large], seeds=2
+    )
     assert res.holdout == {"kind": "test split", "size": n_test}
     assert res.params["metric_name"] == "custom scores" and not res.params["metric_recomputed"]
 
@@ -113,6 +121,7 @@ def test_teacher_student_easy_wins_small_hard_wins_large(tmp_path):
 # a Fashion-MNIST-like run (the demo source, small)
 # ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     return backend.run_pipeline("demo", tmp_path_factory.mktemp("demo"), limit=1500, map_method="pca")
@@ -132,16 +141,32 @@ def test_demo_grid_cache_and_cli(demo_run, capsys):
 
     # every grid point, contract columns
     p = res.points
-    assert list(p.columns[:7]) == ["initial_fraction", "initial_size", "strategy", "keep_fraction", "n_kept",
-                                   "seed", "error"]
+    assert list(p.columns[:7]) == [
+        "initial_fraction",
+        "initial_size",
+        "strategy",
+        "keep_fraction",
+        "n_kept",
+        "seed",
+        "error",
+    ]
     assert len(p) == 2 * 3 * 3 * 2
     got = set(zip(p["initial_fraction"], p["strategy"], p["keep_fraction"], p["seed"]))
-    assert got == {(q, s, f, sd) for q in (0.5, 1.0) for s in ("hard", "easy", "random")
-                   for f in (0.25, 0.5, 1.0) for sd in (0, 1)}
+    assert got == {
+        (q, s, f, sd) for q in (0.5, 1.0) for s in ("hard", "easy", "random") for f in (0.25, 0.5, 1.0) for sd in (0, 1)
+    }
     assert p["error"].between(0, 1).all()
     assert (p["n_kept"] <= p["initial_size"]).all()
-    assert set(res.curves.columns) >= {"initial_fraction", "initial_size", "strategy", "keep_fraction", "n_kept",
-                                       "error_mean", "error_std", "n_seeds"}
+    assert set(res.curves.columns) >= {
+        "initial_fraction",
+        "initial_size",
+        "strategy",
+        "keep_fraction",
+        "n_kept",
+        "error_mean",
+        "error_std",
+        "n_seeds",
+    }
     assert len(res.curves) == 2 * 3 * 3 and (res.curves["n_seeds"] == 2).all()
 
     # a real probe: far better than chance on 10 classes
@@ -177,17 +202,40 @@ def test_demo_grid_cache_and_cli(demo_run, capsys):
     # the CLI prints the table, the fit, the sentence, the hold-out and the files (from the cache)
     from backend.cli import main
 
-    assert main(["scaling", "--workdir", str(demo_run.dir.parent.parent), "--fractions", "0.25,0.5,1",
-                 "--initial-sizes", "0.5,1", "--seeds", "2"]) == 0
+    assert (
+        main(
+            [
+                "scaling",
+                "--workdir",
+                str(demo_run.dir.parent.parent),
+                "--fractions",
+                "0.25,0.5,1",
+                "--initial-sizes",
+                "0.5,1",
+                "--seeds",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for text in ("hard", "easy", "random", "power law", rec_["sentence"], "linear probe", "held-out: test split",
-                 "1500 examples", "points.csv", "cached"):
+    for text in (
+        "hard",
+        "easy",
+        "random",
+        "power law",
+        rec_["sentence"],
+        "linear probe",
+        "held-out: test split",
+        "1500 examples",
+        "points.csv",
+        "cached",
+    ):
         assert text in out, text
 
 
 def test_supervised_metric_and_errors(demo_run):
-    res = estimate_scaling(demo_run, metric="supervised_prototype", fractions=[0.5, 1.0], initial_sizes=[1.0],
-                           seeds=1)
+    res = estimate_scaling(demo_run, metric="supervised_prototype", fractions=[0.5, 1.0], initial_sizes=[1.0], seeds=1)
     assert res.params["metric_recomputed"] and len(res.points) == 3 * 2
     with pytest.raises(CurateError, match="not in this run"):
         estimate_scaling(demo_run, metric="nope", fractions=[0.5], initial_sizes=[1.0], seeds=1)
@@ -216,6 +264,7 @@ def test_mlp_probe_runs(demo_run):
 # hold-out carving and unlabelled runs
 # ---------------------------------------------------------------------------
 
+
 def test_stratified_holdout_is_carved_from_the_pool(tmp_path):
     rng = np.random.default_rng(3)
     n = 500
@@ -223,8 +272,9 @@ def test_stratified_holdout_is_carved_from_the_pool(tmp_path):
     x = rng.normal(size=(n, 8)) + 2.0 * np.eye(8)[y]
     run = _embedding_run(tmp_path, x, [f"c{v}" for v in y], ["train"] * n, "nohold")
     rec = Recorder()
-    res = estimate_scaling(run, fractions=[0.5, 1.0], initial_sizes=[1.0], seeds=1, reporter=rec,
-                           metric="supervised_prototype")
+    res = estimate_scaling(
+        run, fractions=[0.5, 1.0], initial_sizes=[1.0], seeds=1, reporter=rec, metric="supervised_prototype"
+    )
     assert res.holdout == {"kind": "stratified hold-out", "size": 100}
     assert res.params["n_grid_pool"] == 400
     assert res.points["initial_size"].max() == 400

@@ -52,8 +52,10 @@ def test_too_few_points_are_handled():
     assert not one["ok"] and "not enough points" in one["note"]
     mean, std = pl.predict(one, [10.0])
     assert np.isnan(mean).all()
-    assert pl.beats_powerlaw(pd.DataFrame({"n_kept": [10], "error_mean": [0.1], "keep_fraction": [0.5]}),
-                             one)["beats"] is False
+    assert (
+        pl.beats_powerlaw(pd.DataFrame({"n_kept": [10], "error_mean": [0.1], "keep_fraction": [0.5]}), one)["beats"]
+        is False
+    )
     assert not pl.fit_powerlaw([], [])["ok"]
 
 
@@ -77,8 +79,15 @@ def test_beats_powerlaw_detects_a_frontier_below_the_fit():
     n, e = _noisy(2.0, 0.5, 0.05, np.geomspace(100, 100_000, 10), rel=0.01)
     fit = pl.fit_powerlaw(n, e, sigma=0.01 * e)
     sizes = np.array([1000.0, 5000.0, 20000.0])
-    on = pd.DataFrame({"n_kept": sizes, "error_mean": pl.powerlaw(sizes, 2.0, 0.5, 0.05),
-                       "keep_fraction": 0.5, "error_std": 0.001, "n_seeds": 3})
+    on = pd.DataFrame(
+        {
+            "n_kept": sizes,
+            "error_mean": pl.powerlaw(sizes, 2.0, 0.5, 0.05),
+            "keep_fraction": 0.5,
+            "error_std": 0.001,
+            "n_seeds": 3,
+        }
+    )
     res = pl.beats_powerlaw(on, fit)
     assert res["beats"] is False and res["where"] == []
     below = on.assign(error_mean=on["error_mean"] * 0.7)

@@ -26,9 +26,18 @@ def _points(error, *, sizes=(0.25, 1.0), n_pool=20000, seeds=(0, 1, 2), settings
                         e = error("random", "none", 1.0, n0)
                     else:
                         e = error(st, bal, f, n0)
-                    rows.append({"initial_fraction": q, "initial_size": n0, "strategy": st, "keep_fraction": f,
-                                 "n_kept": round(f * n0), "seed": sd, "balance": bal,
-                                 "error": e + shared + rng.normal(0, noise / 4)})
+                    rows.append(
+                        {
+                            "initial_fraction": q,
+                            "initial_size": n0,
+                            "strategy": st,
+                            "keep_fraction": f,
+                            "n_kept": round(f * n0),
+                            "seed": sd,
+                            "balance": bal,
+                            "error": e + shared + rng.normal(0, noise / 4),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -48,7 +57,9 @@ def test_random_wins_says_so_first():
     rec = _rec(_points(err))
     assert rec["sentence"].startswith("A random ")
     assert "is as good as any metric here" in rec["sentence"]
-    assert "better encoder" in rec["sentence"] and "more data" in rec["sentence"] and "another metric" in rec["sentence"]
+    assert (
+        "better encoder" in rec["sentence"] and "more data" in rec["sentence"] and "another metric" in rec["sentence"]
+    )
     assert rec["setting"]["strategy"] == "random" and rec["setting"]["balance"] == "none"
     assert rec["beats_random"] is False
     # the chosen fraction is the smallest where random is within the tolerance, and the table agrees
@@ -163,6 +174,7 @@ def test_extreme_tolerances(tolerance):
 # the grid estimates the settings the user can pick, exactly as `curate select` keeps them
 # ---------------------------------------------------------------------------
 
+
 def test_grid_covers_strategy_x_balance_on_a_real_run(tmp_path):
     import backend
     from backend.scaling import estimate_scaling
@@ -174,8 +186,13 @@ def test_grid_covers_strategy_x_balance_on_a_real_run(tmp_path):
     d = tmp_path / "grid"
     d.mkdir()
     np.save(d / "emb.npy", x.astype(np.float32))
-    pd.DataFrame({"example_id": [f"g{i}" for i in range(n + n_test)], "label": [f"c{v}" for v in y],
-                  "split": ["train"] * n + ["test"] * n_test}).to_csv(d / "m.csv", index=False)
+    pd.DataFrame(
+        {
+            "example_id": [f"g{i}" for i in range(n + n_test)],
+            "label": [f"c{v}" for v in y],
+            "split": ["train"] * n + ["test"] * n_test,
+        }
+    ).to_csv(d / "m.csv", index=False)
     run = backend.run_pipeline(str(d / "emb.npy"), d / "work", manifest=str(d / "m.csv"), map_method="pca")
     settings = [("hard", "class-floor"), ("ccs", "none"), ("easy", "class")]
     res = estimate_scaling(run, settings=settings, fractions=[0.3, 0.6, 1.0], initial_sizes=[0.5, 1.0], seeds=2)

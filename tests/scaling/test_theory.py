@@ -17,8 +17,15 @@ from scipy.optimize import nnls
 from backend.errors import CurateError
 from backend.scaling import theory
 from backend.scaling.simulate import keep_by_margin, max_margin_weights, simulate
-from backend.scaling.theory import (crossover_alpha_tot, error_curve, gardner_volume,
-                                    min_useful_fraction, pareto_frontier, random_curve, solve)
+from backend.scaling.theory import (
+    crossover_alpha_tot,
+    error_curve,
+    gardner_volume,
+    min_useful_fraction,
+    pareto_frontier,
+    random_curve,
+    solve,
+)
 
 # --------------------------------------------------------------------------
 # the solver
@@ -249,6 +256,5 @@ def test_simulation_sees_keep_easy_win_small_and_keep_hard_win_large():
 
 
 def test_simulation_is_reproducible():
-    assert simulate(2.0, 0.5, 0.2, "hard", n_dim=50, seeds=3) == \
-        simulate(2.0, 0.5, 0.2, "hard", n_dim=50, seeds=3)
+    assert simulate(2.0, 0.5, 0.2, "hard", n_dim=50, seeds=3) == simulate(2.0, 0.5, 0.2, "hard", n_dim=50, seeds=3)
     assert not math.isnan(simulate(2.0, 0.5, n_dim=50, seeds=2)[1])

@@ -23,9 +23,14 @@ def _planted(fashion_arrays, n_flip=12, seed=0):
 
 def _ctx(x, labels, workdir=None, **opts):
     n = len(x)
-    ctx = ScoreContext(embeddings=np.zeros((n, 2), np.float32), rows=np.arange(n),
-                       example_ids=np.array([f"i{j}" for j in range(n)]), labels=labels,
-                       options={**OPTS, **opts}, workdir=workdir)
+    ctx = ScoreContext(
+        embeddings=np.zeros((n, 2), np.float32),
+        rows=np.arange(n),
+        example_ids=np.array([f"i{j}" for j in range(n)]),
+        labels=labels,
+        options={**OPTS, **opts},
+        workdir=workdir,
+    )
     ctx.shared["pixels_loader"] = lambda: (x, np.ones(n, bool))
     return ctx
 

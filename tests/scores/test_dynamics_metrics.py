@@ -34,8 +34,13 @@ def _blobs(n=900, d=16, c=3, n_flip=30, seed=0, sep=4.0):
 
 def _ctx(x, labels, **options):
     n = len(x)
-    return ScoreContext(embeddings=x, rows=np.arange(n), example_ids=np.array([f"e{i}" for i in range(n)]),
-                        labels=labels, options={**OPTS, **options})
+    return ScoreContext(
+        embeddings=x,
+        rows=np.arange(n),
+        example_ids=np.array([f"e{i}" for i in range(n)]),
+        labels=labels,
+        options={**OPTS, **options},
+    )
 
 
 def test_registered_off_by_default_with_labels():
@@ -51,8 +56,9 @@ def test_sgd_step_is_the_cross_entropy_gradient():
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.normal(size=(50, 6)).astype(np.float32))
     y = torch.from_numpy(rng.integers(0, 4, 50))
-    pr = EpochLinearProbes(x, y, 4, seeds=[3, 4], settings={"epochs": 1, "batch": 50, "lr": 0.5, "momentum": 0.0,
-                                                            "weight_decay": 0.0})
+    pr = EpochLinearProbes(
+        x, y, 4, seeds=[3, 4], settings={"epochs": 1, "batch": 50, "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0}
+    )
     seen = {}
     pr.fit(on_epoch=lambda e, w: seen.__setitem__(e, w.clone()))
     w0 = seen[0].clone().requires_grad_()
@@ -68,8 +74,7 @@ def _reference(x, labels, opts):
     classes, y = np.unique(labels, return_inverse=True)
     seeds = list(range(opts["seeds"]))
     settings = {k: opts[k] for k in ("epochs", "batch") if k in opts}
-    pr = EpochLinearProbes(torch.from_numpy(feats), torch.from_numpy(y), len(classes), seeds=seeds,
-                           settings=settings)
+    pr = EpochLinearProbes(torch.from_numpy(feats), torch.from_numpy(y), len(classes), seeds=seeds, settings=settings)
     S, N, E = len(seeds), len(x), opts["epochs"]
     acc = np.zeros((S, N, E), bool)  # per-presentation accuracy (one presentation per epoch)
     mar = np.zeros((S, N, E))
@@ -84,8 +89,7 @@ def _reference(x, labels, opts):
             acc[s, rows[s], epoch - 1] = z[s].argmax(1) == y[rows[s]]
 
     w_at = {}
-    kept = pr.fit(on_batch=on_batch, on_epoch=lambda e, w: w_at.__setitem__(e, w.clone()),
-                  record_epochs=range(E + 1))
+    kept = pr.fit(on_batch=on_batch, on_epoch=lambda e, w: w_at.__setitem__(e, w.clone()), record_epochs=range(E + 1))
     ref = {}
     # forgetting: Toneva et al.'s transitions 1 -> 0; never learned = number of presentations
     forg = np.where(acc.any(2), (np.diff(acc.astype(int), axis=2) == -1).sum(2), E)
@@ -110,8 +114,7 @@ def _reference(x, labels, opts):
     for s in range(S):
         for j, i in enumerate(idx):
             w = w_at[0][s].clone().requires_grad_()
-            torch.nn.functional.cross_entropy((torch.from_numpy(feats[i]) @ w.T)[None],
-                                              torch.tensor([y[i]])).backward()
+            torch.nn.functional.cross_entropy((torch.from_numpy(feats[i]) @ w.T)[None], torch.tensor([y[i]])).backward()
             g[s, j] = float(w.grad.norm())
     ref["grand_idx"], ref["grand"] = idx, g.mean(0)
     return ref

@@ -34,8 +34,9 @@ def _scores_file(run, tmp_path, name="scores.csv", *, extra=0, drop=0, key="exam
     if drop:
         df = df.iloc[drop:]
     if extra:
-        df = pd.concat([df, pd.DataFrame({key: [f"nowhere/{i}.png" for i in range(extra)],
-                                          "memo": np.arange(extra, dtype=float)})])
+        df = pd.concat(
+            [df, pd.DataFrame({key: [f"nowhere/{i}.png" for i in range(extra)], "memo": np.arange(extra, dtype=float)})]
+        )
     path = tmp_path / name
     df.to_parquet(path) if name.endswith(".parquet") else df.to_csv(path, index=False)
     return path, vals
@@ -53,8 +54,12 @@ def test_import_round_trip_harder_and_keep(run_copy, tmp_path):
     assert "memo" in run.score_columns
     assert score_info(run)["memo"]["kind"] == "imported"
     # the run folder is still a valid finished stage (its files were re-recorded)
-    assert verify_files(run.dir, run.config and __import__("json").loads((run.dir / "meta.json").read_text())
-                        .get("files", {})) is None
+    assert (
+        verify_files(
+            run.dir, run.config and __import__("json").loads((run.dir / "meta.json").read_text()).get("files", {})
+        )
+        is None
+    )
     sel = select_subset(run, keep=0.5, strategy="hard", metric="memo")
     assert sel.kept["memo"].min() >= np.median(vals) - 1e-9
 
@@ -123,29 +128,88 @@ def test_import_cli(run_copy, tmp_path, capsys):
     from backend.cli import main
 
     path, _ = _scores_file(run_copy, tmp_path)
-    assert main(["import-scores", "--workdir", str(run_copy.dir), str(path), "--column", "memo",
-                 "--higher", "keep", "--name", "paper"]) == 0
+    assert (
+        main(
+            [
+                "import-scores",
+                "--workdir",
+                str(run_copy.dir),
+                str(path),
+                "--column",
+                "memo",
+                "--higher",
+                "keep",
+                "--name",
+                "paper",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "as score column 'paper'" in out and "stored negated" in out
     assert main(["import-scores", "--workdir", str(run_copy.dir), str(path), "--column", "nope"]) == 2
 
 
 def test_compare_with_random_by_hand():
-    curves = pd.DataFrame([
-        # metric m: hard beats random clearly at 0.5, ties at 0.7; easy is worse
-        {"metric": "m", "strategy": "hard", "keep_fraction": 0.5, "n_kept": 50, "error_mean": 0.10,
-         "error_std": 0.003, "n_seeds": 4},
-        {"metric": "m", "strategy": "hard", "keep_fraction": 0.7, "n_kept": 70, "error_mean": 0.119,
-         "error_std": 0.004, "n_seeds": 4},
-        {"metric": "m", "strategy": "easy", "keep_fraction": 0.5, "n_kept": 50, "error_mean": 0.20,
-         "error_std": 0.004, "n_seeds": 4},
-        {"metric": "m", "strategy": "easy", "keep_fraction": 0.7, "n_kept": 70, "error_mean": 0.16,
-         "error_std": 0.004, "n_seeds": 4},
-        {"metric": "m", "strategy": "random", "keep_fraction": 0.5, "n_kept": 50, "error_mean": 0.13,
-         "error_std": 0.004, "n_seeds": 4},
-        {"metric": "m", "strategy": "random", "keep_fraction": 0.7, "n_kept": 70, "error_mean": 0.12,
-         "error_std": 0.003, "n_seeds": 4},
-    ])
+    curves = pd.DataFrame(
+        [
+            # metric m: hard beats random clearly at 0.5, ties at 0.7; easy is worse
+            {
+                "metric": "m",
+                "strategy": "hard",
+                "keep_fraction": 0.5,
+                "n_kept": 50,
+                "error_mean": 0.10,
+                "error_std": 0.003,
+                "n_seeds": 4,
+            },
+            {
+                "metric": "m",
+                "strategy": "hard",
+                "keep_fraction": 0.7,
+                "n_kept": 70,
+                "error_mean": 0.119,
+                "error_std": 0.004,
+                "n_seeds": 4,
+            },
+            {
+                "metric": "m",
+                "strategy": "easy",
+                "keep_fraction": 0.5,
+                "n_kept": 50,
+                "error_mean": 0.20,
+                "error_std": 0.004,
+                "n_seeds": 4,
+            },
+            {
+                "metric": "m",
+                "strategy": "easy",
+                "keep_fraction": 0.7,
+                "n_kept": 70,
+                "error_mean": 0.16,
+                "error_std": 0.004,
+                "n_seeds": 4,
+            },
+            {
+                "metric": "m",
+                "strategy": "random",
+                "keep_fraction": 0.5,
+                "n_kept": 50,
+                "error_mean": 0.13,
+                "error_std": 0.004,
+                "n_seeds": 4,
+            },
+            {
+                "metric": "m",
+                "strategy": "random",
+                "keep_fraction": 0.7,
+                "n_kept": 70,
+                "error_mean": 0.12,
+                "error_std": 0.003,
+                "n_seeds": 4,
+            },
+        ]
+    )
     t = compare_with_random(curves, (0.5, 0.7))
     r = t[(t["strategy"] == "hard") & (t["keep_fraction"] == 0.5)].iloc[0]
     assert r["diff"] == pytest.approx(-0.03) and r["se"] == pytest.approx(0.005 / 2)
@@ -177,8 +241,24 @@ def test_benchmark_metrics_small_run(run_copy, tmp_path, capsys):
     assert len(res.stability) >= 2 and res.stability["spearman_vs_run"].between(-1, 1).all()
     again = benchmark_metrics(run, metrics=metrics, fractions=[0.5, 1.0], seeds=2, device="cpu")
     assert again.cached and again.table.equals(res.table)
-    assert main(["benchmark-metrics", "--workdir", str(run.dir), "--metrics", ",".join(metrics),
-                 "--fractions", "0.5,1", "--seeds", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "benchmark-metrics",
+                "--workdir",
+                str(run.dir),
+                "--metrics",
+                ",".join(metrics),
+                "--fractions",
+                "0.5,1",
+                "--seeds",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "cached: benchmark of 3 metrics" in out and "rank  metric" in out and "Spearman" in out
 

@@ -13,5 +13,12 @@ from .base import ENCODERS, ModuleEncoder, get_encoder, register_encoder
 from .pixels import PixelsEncoder
 from .torchvision import TORCHVISION_ENCODERS, TorchvisionEncoder
 
-__all__ = ["ENCODERS", "TORCHVISION_ENCODERS", "ModuleEncoder", "PixelsEncoder", "TorchvisionEncoder",
-           "get_encoder", "register_encoder"]
+__all__ = [
+    "ENCODERS",
+    "TORCHVISION_ENCODERS",
+    "ModuleEncoder",
+    "PixelsEncoder",
+    "TorchvisionEncoder",
+    "get_encoder",
+    "register_encoder",
+]

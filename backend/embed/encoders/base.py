@@ -57,8 +57,10 @@ class EncoderRegistry(Registry):
         for prefix in self.prefixes():
             if name.startswith(prefix) and len(name) > len(prefix):
                 return self._entries[prefix]
-        raise CurateError(f"unknown encoder {name!r}: use one of {', '.join(self.names())}, or "
-                          f"{' / '.join(p + 'MODEL' for p in self.prefixes())} (--encoder)")
+        raise CurateError(
+            f"unknown encoder {name!r}: use one of {', '.join(self.names())}, or "
+            f"{' / '.join(p + 'MODEL' for p in self.prefixes())} (--encoder)"
+        )
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
@@ -82,14 +84,14 @@ class EncoderRegistry(Registry):
 ENCODERS: EncoderRegistry = EncoderRegistry("encoder", packages=("backend.embed.encoders",))
 
 
-def register_encoder(name: str, *, description: str, family: str, prefix: bool = False,
-                     priority: int = 50, **info: Any) -> Callable:
+def register_encoder(
+    name: str, *, description: str, family: str, prefix: bool = False, priority: int = 50, **info: Any
+) -> Callable:
     """Register ``factory(name, *, weights, image_size, pca_dim) -> encoder`` under ``name``.
 
     ``prefix=True``: ``name`` is a prefix such as ``"timm:"`` and the factory gets the full name.
     """
-    return ENCODERS.register(name, description=description, family=family, prefix=prefix,
-                             priority=priority, **info)
+    return ENCODERS.register(name, description=description, family=family, prefix=prefix, priority=priority, **info)
 
 
 def get_encoder(name: str, *, weights: str | None = None, image_size: int | None = None, pca_dim: int = 128):
@@ -238,18 +240,22 @@ def local_weights(weights: str, *, filenames: tuple[str, ...], what: str) -> Pat
     if p.is_dir():
         found = file_in_folder(p, filenames)
         if found is None:
-            raise CurateError(f"no weights file for {what} in {p}: put one of {', '.join(filenames)} there, "
-                              "or pass the file itself with --weights FILE")
+            raise CurateError(
+                f"no weights file for {what} in {p}: put one of {', '.join(filenames)} there, "
+                "or pass the file itself with --weights FILE"
+            )
         return found
-    raise CurateError(f"weights {p} do not exist: pass a weights file or folder for {what}, "
-                      "or --weights random for an untrained model")
+    raise CurateError(
+        f"weights {p} do not exist: pass a weights file or folder for {what}, "
+        "or --weights random for an untrained model"
+    )
 
 
 def strip_prefix(key: str) -> str:
     """State-dict key without the wrappers that DataParallel, DINO or Lightning put in front."""
     for prefix in ("module.", "backbone.", "encoder.", "model."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key
 
 

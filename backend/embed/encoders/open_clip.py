@@ -41,58 +41,76 @@ def _open_clip():
     try:
         import open_clip
     except ImportError:
-        raise CurateError("open_clip encoders need the open_clip_torch package: pip install "
-                          "'curation-studio[open_clip]' (or pip install open_clip_torch)") from None
+        raise CurateError(
+            "open_clip encoders need the open_clip_torch package: pip install "
+            "'curation-studio[open_clip]' (or pip install open_clip_torch)"
+        ) from None
     return open_clip
 
 
 class OpenClipEncoder(ModuleEncoder):
     channels_last = False
 
-    def __init__(self, name: str, model_name: str, tag: str | None, *, weights: str | None = None,
-                 image_size: int | None = None):
+    def __init__(
+        self, name: str, model_name: str, tag: str | None, *, weights: str | None = None, image_size: int | None = None
+    ):
         open_clip = _open_clip()
         self.name = name
         if open_clip.get_model_config(model_name) is None:
-            raise CurateError(f"open_clip has no model {model_name!r}: pick one of open_clip.list_models() "
-                              "(e.g. ViT-B-32, ViT-B-16-SigLIP)")
+            raise CurateError(
+                f"open_clip has no model {model_name!r}: pick one of open_clip.list_models() "
+                "(e.g. ViT-B-32, ViT-B-16-SigLIP)"
+            )
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         tag = tag or (tags[0] if tags else None)
         tag_cfg = (open_clip.get_pretrained_cfg(model_name, tag) or {}) if tag else {}
         # never fetch tower weights: open_clip 3 calls the switch pretrained_text, open_clip 2 pretrained_hf
         accepted = inspect.signature(open_clip.create_model).parameters
-        kwargs: dict[str, Any] = {k: False for k in ("pretrained_image", "pretrained_text", "pretrained_hf")
-                                  if k in accepted}
+        kwargs: dict[str, Any] = {
+            k: False for k in ("pretrained_image", "pretrained_text", "pretrained_hf") if k in accepted
+        }
         if image_size:
             kwargs["force_image_size"] = int(image_size)
-        for ours, theirs in (("image_mean", "mean"), ("image_std", "std"), ("image_interpolation", "interpolation"),
-                             ("image_resize_mode", "resize_mode")):
+        for ours, theirs in (
+            ("image_mean", "mean"),
+            ("image_std", "std"),
+            ("image_interpolation", "interpolation"),
+            ("image_resize_mode", "resize_mode"),
+        ):
             if tag_cfg.get(theirs):
                 kwargs[ours] = tag_cfg[theirs]
         if tag_cfg.get("quick_gelu"):
             kwargs["force_quick_gelu"] = True  # OpenAI's CLIP weights were trained with QuickGELU
         if weights is not None and is_random(weights):
-            model, _, transform = seeded_init(lambda: open_clip.create_model_and_transforms(
-                model_name, pretrained=None, **kwargs))
+            model, _, transform = seeded_init(
+                lambda: open_clip.create_model_and_transforms(model_name, pretrained=None, **kwargs)
+            )
             weights_id = "random-init-seed0"
         else:
             path = self._weights_file(model_name, tag, tag_cfg, weights)
             try:
-                model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=str(path),
-                                                                            **kwargs)
+                model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=str(path), **kwargs)
             except Exception as exc:  # noqa: BLE001 - torch, safetensors and pickle errors alike: one line
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                raise CurateError(f"weights {path.name} do not load into open_clip {model_name} ({first}): "
-                                  "pass a checkpoint of this model") from None
+                raise CurateError(
+                    f"weights {path.name} do not load into open_clip {model_name} ({first}): "
+                    "pass a checkpoint of this model"
+                ) from None
             weights_id = weights_identity(path)
         self.model = model.visual  # the text tower is not needed for image embeddings
         del model
         self.transform = transform
         size = getattr(self.model, "image_size", None) or image_size or 224
         self.size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.identity = {"encoder": name, "family": "open_clip", "model": model_name, "tag": tag,
-                         "weights": weights_id, "image_size": self.size,
-                         "preprocess": describe_transform(self.transform)}
+        self.identity = {
+            "encoder": name,
+            "family": "open_clip",
+            "model": model_name,
+            "tag": tag,
+            "weights": weights_id,
+            "image_size": self.size,
+            "preprocess": describe_transform(self.transform),
+        }
         self._finish()
 
     @staticmethod
@@ -109,10 +127,13 @@ class OpenClipEncoder(ModuleEncoder):
         found = hf_cached_file(repo, ((fname,) if fname else ()) + CHECKPOINT_FILES) if hub else None
         if found is None:
             where = f"open_clip_model.safetensors of the Hugging Face repo {repo}" if hub else "an open_clip checkpoint"
-            raise CurateError(f"no weights for open_clip {model_name}" + (f" ({tag})" if tag else "")
-                              + f" on this machine (nothing is downloaded): pass --weights FILE ({where}"
-                              + (f", or {url_file}" if url_file else "")
-                              + "), put the repo in the Hugging Face cache, or use --weights random")
+            raise CurateError(
+                f"no weights for open_clip {model_name}"
+                + (f" ({tag})" if tag else "")
+                + f" on this machine (nothing is downloaded): pass --weights FILE ({where}"
+                + (f", or {url_file}" if url_file else "")
+                + "), put the repo in the Hugging Face cache, or use --weights random"
+            )
         return found
 
 
@@ -126,9 +147,25 @@ def _make_any(name, *, weights=None, image_size=None, pca_dim=128):
     return OpenClipEncoder(name, model_name, tag or None, weights=weights, image_size=image_size)
 
 
-register_encoder("clip_vit_b32", family="open_clip", priority=40, needs_weights=True,
-                 description="OpenAI CLIP ViT-B/32 image tower (open_clip ViT-B-32, tag openai)")(_make_alias)
-register_encoder("siglip_vit_b16", family="open_clip", priority=41, needs_weights=True,
-                 description="SigLIP ViT-B/16 image tower (open_clip ViT-B-16-SigLIP, tag webli)")(_make_alias)
-register_encoder("open_clip:", prefix=True, family="open_clip", priority=49, needs_weights=True,
-                 description="any open_clip model, open_clip:MODEL[@TAG], e.g. open_clip:ViT-L-14@openai")(_make_any)
+register_encoder(
+    "clip_vit_b32",
+    family="open_clip",
+    priority=40,
+    needs_weights=True,
+    description="OpenAI CLIP ViT-B/32 image tower (open_clip ViT-B-32, tag openai)",
+)(_make_alias)
+register_encoder(
+    "siglip_vit_b16",
+    family="open_clip",
+    priority=41,
+    needs_weights=True,
+    description="SigLIP ViT-B/16 image tower (open_clip ViT-B-16-SigLIP, tag webli)",
+)(_make_alias)
+register_encoder(
+    "open_clip:",
+    prefix=True,
+    family="open_clip",
+    priority=49,
+    needs_weights=True,
+    description="any open_clip model, open_clip:MODEL[@TAG], e.g. open_clip:ViT-L-14@openai",
+)(_make_any)

@@ -17,8 +17,12 @@ class PixelsEncoder:
         self.size = int(size)
         self.pca_dim = int(pca_dim)
         self.raw_dim = 3 * self.size * self.size
-        self.identity = {"encoder": "pixels", "size": self.size, "pca_dim": self.pca_dim,
-                         "preprocess": "bilinear-resize,rgb,uint8"}
+        self.identity = {
+            "encoder": "pixels",
+            "size": self.size,
+            "pca_dim": self.pca_dim,
+            "preprocess": "bilinear-resize,rgb,uint8",
+        }
 
     def preprocess(self, img):
         import torch
@@ -39,8 +43,9 @@ class PixelsEncoder:
         return self
 
     # PCA is fitted on a sample of the pool, then applied in chunks.
-    def fit_transform(self, raw: np.ndarray, fit_rows: np.ndarray, out: np.ndarray, *,
-                      seed: int = 0, progress=None) -> dict:
+    def fit_transform(
+        self, raw: np.ndarray, fit_rows: np.ndarray, out: np.ndarray, *, seed: int = 0, progress=None
+    ) -> dict:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(fit_rows, size=min(len(fit_rows), 20000), replace=False))
         x = raw[sample].astype(np.float32) / 255.0
@@ -52,17 +57,21 @@ class PixelsEncoder:
         xc = x - mean
         _, s, vt = randomized_svd(xc, n_components=dim, n_iter=4, random_state=seed)
         comps = vt.astype(np.float32)
-        explained = float((s ** 2).sum() / max(float(np.einsum("ij,ij->", xc, xc)), 1e-12))
+        explained = float((s**2).sum() / max(float(np.einsum("ij,ij->", xc, xc)), 1e-12))
         step = 65536
         for start in range(0, len(raw), step):
-            chunk = raw[start:start + step].astype(np.float32) / 255.0
-            out[start:start + step, :dim] = (chunk - mean) @ comps.T
+            chunk = raw[start : start + step].astype(np.float32) / 255.0
+            out[start : start + step, :dim] = (chunk - mean) @ comps.T
             if progress:
                 progress(min(start + step, len(raw)), len(raw))
         return {"pca_mean": mean, "pca_components": comps, "explained_variance": explained, "dim": dim}
 
 
-@register_encoder("pixels", family="pixels", priority=0,
-                  description="resize to 32x32, flatten, PCA to 128 dimensions; needs no weights")
+@register_encoder(
+    "pixels",
+    family="pixels",
+    priority=0,
+    description="resize to 32x32, flatten, PCA to 128 dimensions; needs no weights",
+)
 def make_pixels(name, *, weights=None, image_size=None, pca_dim=128):
     return PixelsEncoder(size=image_size or 32, pca_dim=pca_dim)

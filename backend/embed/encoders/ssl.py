@@ -44,11 +44,14 @@ def load_ssl_file(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CurateError(f"cannot read {path} ({type(exc).__name__}): pass the encoder.pt written by "
-                          "train-encoder") from None
+        raise CurateError(
+            f"cannot read {path} ({type(exc).__name__}): pass the encoder.pt written by train-encoder"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CurateError(f"{path.name} is not an encoder written by train-encoder: for other checkpoints use "
-                          "--encoder resnet50 / timm:NAME / open_clip:NAME with --weights FILE")
+        raise CurateError(
+            f"{path.name} is not an encoder written by train-encoder: for other checkpoints use "
+            "--encoder resnet50 / timm:NAME / open_clip:NAME with --weights FILE"
+        )
     return blob
 
 
@@ -67,21 +70,35 @@ class SSLEncoder(ModuleEncoder):
         try:
             model.load_state_dict(blob["state_dict"])
         except RuntimeError as exc:
-            raise CurateError(f"{path.name} does not fit its own backbone {spec['name']} "
-                              f"({str(exc).splitlines()[0][:160]}): retrain with train-encoder") from None
+            raise CurateError(
+                f"{path.name} does not fit its own backbone {spec['name']} "
+                f"({str(exc).splitlines()[0][:160]}): retrain with train-encoder"
+            ) from None
         self.model = model
         self.size = int(image_size or blob["image_size"])
         self.transform = eval_transform(self.size, blob["mean"], blob["std"])
         self.channels_last = not spec["name"].startswith("timm:vit")
-        self.identity = {"encoder": "ssl", "family": "ssl", "method": blob["method"], "backbone": spec["name"],
-                         "epochs": int(blob["epochs"]), "weights": weights_identity(path), "image_size": self.size,
-                         "preprocess": f"resize{self.size},centercrop{self.size},normalise{blob['mean']}/{blob['std']}"}
+        self.identity = {
+            "encoder": "ssl",
+            "family": "ssl",
+            "method": blob["method"],
+            "backbone": spec["name"],
+            "epochs": int(blob["epochs"]),
+            "weights": weights_identity(path),
+            "image_size": self.size,
+            "preprocess": f"resize{self.size},centercrop{self.size},normalise{blob['mean']}/{blob['std']}",
+        }
         self.trained = {"knn_accuracy": blob.get("knn_accuracy"), "source": blob.get("source"), "path": str(path)}
         self._finish()
 
 
-@register_encoder("ssl", family="ssl", priority=10, needs_weights=True,
-                  description="self-supervised encoder trained on your own images by `curate train-encoder`; "
-                              "--weights encoder.pt (or its workdir)")
+@register_encoder(
+    "ssl",
+    family="ssl",
+    priority=10,
+    needs_weights=True,
+    description="self-supervised encoder trained on your own images by `curate train-encoder`; "
+    "--weights encoder.pt (or its workdir)",
+)
 def make_ssl(name, *, weights=None, image_size=None, pca_dim=128):
     return SSLEncoder(weights, image_size=image_size)

@@ -41,8 +41,9 @@ def _timm():
     try:
         import timm
     except ImportError:
-        raise CurateError("timm encoders need the timm package: pip install 'curation-studio[timm]' "
-                          "(or pip install timm)") from None
+        raise CurateError(
+            "timm encoders need the timm package: pip install 'curation-studio[timm]' (or pip install timm)"
+        ) from None
     return timm
 
 
@@ -51,8 +52,10 @@ class TimmEncoder(ModuleEncoder):
         timm = _timm()
         self.name = name
         if not timm.is_model(model_name):
-            raise CurateError(f"timm has no model {model_name!r}: pick a name from timm.list_models() "
-                              "(e.g. vit_small_patch14_dinov2.lvd142m, resnet50.a1_in1k)")
+            raise CurateError(
+                f"timm has no model {model_name!r}: pick a name from timm.list_models() "
+                "(e.g. vit_small_patch14_dinov2.lvd142m, resnet50.a1_in1k)"
+            )
         kwargs = {"num_classes": 0}
         if image_size and _is_vit(model_name):
             kwargs["img_size"] = int(image_size)
@@ -62,12 +65,15 @@ class TimmEncoder(ModuleEncoder):
         else:
             path = self._weights_file(timm, model_name, weights)
             try:
-                model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)},
-                                          **kwargs)
+                model = timm.create_model(
+                    model_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+                )
             except Exception as exc:  # noqa: BLE001 - torch, safetensors and pickle errors alike: one line
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                raise CurateError(f"weights {path.name} do not load into timm {model_name} ({first}): "
-                                  "pass a checkpoint of this architecture") from None
+                raise CurateError(
+                    f"weights {path.name} do not load into timm {model_name} ({first}): "
+                    "pass a checkpoint of this architecture"
+                ) from None
             weights_id = weights_identity(path)
         data_args = {"input_size": (3, int(image_size), int(image_size))} if image_size else None
         cfg = timm.data.resolve_model_data_config(model, args=data_args)
@@ -75,8 +81,14 @@ class TimmEncoder(ModuleEncoder):
         self.transform = timm.data.create_transform(**cfg, is_training=False)
         self.model = model
         self.channels_last = not hasattr(model, "patch_embed")
-        self.identity = {"encoder": name, "family": "timm", "model": model_name, "weights": weights_id,
-                         "image_size": self.size, "preprocess": describe_transform(self.transform)}
+        self.identity = {
+            "encoder": name,
+            "family": "timm",
+            "model": model_name,
+            "weights": weights_id,
+            "image_size": self.size,
+            "preprocess": describe_transform(self.transform),
+        }
         self._finish()
 
     @staticmethod
@@ -96,9 +108,12 @@ class TimmEncoder(ModuleEncoder):
             found = cached if cached.is_file() else None
         if found is None:
             where = f"model.safetensors of the Hugging Face repo {hub_id}" if hub_id else "a checkpoint file"
-            raise CurateError(f"no weights for timm {model_name} on this machine (nothing is downloaded): pass "
-                              f"--weights FILE ({where}" + (f", or {url_file}" if url_file else "")
-                              + "), put the repo in the Hugging Face cache, or use --weights random")
+            raise CurateError(
+                f"no weights for timm {model_name} on this machine (nothing is downloaded): pass "
+                f"--weights FILE ({where}"
+                + (f", or {url_file}" if url_file else "")
+                + "), put the repo in the Hugging Face cache, or use --weights random"
+            )
         return found
 
 
@@ -115,12 +130,33 @@ def _make_any(name, *, weights=None, image_size=None, pca_dim=128):
     return TimmEncoder(name, name.split(":", 1)[1], weights=weights, image_size=image_size)
 
 
-register_encoder("dinov2_vits14", family="timm", priority=30, needs_weights=True,
-                 description="DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2.lvd142m), self-supervised; 518 px "
-                             "by default, --image-size 224 is 5x faster")(_make_alias)
-register_encoder("dinov2_vitb14", family="timm", priority=31, needs_weights=True,
-                 description="DINOv2 ViT-B/14 (timm vit_base_patch14_dinov2.lvd142m)")(_make_alias)
-register_encoder("timm_resnet50", family="timm", priority=32, needs_weights=True,
-                 description="ResNet-50 (timm resnet50.a1_in1k), supervised ImageNet")(_make_alias)
-register_encoder("timm:", prefix=True, family="timm", priority=39, needs_weights=True,
-                 description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k")(_make_any)
+register_encoder(
+    "dinov2_vits14",
+    family="timm",
+    priority=30,
+    needs_weights=True,
+    description="DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2.lvd142m), self-supervised; 518 px "
+    "by default, --image-size 224 is 5x faster",
+)(_make_alias)
+register_encoder(
+    "dinov2_vitb14",
+    family="timm",
+    priority=31,
+    needs_weights=True,
+    description="DINOv2 ViT-B/14 (timm vit_base_patch14_dinov2.lvd142m)",
+)(_make_alias)
+register_encoder(
+    "timm_resnet50",
+    family="timm",
+    priority=32,
+    needs_weights=True,
+    description="ResNet-50 (timm resnet50.a1_in1k), supervised ImageNet",
+)(_make_alias)
+register_encoder(
+    "timm:",
+    prefix=True,
+    family="timm",
+    priority=39,
+    needs_weights=True,
+    description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k",
+)(_make_any)

@@ -55,10 +55,15 @@ class TorchvisionEncoder(ModuleEncoder):
         strip_head(model)
         self.model = model
         resize = int(round(self.size * 256 / 224))
-        self.identity = {"encoder": name, "weights": weights_id, "image_size": self.size,
-                         "preprocess": f"resize{resize},centercrop{self.size},imagenet-normalise"}
-        self.transform = T.Compose([T.Resize(resize), T.CenterCrop(self.size), T.ToTensor(),
-                                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.identity = {
+            "encoder": name,
+            "weights": weights_id,
+            "image_size": self.size,
+            "preprocess": f"resize{resize},centercrop{self.size},imagenet-normalise",
+        }
+        self.transform = T.Compose(
+            [T.Resize(resize), T.CenterCrop(self.size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        )
         self._finish()
 
     def _load_weights(self, model, enum_name, weights) -> str:
@@ -78,7 +83,8 @@ class TorchvisionEncoder(ModuleEncoder):
                     raise CurateError(
                         f"no ImageNet weights for {self.name} and no network: pass --weights FILE "
                         f"(a {self.name} state dict), copy {fname} into {cached.parent}, "
-                        "or use --encoder pixels")
+                        "or use --encoder pixels"
+                    )
                 try:
                     torch.hub.download_url_to_file(enum.url, str(cached), progress=True)
                 except Exception as exc:  # noqa: BLE001
@@ -88,36 +94,44 @@ class TorchvisionEncoder(ModuleEncoder):
         else:
             path = Path(weights).expanduser()
             if not path.is_file():
-                raise CurateError(f"weights file {path} does not exist: pass a state dict saved with "
-                                  f"torch.save(model.state_dict(), FILE), or --weights imagenet")
+                raise CurateError(
+                    f"weights file {path} does not exist: pass a state dict saved with "
+                    f"torch.save(model.state_dict(), FILE), or --weights imagenet"
+                )
             ident = weights_identity(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise CurateError(f"cannot read weights {path} ({type(exc).__name__}): "
-                              "pass a state dict saved with torch.save") from None
+            raise CurateError(
+                f"cannot read weights {path} ({type(exc).__name__}): pass a state dict saved with torch.save"
+            ) from None
         for key in ("state_dict", "model", "teacher", "student"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
         if not isinstance(state, dict):
-            raise CurateError(f"weights {path.name} hold a {type(state).__name__}, not a state dict: "
-                              "save them with torch.save(model.state_dict(), FILE)")
+            raise CurateError(
+                f"weights {path.name} hold a {type(state).__name__}, not a state dict: "
+                "save them with torch.save(model.state_dict(), FILE)"
+            )
         state = {strip_prefix(str(k)): v for k, v in state.items()}
         own = model.state_dict()
-        wrong = [k for k, v in state.items()
-                 if k in own and tuple(getattr(v, "shape", ())) != tuple(own[k].shape)]
+        wrong = [k for k, v in state.items() if k in own and tuple(getattr(v, "shape", ())) != tuple(own[k].shape)]
         bad = [k for k in wrong if not k.startswith(HEAD_PREFIXES)]
         if bad:
-            raise CurateError(f"weights {path.name} do not fit {self.name}: {bad[0]} has shape "
-                              f"{tuple(getattr(state[bad[0]], 'shape', ()))}, the model needs "
-                              f"{tuple(own[bad[0]].shape)}; pass weights for this architecture")
+            raise CurateError(
+                f"weights {path.name} do not fit {self.name}: {bad[0]} has shape "
+                f"{tuple(getattr(state[bad[0]], 'shape', ()))}, the model needs "
+                f"{tuple(own[bad[0]].shape)}; pass weights for this architecture"
+            )
         # a classifier head of another size does not matter: the head is removed
         state = {k: v for k, v in state.items() if k not in wrong}
         result = model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIXES)]
         if missing:
-            raise CurateError(f"weights {path.name} do not fit {self.name}: {len(missing)} tensors "
-                              f"missing (e.g. {missing[0]}); pass weights for this architecture")
+            raise CurateError(
+                f"weights {path.name} do not fit {self.name}: {len(missing)} tensors "
+                f"missing (e.g. {missing[0]}); pass weights for this architecture"
+            )
         return ident
 
 
@@ -145,6 +159,10 @@ def _make(name, *, weights=None, image_size=None, pca_dim=128):
 
 
 for _name in TORCHVISION_ENCODERS:
-    register_encoder(_name, family="torchvision", priority=20, needs_weights=True,
-                     description=f"torchvision {_name}, head removed; --weights FILE, imagenet (torch cache) "
-                                 "or random")(_make)
+    register_encoder(
+        _name,
+        family="torchvision",
+        priority=20,
+        needs_weights=True,
+        description=f"torchvision {_name}, head removed; --weights FILE, imagenet (torch cache) or random",
+    )(_make)

@@ -2,6 +2,9 @@
 
 from ..registry import register_map_method
 
-register_map_method("pca", priority=1,
-                    description="the first two principal components of the normalised embeddings: fast and "
-                                "linear, but clusters overlap more than in UMAP")
+register_map_method(
+    "pca",
+    priority=1,
+    description="the first two principal components of the normalised embeddings: fast and "
+    "linear, but clusters overlap more than in UMAP",
+)

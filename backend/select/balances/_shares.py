@@ -27,8 +27,9 @@ def share_floor(sizes: np.ndarray, n_keep: int, options: dict) -> BalancePlan:
     share = options.get("floor_share", DEFAULT_FLOOR_SHARE)
     share = DEFAULT_FLOOR_SHARE if share is None else float(share)
     if not 0.0 <= share <= 1.0 or np.isnan(share):
-        raise CurateError(f"--floor-share {share} must be in [0, 1]: 0.5 keeps at least half of each group's "
-                          "random share")
+        raise CurateError(
+            f"--floor-share {share} must be in [0, 1]: 0.5 keeps at least half of each group's random share"
+        )
     sizes = np.asarray(sizes, np.int64)
     random_share = sizes * (n_keep / max(int(sizes.sum()), 1))
     return BalancePlan(floor=np.minimum(np.floor(share * random_share + 1e-9).astype(np.int64), sizes))

@@ -8,8 +8,13 @@ from ..base import BalancePlan, register_balance
 from ._shares import DEFAULT_FLOOR_SHARE, share_floor
 
 
-@register_balance("cluster-floor", group="cluster", priority=35, options={"floor_share": DEFAULT_FLOOR_SHARE},
-                  description="each cluster keeps at least --floor-share (default 50%) of what random pruning "
-                              "would give it, the rest by global order")
+@register_balance(
+    "cluster-floor",
+    group="cluster",
+    priority=35,
+    options={"floor_share": DEFAULT_FLOOR_SHARE},
+    description="each cluster keeps at least --floor-share (default 50%) of what random pruning "
+    "would give it, the rest by global order",
+)
 def cluster_floor(sizes: np.ndarray, n_keep: int, options: dict) -> BalancePlan:
     return share_floor(sizes, n_keep, options)

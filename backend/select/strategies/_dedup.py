@@ -31,8 +31,10 @@ def duplicate_mask(inp: StrategyInput) -> np.ndarray:
     try:
         from ...dedup import semdedup
     except ImportError:
-        raise CurateError("dedup+hard / dedup+easy need semantic deduplication (backend.dedup), "
-                          "which this installation does not have: use --strategy hard or easy") from None
+        raise CurateError(
+            "dedup+hard / dedup+easy need semantic deduplication (backend.dedup), "
+            "which this installation does not have: use --strategy hard or easy"
+        ) from None
     if inp.run is None:
         raise CurateError("dedup strategies need the run's embeddings: pass the run to Ranking(run=...)")
     eps = float(inp.options.get("dedup_eps", DEFAULT_EPS))

@@ -126,7 +126,7 @@ def ccs_choose(inp: StrategyInput, positions: np.ndarray, n: int, *, keep_fracti
     budget = allocate(np.bincount(bins[left], minlength=strata), n)
     # uniform inside every stratum: the earliest draws of each bin (a stable radix sort of small integers)
     d = by_draw[left[by_draw]]
-    b = bins[d].astype(np.int16 if strata < 2 ** 15 else np.int64)
+    b = bins[d].astype(np.int16 if strata < 2**15 else np.int64)
     order = np.argsort(b, kind="stable")
     b_sorted = b[order]
     starts = np.searchsorted(b_sorted, np.arange(strata))
@@ -143,6 +143,11 @@ def ccs_priority(inp: StrategyInput) -> np.ndarray:
     return random_score(inp.ids, inp.seed)
 
 
-register_strategy("ccs", priority=40, choose=ccs_choose, options={"ccs_beta": None, "ccs_strata": DEFAULT_STRATA},
-                  description="coverage-centric (Zheng et al. 2023): drop the hardest beta, then sample evenly "
-                              "across equal-width score strata")(ccs_priority)
+register_strategy(
+    "ccs",
+    priority=40,
+    choose=ccs_choose,
+    options={"ccs_beta": None, "ccs_strata": DEFAULT_STRATA},
+    description="coverage-centric (Zheng et al. 2023): drop the hardest beta, then sample evenly "
+    "across equal-width score strata",
+)(ccs_priority)

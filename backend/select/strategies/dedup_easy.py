@@ -8,7 +8,11 @@ from ..base import StrategyInput, register_strategy
 from ._dedup import OPTIONS, dedup_then
 
 
-@register_strategy("dedup+easy", priority=46, options=OPTIONS,
-                   description="semantic duplicates (SemDeDup) removed first, then keep easy")
+@register_strategy(
+    "dedup+easy",
+    priority=46,
+    options=OPTIONS,
+    description="semantic duplicates (SemDeDup) removed first, then keep easy",
+)
 def dedup_easy(inp: StrategyInput) -> np.ndarray:
     return dedup_then(inp, np.asarray(inp.scores, np.float64))

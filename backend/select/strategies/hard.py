@@ -7,7 +7,6 @@ import numpy as np
 from ..base import StrategyInput, register_strategy
 
 
-@register_strategy("hard", priority=10,
-                   description="keep the highest difficulty first (best with abundant data)")
+@register_strategy("hard", priority=10, description="keep the highest difficulty first (best with abundant data)")
 def hard(inp: StrategyInput) -> np.ndarray:
     return -np.asarray(inp.scores, np.float64)
