@@ -47,14 +47,14 @@ demo: demo-run app
 app: install
 	$(BIN)/curate app --workdir $(WORKDIR) --port $(PORT)
 
-test: install-test
+test: install-test lint
 	$(BIN)/python -m pytest -q
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
+# ruff (lint + format) on the whole tree and mypy on backend/ (configured in pyproject.toml)
 lint: install-test
-	$(BIN)/python -m pip install -q ruff mypy
 	$(BIN)/ruff check backend curation_app tests benchmarks
 	$(BIN)/ruff format --check backend curation_app tests benchmarks
 	$(BIN)/mypy
