@@ -105,11 +105,15 @@ def _read_rows(x, idx, out: np.ndarray | None = None) -> np.ndarray:
     return normalize_inplace(out)
 
 
+_CHUNK_BYTES = 256 << 20  # one float32 chunk: 64k rows at D = 1024, fewer rows for wider embeddings
+
+
 def _iter_chunks(x, rows):
-    """(start, normalised rows) per ``CHUNK`` rows; the array is reused, so use it before the next one."""
-    buf = np.empty((min(CHUNK, len(rows)), x.shape[1]), np.float32)
-    for start in range(0, len(rows), CHUNK):
-        yield start, _read_rows(x, rows[start : start + CHUNK], buf)
+    """(start, normalised rows) per chunk of at most ``CHUNK`` rows and ~256 MB; the buffer is reused."""
+    step = max(1, min(CHUNK, _CHUNK_BYTES // (4 * max(1, x.shape[1]))))
+    buf = np.empty((min(step, len(rows)), x.shape[1]), np.float32)
+    for start in range(0, len(rows), step):
+        yield start, _read_rows(x, rows[start : start + step], buf)
 
 
 _release_pages = release_pages  # a module attribute: bench_kmeans --no-release-run replaces it
