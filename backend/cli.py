@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(RUNNERS),
         help="where the embedding and nearest-centroid passes run, same results on each: "
         + RUNNERS.help("local")
-        + "; ray needs pip install 'curation-studio[ray]'",
+        + "; ray needs pip install 'curation-studio[distributed]'",
     )
     r.add_argument(
         "--address",

@@ -18,7 +18,7 @@ try:
     import ray.data
 except ImportError as exc:  # the engine module turns this into the install hint
     raise CurateError(
-        "--engine ray needs Ray: pip install 'curation-studio[ray]' (or pip install "
+        "--engine ray needs Ray: pip install 'curation-studio[distributed]' (or pip install "
         "'ray[data]>=2.60,<2.61') on the driver and on every node of the cluster"
     ) from exc
 

@@ -297,6 +297,9 @@ def test_scaling_panel_with_an_estimate(app_workdir, app_run, monkeypatch):
     from curation_app import services
 
     monkeypatch.setattr(services, "scaling_result", lambda run_dir, key, metric: res)
+    # the panel prefers a cached grid of the settings on screen (another test may have computed one in this
+    # session's workdir): make it find none, so it shows the estimate above
+    monkeypatch.setattr(services, "scaling_grid", lambda *args, **kwargs: None)
     at = make_app(app_workdir, monkeypatch)
     goto(at, "prune")
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]

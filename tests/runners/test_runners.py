@@ -34,8 +34,13 @@ def test_config_refuses_unknown_engine_and_address_without_ray():
 def test_ray_missing_is_one_line_with_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     monkeypatch.delitem(sys.modules, "backend.runners._ray_adapter", raising=False)
+    # after another test imported it, the package keeps the submodule as an attribute: drop that too,
+    # so `from . import _ray_adapter` really imports it again (and meets the missing Ray)
+    import backend.runners
+
+    monkeypatch.delattr(backend.runners, "_ray_adapter", raising=False)
     runner = get_runner("ray")
-    with pytest.raises(CurateError, match=r"pip install 'curation-studio\[ray\]'"):
+    with pytest.raises(CurateError, match=r"pip install .curation-studio\[distributed\]."):
         runner.assign(np.zeros((4, 2), np.float32), np.eye(2, dtype=np.float32), np.arange(4))
 
 
