@@ -367,31 +367,40 @@ def _compute(
     failed = [f for _, _, fl in _read_markers(chunks_dir, n) for f in fl]
     info = {"n": n, "raw_dim": encoder.raw_dim, "failed": failed}
     if pca_dim:
-        ok = np.ones(n, bool)
-        ok[[r for r, _ in failed]] = False
-        rows = fit_rows if fit_rows is not None else np.arange(n)
-        rows = rows[ok[rows]]
-        if len(rows) == 0:
-            r, reason = failed[0] if failed else (0, "no examples")
-            raise CurateError(
-                f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
-                f"{reason}): check the files passed to --source"
-            )
-        emb_path = out_dir / "embeddings.npy"
-        dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
-        with atomic_path(emb_path) as tmp:
-            _open_memmap_prealloc(tmp, np.float32, (n, dim), "the embeddings")
-            out = np.load(tmp, mmap_mode="r+")
-            fit = encoder.fit_transform(np.load(raw_path, mmap_mode="r"), rows, out)
-            out[~ok] = 0.0
-            out.flush()
-            del out
-        write_npy(out_dir / "pca_components.npy", fit["pca_components"])
-        write_npy(out_dir / "pca_mean.npy", fit["pca_mean"])
-        info["pca_explained_variance"] = fit["explained_variance"]
-        info["dim"] = int(fit["dim"])
-        del raw
-        raw_path.unlink(missing_ok=True)  # the raw pixels were only needed for the PCA
+        del raw  # the PCA reads the raw pixels from the file, then removes it
+        info.update(finish_pca(source, encoder, out_dir, raw_path, failed, fit_rows))
     else:
         info["dim"] = encoder.raw_dim
     return info
+
+
+def finish_pca(source, encoder, out_dir: Path, raw_path: Path, failed: list, fit_rows) -> dict:
+    """The encoder's PCA (``pixels``): fitted on the usable pool rows of ``raw_path``, applied to every row.
+
+    Writes ``embeddings.npy`` (failed rows zero) and the PCA's components and mean, removes the raw
+    pixels and returns the stage info it adds.  Shared by every engine, so they give identical vectors.
+    """
+    n = len(source)
+    ok = np.ones(n, bool)
+    ok[[r for r, _ in failed]] = False
+    rows = np.asarray(fit_rows) if fit_rows is not None else np.arange(n)
+    rows = rows[ok[rows]]
+    if len(rows) == 0:
+        r, reason = failed[0] if failed else (0, "no examples")
+        raise CurateError(
+            f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
+            f"{reason}): check the files passed to --source"
+        )
+    emb_path = out_dir / "embeddings.npy"
+    dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
+    with atomic_path(emb_path) as tmp:
+        _open_memmap_prealloc(tmp, np.float32, (n, dim), "the embeddings")
+        out = np.load(tmp, mmap_mode="r+")
+        fit = encoder.fit_transform(np.load(raw_path, mmap_mode="r"), rows, out)
+        out[~ok] = 0.0
+        out.flush()
+        del out
+    write_npy(out_dir / "pca_components.npy", fit["pca_components"])
+    write_npy(out_dir / "pca_mean.npy", fit["pca_mean"])
+    raw_path.unlink(missing_ok=True)  # the raw pixels were only needed for the PCA
+    return {"pca_explained_variance": fit["explained_variance"], "dim": int(fit["dim"])}

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CurateError
-from ..io import atomic_path, clean_stale_tmp, lock_file, write_json, write_npy
+from ..io import atomic_path, clean_stale_tmp, lock_file, write_json
 from . import register_runner
 
 MAX_SHARD_BYTES = 64 << 20  # preprocessed inputs of one shard (one Ray block)
@@ -153,7 +153,7 @@ class RayRunner:
             return info
 
     def _embed(self, source, encoder, out_dir: Path, *, device, batch_size, progress, fit_rows) -> dict:
-        from ..embed.runner import _gaps, _open_memmap_prealloc, _read_markers
+        from ..embed.runner import _gaps, _open_memmap_prealloc, _read_markers, finish_pca
 
         ray = self._connect()
         shards_dir = out_dir / "shards"
@@ -212,7 +212,7 @@ class RayRunner:
         info = {"n": n, "raw_dim": int(encoder.raw_dim), "failed": failed_all, "engine": "ray"}
         del raw
         if pca_dim:
-            info.update(_finish_pca(source, encoder, out_dir, raw_path, failed_all, fit_rows))
+            info.update(finish_pca(source, encoder, out_dir, raw_path, failed_all, fit_rows))
         else:
             info["dim"] = int(encoder.raw_dim)
         return info
@@ -293,36 +293,6 @@ def _open_existing(path: Path, shape, dtype):
     except (OSError, ValueError):
         return None
     return arr if arr.shape == shape and arr.dtype == np.dtype(dtype) else None
-
-
-def _finish_pca(source, encoder, out_dir: Path, raw_path: Path, failed: list, fit_rows) -> dict:
-    """The pixels PCA, exactly as the local runner does it: fitted on the usable pool rows, applied to all."""
-    from ..embed.runner import _open_memmap_prealloc
-
-    n = len(source)
-    ok = np.ones(n, bool)
-    ok[[r for r, _ in failed]] = False
-    rows = np.asarray(fit_rows) if fit_rows is not None else np.arange(n)
-    rows = rows[ok[rows]]
-    if len(rows) == 0:
-        r, reason = failed[0] if failed else (0, "no examples")
-        raise CurateError(
-            f"no image could be read (e.g. {source.index['example_id'].iat[int(r)]}: "
-            f"{reason}): check the files passed to --source"
-        )
-    emb_path = out_dir / "embeddings.npy"
-    dim = min(encoder.pca_dim, len(rows), encoder.raw_dim)
-    with atomic_path(emb_path) as tmp:
-        _open_memmap_prealloc(tmp, np.float32, (n, dim), "the embeddings")
-        out = np.load(tmp, mmap_mode="r+")
-        fit = encoder.fit_transform(np.load(raw_path, mmap_mode="r"), rows, out)
-        out[~ok] = 0.0
-        out.flush()
-        del out
-    write_npy(out_dir / "pca_components.npy", fit["pca_components"])
-    write_npy(out_dir / "pca_mean.npy", fit["pca_mean"])
-    raw_path.unlink(missing_ok=True)  # the raw pixels were only needed for the PCA
-    return {"pca_explained_variance": fit["explained_variance"], "dim": int(fit["dim"])}
 
 
 @register_runner(
