@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,15 +19,6 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "curation_app" / "app.py"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PAGES = ["data", "map", "clusters", "difficulty", "prune", "export"]
 CHART_PAGES = {"data", "map", "difficulty", "prune"}
 
@@ -40,12 +29,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _screens_dir() -> Path:
     base = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts")
     d = base / "screenshots"
@@ -54,55 +37,14 @@ def _screens_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(app_workdir):
-    port = _free_port()
-    env = dict(os.environ, CURATE_WORKDIR=str(app_workdir), CURATE_ALLOWED_DIRS=str(app_workdir))
-    log = open(Path(app_workdir) / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=str(app_workdir),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start: " + (Path(app_workdir) / "streamlit.log").read_text()[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+def server(app_workdir, start_streamlit):
+    return start_streamlit(app_workdir, Path(app_workdir) / "streamlit.log", cwd=str(app_workdir), timeout=60)
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def page(server, chromium_args):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args, headless=True)
         ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
         pg = ctx.new_page()
         pg.set_default_timeout(30_000)

@@ -9,11 +9,8 @@ playwright.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,15 +18,6 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "curation_app" / "app.py"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -38,61 +26,14 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def workdir(app_workdir):
     return Path(os.environ.get("CURATE_BROWSER_WORKDIR") or app_workdir)
 
 
 @pytest.fixture(scope="module")
-def server(workdir, tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir))
-    logf = tmp_path_factory.mktemp("streamlit_log") / "streamlit.log"
-    log = open(logf, "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start: " + logf.read_text()[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+def server(workdir, tmp_path_factory, start_streamlit):
+    return start_streamlit(workdir, tmp_path_factory.mktemp("streamlit_log") / "streamlit.log", timeout=90)
 
 
 def _settle(pg) -> None:
@@ -125,11 +66,11 @@ def _removed(pg) -> str:
     )
 
 
-def test_redundancy_and_metrics_pages_in_a_browser(server):
+def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
     shots = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts") / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args, headless=True)
         pg = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
