@@ -18,13 +18,21 @@ from curation_app.components import paths
 from curation_app.components import settings as S
 
 HERE = Path(__file__).resolve().parent
+ASSETS = HERE.parent / "assets"  # the repository's assets/ (logo, screenshots); absent in a wheel install
 
 # confine the backend's reads to the folders the pages may use, also under a bare `streamlit run`
 # (`curate app` sets this itself from --workdir and --allow-dir)
 if not os.environ.get("CURATE_ALLOWED_DIRS"):
     os.environ["CURATE_ALLOWED_DIRS"] = os.pathsep.join(str(d) for d in paths.allowed_dirs())
 
-st.set_page_config(page_title="curation-studio", page_icon=":material/content_cut:", layout="wide")
+_ICON = ASSETS / "icon.svg"
+st.set_page_config(
+    page_title="curation-studio",
+    page_icon=str(_ICON) if _ICON.exists() else ":material/content_cut:",
+    layout="wide",
+)
+if (ASSETS / "logo.svg").exists():
+    st.logo(str(ASSETS / "logo.svg"), size="large", icon_image=str(_ICON))
 
 PAGES = [
     st.Page(HERE / "views/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
@@ -42,7 +50,6 @@ PAGES = [
 
 def sidebar() -> None:
     with st.sidebar:
-        st.markdown("### curation-studio")
         st.caption(f"workdir: `{services.workdir()}`")
         try:
             run = state.current_run()
