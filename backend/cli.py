@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="--engine ray: the cluster, auto (the one `ray start` started here) or "
         "HOST:PORT (default: a Ray instance started on this machine)",
     )
+    r.add_argument(
+        "--keep-current",
+        action="store_true",
+        help="leave the workdir's current run (latest.json: what --workdir means for select, scaling, info, app) "
+        "as it was; a workdir without one still gets this run",
+    )
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     s = sub.add_parser(
@@ -273,10 +279,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def cmd_run(args) -> int:
+    from .jobs import current_run_key
     from .pipeline import run_pipeline
     from .progress import TqdmReporter
 
     rep = TqdmReporter()
+    keep = current_run_key(args.workdir) if args.keep_current else None
     try:
         run = run_pipeline(
             args.source,
@@ -301,10 +309,22 @@ def cmd_run(args) -> int:
         )
     finally:
         rep.end_stage()  # close a progress bar, so an error message starts on its own line
+    if keep is not None:
+        _restore_current_run(args.workdir, keep, run.dir.name)
     _print_summary(run.summary(), args.json)
     if run.summary()["skipped"]:
         print(f"  skipped files are listed in {run.dir / 'skipped.csv'}")
     return 0
+
+
+def _restore_current_run(workdir, key: str, ours: str) -> None:
+    """--keep-current: point latest.json back at the run it named before (the pipeline always moves it).
+
+    Only when it names this run now: a run another command finished meanwhile stays current."""
+    from .jobs import current_run_key, set_current_run
+
+    if current_run_key(workdir) == ours != key:
+        set_current_run(workdir, key)
 
 
 def _selection(args):
