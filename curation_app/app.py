@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import paths
+from curation_app.components import paths, summaries
 from curation_app.components import settings as S
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +48,15 @@ PAGES = [
 ]
 
 
+def _data_alias() -> None:
+    """/data: the default page is served at /, and Streamlit answers "Page not found" for its url_path."""
+    st.switch_page(PAGES[0])
+
+
+# hidden: not in the menu, only there so a typed or bookmarked /data opens the Data page
+ALIASES = [st.Page(_data_alias, title="Data", url_path="data", visibility="hidden")]
+
+
 def sidebar() -> None:
     with st.sidebar:
         st.caption(f"workdir: `{services.workdir()}`")
@@ -61,8 +70,12 @@ def sidebar() -> None:
             st.error(f"cannot open the selected run: {exc}")
             return
         if run is not None:
+            from backend.jobs import current_run_key
+
             st.markdown(state.describe(run))
-            st.caption(f"run `{run.key}` · {run.n_examples:,} examples · k={run.k}")
+            current = " (the workdir's current run)" if current_run_key(services.workdir()) == run.key else ""
+            st.caption(f"run `{run.key}`{current} · {run.n_examples:,} examples · k={run.k:,}")
+            st.caption(f"encoder: {summaries.encoder_text(run.encoder)}")
         for msg in st.session_state.get("s._url_problems", []):
             st.warning(msg, icon=":material/link_off:")
         with st.expander("Save or load settings"):
@@ -89,7 +102,7 @@ def sidebar() -> None:
 
 def main() -> None:
     state.init()
-    page = st.navigation(PAGES, position="sidebar")
+    page = st.navigation(PAGES + ALIASES, position="sidebar")
     sidebar()
     state.sync_url()  # widget callbacks ran before this script, so the settings are current
     page.run()

@@ -37,8 +37,15 @@ def allowed_dirs() -> list[Path]:
 
 
 def list_runs() -> list[dict]:
-    """Finished runs of the workdir, latest first (cheap: reads the run.json files)."""
-    return paths.list_runs(workdir())
+    """Finished runs of the workdir: its current run first (what ``--workdir`` resolves to, so a new session
+    opens on the run the CLI uses), then latest first.  Cheap: reads the run.json files."""
+    from backend.jobs import current_run_key
+
+    runs = paths.list_runs(workdir())
+    current = current_run_key(workdir())
+    for r in runs:
+        r["current"] = r["key"] == current
+    return sorted(runs, key=lambda r: not r["current"])  # stable: the rest stays latest first
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +131,41 @@ def selection(run_dir: str, settings: dict) -> backend.Selection:
 
 # ---------------------------------------------------------------------------
 # images
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the image sizes...")
+def image_size(run_dir: str, run_key: str) -> str:
+    """The pool's image size as a person reads it ("28x28 grey (all 200 checked)").
+
+    Array data sets record their exact size; for image files the run records "varies", so the
+    headers are read here (every file up to 10,000 images, a seeded sample of 2,000 above).
+    """
+    from PIL import Image
+
+    from backend.sources.confine import is_allowed
+
+    run = load_run(run_dir)
+    recorded = str(run.config["source"].get("image_size") or "")
+    if recorded and recorded != "varies":
+        return recorded
+    if not run.has_images:
+        return "n/a (precomputed embeddings)"
+    files = run.table["path"].dropna().astype(str).to_numpy()
+    if len(files) == 0:
+        return recorded or "unknown"
+    if len(files) > summaries.IMAGE_SIZE_ALL_UP_TO:
+        pick = np.random.default_rng(0).choice(len(files), summaries.IMAGE_SIZE_SAMPLE, replace=False)
+        files = files[np.sort(pick)]
+    sizes = []
+    for f in files:
+        if not is_allowed(f):
+            continue
+        try:
+            with Image.open(f) as im:  # the header only: no pixels are decoded
+                sizes.append((int(im.size[0]), int(im.size[1]), str(im.mode)))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    return summaries.image_size_text(sizes, run.n_examples)
 
 
 @st.cache_data(max_entries=20_000, show_spinner=False)

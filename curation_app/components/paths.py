@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 DEFAULT_WORKDIR = "work"
@@ -86,7 +87,68 @@ def list_runs(workdir: str | Path) -> list[dict]:
 
 
 def run_label(r: dict) -> str:
-    """One line naming a run in a select box."""
+    """One line naming a run in a select box ("current" marks what ``--workdir`` resolves to)."""
     when = r["created"][:16].replace("T", " ") if r["created"] else "?"
     src = r["source"] if len(r["source"]) <= 48 else r["source"][:45] + "..."
-    return f"{when} · {src} · {r['examples']:,} examples · {r['encoder']} · k={r['k']} ({r['key']})"
+    k = f"{r['k']:,}" if isinstance(r.get("k"), int) else r.get("k")
+    mark = "current · " if r.get("current") else ""
+    return f"{mark}{when} · {src} · {r['examples']:,} examples · {r['encoder']} · k={k} ({r['key']})"
+
+
+def list_encoders(workdir: str | Path) -> list[dict]:
+    """Encoders trained in a workdir by ``curate train-encoder``, newest first:
+    ``[{path, method, backbone, epochs, image_size, images, knn_accuracy, seconds, created}]``."""
+    out = []
+    for pt in Path(workdir).glob("encoders/*/encoder.pt"):
+        try:
+            meta = json.loads((pt.parent / "train.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        backbone = meta.get("backbone") or {}
+        history = meta.get("history") or []
+        knn = [h.get("knn_accuracy") for h in history if isinstance(h, dict) and h.get("knn_accuracy") is not None]
+        out.append(
+            {
+                "path": str(pt),
+                "method": meta.get("method", "?"),
+                "backbone": backbone.get("name", "?") if isinstance(backbone, dict) else str(backbone),
+                "epochs": meta.get("epochs"),
+                "image_size": backbone.get("image_size") if isinstance(backbone, dict) else None,
+                "images": meta.get("n_images"),
+                "knn_accuracy": knn[-1] if knn else None,
+                "seconds": meta.get("seconds"),
+                "created": pt.stat().st_mtime,
+            }
+        )
+    out.sort(key=lambda e: e["created"], reverse=True)
+    return out
+
+
+def encoder_label(e: dict) -> str:
+    """One line naming a trained encoder in a select box."""
+    knn = f", kNN accuracy {e['knn_accuracy']:.3f}" if e.get("knn_accuracy") is not None else ""
+    size = f" at {e['image_size']} px" if e.get("image_size") else ""
+    epochs = f", {e['epochs']:,} epochs" if isinstance(e.get("epochs"), int) else ""
+    images = f" on {e['images']:,} images" if isinstance(e.get("images"), int) else ""
+    return f"{e['method']} / {e['backbone']}{size}{epochs}{images}{knn} ({Path(e['path']).parent.name})"
+
+
+# the writers speak the command line's words (--force, --out); the Export page has a checkbox and a path field
+_PAGE_WORDS = [
+    (r"pass --force to (overwrite it|replace that export|replace it)", 'tick "{overwrite}" to \\1'),
+    (r"even with --force", 'even with "{overwrite}" ticked'),
+    (r"(an empty or new|another|a writable) --out", "\\1 path"),
+    (r"as --out", "as the path"),
+    (r"end --out with", "end the path with"),
+    (r"use `curate select --out kept.csv` instead", "choose a list format (CSV, Parquet, JSON or TXT) instead"),
+    (r"--force", '"{overwrite}"'),
+    (r"--out", "the path"),
+]
+
+
+def in_page_words(message: str, *, overwrite: str) -> str:
+    """A writer's message with the command line's words (--force, --out) replaced by the page's:
+    ``overwrite`` is the label of the page's overwrite checkbox."""
+    for pattern, repl in _PAGE_WORDS:
+        message = re.sub(pattern, repl.replace("{overwrite}", overwrite), message)
+    return message

@@ -191,3 +191,59 @@ def theory_reading(alphas: np.ndarray, curves: dict, fs: tuple, theta_deg: float
             "power law of random pruning (the frontier bends below the random curve)."
         )
     return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# what made the run: image sizes, the encoder
+
+MODE_WORDS = {"L": "grey", "LA": "grey", "1": "black and white", "P": "palette", "RGB": "RGB", "RGBA": "RGBA"}
+IMAGE_SIZE_ALL_UP_TO = 10_000  # read every header up to this many images, a seeded sample above
+IMAGE_SIZE_SAMPLE = 2_000
+
+
+def image_size_text(sizes: list[tuple[int, int, str]], n_total: int) -> str:
+    """What sizes ``sizes`` ((width, height, PIL mode) per checked image) show, and how many were checked.
+
+    "28x28 grey (all 200 checked)"; "varies: 24x24 to 640x480, most often 28x28 (80%) (a sample of ...)".
+    """
+    if not sizes:
+        return "unknown (no image could be read)"
+    n = len(sizes)
+    checked = f"all {n:,} checked" if n >= n_total else f"a sample of {n:,} of {n_total:,} checked"
+    dims = pd.Series([f"{w}x{h}" for w, h, _ in sizes])
+    modes = sorted({MODE_WORDS.get(m, m) for _, _, m in sizes})
+    mode = " and ".join(modes)
+    counts = dims.value_counts()
+    if len(counts) == 1:
+        return f"{counts.index[0]} {mode} ({checked})"
+    areas = sorted(((w * h, f"{w}x{h}") for w, h, _ in sizes))
+    top = counts.index[0]
+    return f"varies: {areas[0][1]} to {areas[-1][1]}, most often {top} ({counts.iloc[0] / n:.0%}), {mode} ({checked})"
+
+
+def encoder_text(encoder: dict) -> str:
+    """One line naming the encoder that made a run's embeddings and its identity (weights hash, training)."""
+    name = str(encoder.get("name", "?"))
+    ident = dict(encoder.get("identity") or {})
+    parts = []
+    if ident.get("method"):  # a self-supervised encoder trained by train-encoder
+        how = f"{ident['method']}, {ident.get('backbone', '?')}"
+        if ident.get("epochs") is not None:
+            how += f", {int(ident['epochs']):,} epoch{'s' if int(ident['epochs']) != 1 else ''}"
+        parts.append(how)
+    elif ident.get("model") and ident["model"] != name:
+        parts.append(str(ident["model"]))
+    size = ident.get("image_size") or ident.get("size")
+    if size:
+        parts.append(f"resized to {size}x{size}" if name == "pixels" else f"{size} px")
+    if ident.get("pca_dim"):
+        parts.append(f"PCA to {ident['pca_dim']}")
+    weights = ident.get("weights")
+    if isinstance(weights, str) and weights:
+        if weights.startswith("file-sha256:"):
+            parts.append(f"weights sha256 {weights.split(':', 1)[1][:12]}")
+        else:
+            parts.append(f"weights {weights}")
+    elif name == "pixels":
+        parts.append("no weights")
+    return f"{name} ({', '.join(parts)})" if parts else name

@@ -1,19 +1,25 @@
-"""Data: pick a finished run or start one; what the run holds."""
+"""Data: pick the run the app shows, start a run or train an encoder (background jobs), what the run holds."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import backend
+from backend.jobs import current_run_key, set_current_run
 from curation_app import services, state
-from curation_app.components import figures, paths
-from curation_app.components.progress import StreamlitReporter
+from curation_app.components import figures, paths, summaries
+from curation_app.components import jobs as jobs_panel
 
 # the choices come from the backend's registries, like the CLI's
 ENCODERS = backend.ENCODERS.names()
 MAP_METHODS = backend.MAP_METHODS.names()
 TORCHVISION_SETS = list(backend.TORCHVISION_SETS)
+SSL_METHODS = ("simclr", "byol", "dino")
+SSL_BACKBONES = ("small-cnn", "resnet18", "resnet34", "resnet50")
+RUN_JOB, TRAIN_JOB = "data.run", "data.train-encoder"
 
 SOURCE_KINDS = {
     "demo": "Demo (Fashion-MNIST, offline)",
@@ -25,79 +31,174 @@ SOURCE_KINDS = {
 
 st.title("Data")
 st.caption(
-    "Choose a finished run, or compute a new one: embeddings, k-means clusters, difficulty scores and the 2-D map."
+    "Choose the run the app shows, or compute a new one: embeddings, k-means clusters, difficulty scores and the "
+    "2-D map. Long work runs in the background: you can switch pages while it runs."
 )
 
 if "data.flash" in st.session_state:
     st.success(st.session_state.pop("data.flash"), icon=":material/check_circle:")
 
-runs = services.list_runs()
+wd = services.workdir()
 allowed = services.allowed_dirs()
 
+
 # ---------------------------------------------------------------------------
-# pick a run
+# jobs started here: drawn first, so a running job is always in view (and found again after a page switch)
+
+
+def _run_key_from_log(job) -> str | None:
+    for line in reversed(job.log_tail(200).splitlines()):
+        if line.startswith("run directory: "):
+            return Path(line.split(": ", 1)[1].strip()).name
+    return None
+
+
+def _run_finished(job) -> None:
+    if job.state != "succeeded":
+        return
+    key = _run_key_from_log(job)
+    if key is None:
+        return
+    state.put("run", key)
+    current = current_run_key(wd)
+    where = (
+        "it is also the workdir's current run (what `curate ... --workdir` uses)"
+        if current == key
+        else "the workdir's current run (what `curate ... --workdir` uses) is unchanged"
+    )
+    st.session_state["data.flash"] = f"Run `{key}` is ready and selected in the app; {where}."
+
+
+def _encoder_finished(job) -> None:
+    if job.state != "succeeded":
+        return
+    found = paths.list_encoders(wd)
+    if found:  # the newest: offer it in the run form
+        st.session_state["new.encoder"] = "ssl"
+        st.session_state["new.ssl_weights"] = found[0]["path"]
+        st.session_state["data.flash"] = (
+            f"Encoder trained: {paths.encoder_label(found[0])}. It is chosen in the run form below "
+            "(encoder ssl): start a run to embed the images with it."
+        )
+
+
+jobs_panel.show(RUN_JOB, on_finish=_run_finished)
+jobs_panel.show(TRAIN_JOB, on_finish=_encoder_finished)
+if "data.flash" in st.session_state:  # set by a job that just finished
+    st.success(st.session_state.pop("data.flash"), icon=":material/check_circle:")
+
+runs = services.list_runs()
+current = current_run_key(wd)
+
+# ---------------------------------------------------------------------------
+# pick the run the app shows (latest.json changes only when asked)
 
 if runs:
     keys = [r["key"] for r in runs]
     labels = {r["key"]: paths.run_label(r) for r in runs}
     state.current_run()  # makes sure the selected key exists
     st.selectbox(
-        f"Run ({len(runs)} in `{services.workdir()}`, latest first)",
+        f"Run shown in the app ({len(runs):,} in `{wd}`; the workdir's current run first, then latest first)",
         keys,
         format_func=labels.get,
         **state.bind("run", "data"),
     )
+    shown = state.get("run")
+    if current == shown:
+        st.caption(
+            f"This is the workdir's **current run**: `curate select / scaling / info --workdir {wd}` use it too."
+        )
+    else:
+        c1, c2 = st.columns([3, 1.3])
+        c1.caption(
+            f"The app shows `{shown}`; the workdir's current run (what `curate ... --workdir {wd}` uses) is "
+            + (f"`{current}`." if current else "not set.")
+            + f" From a terminal this run is `curate info --workdir {wd / 'runs' / shown}`."
+        )
+        if c2.button("Make it the workdir's current run", icon=":material/push_pin:", key="data.make_current"):
+            try:
+                set_current_run(wd, shown)
+            except backend.CurateError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["data.flash"] = f"`{shown}` is now the workdir's current run."
+                st.rerun()
 else:
-    st.info(f"No finished run in `{services.workdir()}` yet: start one below.")
+    st.info(f"No finished run in `{wd}` yet: start one below.")
+
 
 # ---------------------------------------------------------------------------
-# start a run
+# start a run / train an encoder
 
 
-def _start_form() -> None:
-    kind = st.radio("Source", list(SOURCE_KINDS), format_func=SOURCE_KINDS.get, horizontal=False, key="new.kind")
+def _checked_path(text: str, what: str, *, kind: str = "any") -> str | None:
+    """The resolved path, or None after showing why not, right under the input."""
+    if not (text or "").strip():
+        return None
+    p, err = paths.check_path(text, allowed, what=what)
+    if err is None and not p.exists():
+        err = f"there is no {what} at {p}: check the path"
+    elif err is None and kind == "folder" and not p.is_dir():
+        err = f"{p} is a file: give the folder that holds the images"
+    elif err is None and kind == "file" and not p.is_file():
+        err = f"{p} is a folder: give the file itself"
+    if err:
+        st.error(err, icon=":material/error:")
+        return None
+    return str(p)
+
+
+def _source_inputs() -> dict:
+    """The source widgets; returns {kind, spec, manifest, data_root, problem} (problem: why it cannot start)."""
+    kind = st.radio("Source", list(SOURCE_KINDS), format_func=SOURCE_KINDS.get, key="new.kind")
+    out: dict = {"kind": kind, "spec": None, "manifest": None, "data_root": None, "problem": None}
+    if kind == "folder":
+        text = st.text_input("Image folder", key="new.folder", placeholder="/data/pets")
+        out["spec"] = _checked_path(text, "image folder", kind="folder")
+        out["problem"] = None if out["spec"] else ("type the image folder" if not text.strip() else "see above")
+    elif kind == "manifest":
+        text = st.text_input("Manifest file", key="new.manifest", placeholder="/data/pets/manifest.csv")
+        out["spec"] = _checked_path(text, "manifest", kind="file")
+        out["problem"] = None if out["spec"] else ("type the manifest file" if not text.strip() else "see above")
+    elif kind == "torchvision":
+        name = st.selectbox("Data set", TORCHVISION_SETS, key="new.tv")
+        root = st.text_input(
+            "Data root (holds <NAME>/raw or the data set's files)", key="new.root", value=str(wd / "data")
+        )
+        out["data_root"] = _checked_path(root, "data root", kind="folder")
+        out["spec"] = f"torchvision:{name}"
+        out["problem"] = None if out["data_root"] else "give an existing data root"
+    elif kind == "embeddings":
+        text = st.text_input("Embeddings file (.npy N x D or .parquet)", key="new.emb")
+        out["spec"] = _checked_path(text, "embeddings file", kind="file")
+        man = st.text_input("Manifest for the embeddings (example_id, label, split; optional)", key="new.emb_manifest")
+        out["manifest"] = _checked_path(man, "manifest", kind="file")
+        if not out["spec"]:
+            out["problem"] = "type the embeddings file" if not text.strip() else "see above"
+        elif man.strip() and not out["manifest"]:
+            out["problem"] = "see above"
+    else:
+        out["spec"] = "demo"
+        st.caption("Fashion-MNIST from Debian's dataset-fashion-mnist, or scikit-learn's digits without it.")
+    return out
+
+
+def _limit_input(key: str) -> int | None:
+    n = st.number_input(
+        "Limit per split (0 = all examples)",
+        min_value=0,
+        value=0,
+        step=1000,
+        key=key,
+        help="a seeded sample, for a quick look",
+    )
+    return int(n) or None
+
+
+def _run_tab(src: dict, busy: bool) -> None:
     c1, c2 = st.columns(2)
-    spec, manifest, data_root = None, None, None
     with c1:
-        if kind == "folder":
-            spec = st.text_input("Image folder", key="new.folder", placeholder="/data/pets")
-        elif kind == "manifest":
-            spec = st.text_input("Manifest file", key="new.manifest", placeholder="/data/pets/manifest.csv")
-        elif kind == "torchvision":
-            name = st.selectbox("Data set", TORCHVISION_SETS, key="new.tv")
-            data_root = st.text_input(
-                "Data root (holds <NAME>/raw or the data set's files)",
-                key="new.root",
-                value=str(services.workdir() / "data"),
-            )
-            spec = f"torchvision:{name}"
-        elif kind == "embeddings":
-            spec = st.text_input("Embeddings file (.npy N x D or .parquet)", key="new.emb")
-            manifest = (
-                st.text_input(
-                    "Manifest for the embeddings (example_id, label, split; optional)", key="new.emb_manifest"
-                )
-                or None
-            )
-        else:
-            spec = "demo"
-            st.caption("Fashion-MNIST from Debian's dataset-fashion-mnist, or scikit-learn's digits without it.")
-        limit = st.number_input(
-            "Limit per split (0 = all examples)",
-            min_value=0,
-            value=0,
-            step=1000,
-            key="new.limit",
-            help="a seeded sample, for a quick look",
-        )
-    with c2:
-        encoder = st.selectbox(
-            "Encoder",
-            ENCODERS,
-            key="new.encoder",
-            disabled=kind == "embeddings",
-            help="pixels needs no weights; torchvision models need cached or local weights",
-        )
+        limit = _limit_input("new.limit")
         k = st.number_input(
             "k (clusters; 0 = number of classes, or sqrt(N/2) without labels)",
             min_value=0,
@@ -108,66 +209,136 @@ def _start_form() -> None:
         map_method = st.selectbox(
             "2-D map", MAP_METHODS, key="new.map", help="umap is slower and shows clusters better; pca is instant"
         )
-    if st.button("Start the run", type="primary", icon=":material/play_arrow:", key="new.start"):
-        _start(kind, spec, manifest, data_root, encoder, int(k) or None, map_method, int(limit) or None)
-
-
-def _start(kind, spec, manifest, data_root, encoder, k, map_method, limit) -> None:
-    # typed paths must stay inside the allowed folders
-    to_check = []
-    if kind in ("folder", "manifest", "embeddings"):
-        to_check.append(("source", spec))
-    if manifest:
-        to_check.append(("manifest", manifest))
-    if data_root:
-        to_check.append(("data root", data_root))
-    for what, text in to_check:
-        p, err = paths.check_path(text, allowed, what=what)
-        if err:
-            st.error(err)
-            return
-        if what == "source":
-            spec = str(p)
-        elif what == "manifest":
-            manifest = str(p)
-        else:
-            data_root = str(p)
-    box = st.status(f"Computing {spec}...", expanded=True)
-    rep = StreamlitReporter(box)
-    try:
-        run = backend.run_pipeline(
-            spec,
-            services.workdir(),
-            encoder=encoder,
-            k=k,
-            map_method=map_method,
-            manifest=manifest,
-            data_root=data_root,
-            limit=limit,
-            reporter=rep,
+    weights, weights_problem = None, None
+    with c2:
+        encoder = st.selectbox(
+            "Encoder",
+            ENCODERS,
+            key="new.encoder",
+            disabled=src["kind"] == "embeddings",
+            help="pixels needs no weights; ssl is an encoder trained on your images (the tab on the right); "
+            "torchvision / timm / open_clip models need local weights",
         )
-    except backend.CurateError as exc:
-        box.update(label="The run stopped", state="error")
-        st.error(str(exc))
+        if src["kind"] != "embeddings" and encoder == "ssl":
+            trained = paths.list_encoders(wd)
+            if trained:
+                options = [e["path"] for e in trained]
+                if st.session_state.get("new.ssl_weights") not in options:
+                    st.session_state["new.ssl_weights"] = options[0]
+                by_path = {e["path"]: e for e in trained}
+                weights = st.selectbox(
+                    "Trained encoder",
+                    options,
+                    format_func=lambda p: paths.encoder_label(by_path[p]),
+                    key="new.ssl_weights",
+                )
+            else:
+                weights_problem = "no encoder is trained in this workdir yet: train one in the next tab"
+                st.error(weights_problem, icon=":material/error:")
+        elif src["kind"] != "embeddings" and encoder != "pixels":
+            text = st.text_input(
+                "Weights (file or folder; empty = the model's weights in the local caches)", key="new.weights"
+            )
+            if text.strip():
+                weights = _checked_path(text, "weights file")
+                weights_problem = None if weights else "see above"
+    first = current is None
+    make_current = st.checkbox(
+        "Make it the workdir's current run (what `curate select / scaling / info --workdir` use)",
+        value=first,
+        disabled=first,
+        key="new.make_current",
+        help="Off: the app shows the new run, and the command line keeps the run it had. "
+        "A workdir without a current run always gets this one.",
+    )
+    problem = src["problem"] or weights_problem
+    clicked = st.button("Start the run", type="primary", icon=":material/play_arrow:", key="new.start", disabled=busy)
+    if busy:
+        st.caption("A run started here is still going (above): wait for it or cancel it.")
+    if not clicked:
         return
-    rep.end_stage()
-    cached = sum(1 for _, c in rep.stages if c)
-    box.update(
-        label=f"Run ready: {run.n_examples:,} examples ({cached} cached stage(s) reused)",
-        state="complete",
-        expanded=False,
-    )
-    state.put("run", run.dir.name)
-    reused = [name for name, c in rep.stages if c]
-    st.session_state["data.flash"] = f"Run `{run.dir.name}` is ready and selected" + (
-        f" (cached stages reused: {', '.join(reused)})." if reused else "."
-    )
+    if problem:
+        st.error(f"Cannot start: {problem}.", icon=":material/error:")
+        return
+    argv = ["run", "--source", src["spec"], "--workdir", str(wd), "--map", map_method]
+    if src["kind"] != "embeddings":
+        argv += ["--encoder", encoder]
+    for flag, value in (
+        ("--weights", weights),
+        ("--k", int(k) or None),
+        ("--limit", limit),
+        ("--manifest", src["manifest"]),
+        ("--data-root", src["data_root"]),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if not (make_current or first):
+        argv.append("--keep-current")
+    label = f"Run on {src['spec'] if src['kind'] != 'demo' else 'the demo'}"
+    jobs_panel.start(argv, label=label, key=RUN_JOB)
     st.rerun()
 
 
-with st.expander("Start a new run", expanded=not runs, icon=":material/add:"):
+def _train_tab(src: dict, busy: bool) -> None:
+    st.caption(
+        "Self-supervised (no labels needed), offline, on these images; a checkpoint every epoch, so a cancelled "
+        "training resumes. On a CPU keep the small backbone at the data's own size. The trained encoder "
+        "appears as encoder `ssl` in the run tab."
+    )
+    if src["kind"] == "embeddings":
+        st.info("Training needs images: choose a folder, a manifest, torchvision or the demo.")
+        return
+    c1, c2, c3 = st.columns(3)
+    method = c1.radio("Method", SSL_METHODS, horizontal=True, key="train.method")
+    backbone = c2.selectbox("Backbone", SSL_BACKBONES, key="train.backbone")
+    epochs = c3.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train.epochs")
+    c1, c2, c3 = st.columns(3)
+    size = c1.number_input(
+        "Image size (px; 0 = the data's own, or 32 / 64)",
+        min_value=0,
+        max_value=1024,
+        value=0,
+        step=4,
+        key="train.size",
+    )
+    if 0 < int(size) < 8:
+        c1.error("at least 8 pixels (or 0 for the default)", icon=":material/error:")
+    with c2:
+        limit = st.number_input(
+            "Train on at most N images (0 = all)", min_value=0, value=0, step=1000, key="train.limit"
+        )
+    device = c3.radio("Device", ("auto", "cpu", "cuda"), horizontal=True, key="train.device")
+    clicked = st.button(
+        "Train the encoder", type="primary", icon=":material/model_training:", key="train.start", disabled=busy
+    )
+    if busy:
+        st.caption("A training started here is still going (above): wait for it or cancel it.")
+    if not clicked:
+        return
+    problem = src["problem"] or ("the image size must be 0 or at least 8" if 0 < int(size) < 8 else None)
+    if problem:
+        st.error(f"Cannot start: {problem}.", icon=":material/error:")
+        return
+    argv = ["train-encoder", "--source", src["spec"], "--workdir", str(wd)]
+    argv += ["--method", method, "--backbone", backbone, "--epochs", str(int(epochs)), "--device", device]
+    if int(size):
+        argv += ["--image-size", str(int(size))]
+    if int(limit):
+        argv += ["--limit", str(int(limit))]
+    if src["data_root"]:
+        argv += ["--data-root", src["data_root"]]
+    jobs_panel.start(argv, label=f"Training a {method} encoder ({backbone}, {int(epochs):,} epochs)", key=TRAIN_JOB)
+    st.rerun()
+
+
+with st.expander("Start a new run or train an encoder", expanded=not runs, icon=":material/add:"):
     st.caption(f"Typed paths must lie inside: {', '.join(f'`{d}`' for d in allowed)}.")
-    _start_form()
+    source = _source_inputs()
+    tab_run, tab_train = st.tabs(["Compute a run", "Train an encoder (self-supervised)"])
+    with tab_run:
+        _run_tab(source, busy=jobs_panel.active(RUN_JOB) is not None)
+    with tab_train:
+        _train_tab(source, busy=jobs_panel.active(TRAIN_JOB) is not None)
 
 if not runs:
     st.stop()
@@ -185,8 +356,8 @@ m[2].metric("Held out (never pruned)", f"{s['holdout']:,}")
 m[3].metric("Skipped files", f"{s['skipped']:,}")
 m[4].metric("Clusters (k)", f"{s['k']:,}")
 st.markdown(
-    f"**Source:** {s['source']}  \n**Image size:** {s['image_size']} · "
-    f"**Encoder:** `{s['encoder']}` ({s['embedding_dim']}-d embeddings) · "
+    f"**Source:** {s['source']}  \n**Image size:** {services.image_size(str(run.dir), run.key)} · "
+    f"**Encoder:** `{summaries.encoder_text(run.encoder)}` ({s['embedding_dim']:,}-d embeddings) · "
     f"**map:** {run.config['params'].get('map_method')} · **scores:** "
     + ", ".join(f"`{c}`" for c in s["scores"])
     + f"  \n**Run folder:** `{s['run_dir']}`"
@@ -204,6 +375,7 @@ if run.has_labels:
         hide_index=True,
         width="stretch",
         height=min(420, 36 * (len(counts) + 1)),
+        column_config={"examples": st.column_config.NumberColumn(format="localized")},
     )
 else:
     st.info("This run has no labels: class views and class balance are off; everything else works.")

@@ -8,7 +8,7 @@ import streamlit as st
 
 import backend
 from curation_app import services, state
-from curation_app.components import paths
+from curation_app.components import paths, summaries
 from curation_app.components import settings as S
 
 FORMATS = {
@@ -19,6 +19,8 @@ FORMATS = {
     "ImageFolder tree of symlinks": "tree",
 }
 MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json", ".txt": "text/plain"}
+OVERWRITE = "Overwrite if it exists"
+
 
 run = state.require_run()
 rd = str(run.dir)
@@ -26,6 +28,7 @@ s = state.current()
 
 st.title("Export")
 st.markdown(state.describe(run) + ".")
+st.caption(f"Embeddings by **{summaries.encoder_text(run.encoder)}** · run `{run.key}`.")
 sel = services.selection(rd, s)
 cli = ["curate", "select", "--workdir", str(run.dir)] + S.cli_selection_args(s, run.n_examples)
 
@@ -59,36 +62,39 @@ with c2:
     st.markdown("#### Write to a folder")
     default = services.workdir() / "selections" / (stem + ("" if fmt == "tree" else fmt))
     out_text = st.text_input("Path" if fmt != "tree" else "Folder", value=str(default), key=f"export.path.{stem}{fmt}")
-    overwrite = st.checkbox("Overwrite if it exists", key="export.force")
-    if st.button("Write", icon=":material/save:", key="export.write"):
-        out, err = paths.check_path(out_text, services.allowed_dirs(), what="output path", for_writing=True)
-        if err:
-            st.error(err)
-        else:
-            try:
-                if fmt == "tree":
-                    if out.suffix:
-                        raise backend.CurateError(f"{out.name} looks like a file: give a folder for the tree")
-                    res = backend.export_tree(run, sel, out, force=overwrite)
-                    how = (
-                        f"{res['symlinks']:,} symlinks"
-                        if res["symlinks"]
-                        else f"{res['png_written']:,} PNG files (array data set)"
-                    )
-                    st.success(f"Wrote {res['out']} ({how}) and {res['out']}.manifest.json")
-                else:
-                    if out.suffix.lower() != fmt:
-                        raise backend.CurateError(
-                            f"{out.name} does not end in {fmt}: end the path with {fmt} for {fmt_name}"
-                        )
-                    written = backend.write_selection(sel, out, force=overwrite)
-                    st.success(f"Wrote {written} and {written.name}.manifest.json beside it ({sel.n_kept:,} rows).")
-            except backend.CurateError as exc:
-                st.error(str(exc))
+    out, err = paths.check_path(out_text, services.allowed_dirs(), what="output path", for_writing=True)
+    if err is None and fmt == "tree" and out.suffix:
+        err = f"{out.name} looks like a file: give a folder for the tree"
+    elif err is None and fmt != "tree" and out.suffix.lower() != fmt:
+        err = f"{out.name} does not end in {fmt}: end the path with {fmt} for {fmt_name}"
+    if err:  # under the field, as soon as it is typed
+        st.error(err, icon=":material/error:")
+    overwrite = st.checkbox(OVERWRITE, key="export.force")
+    if st.button("Write", icon=":material/save:", key="export.write", disabled=err is not None):
+        try:
+            if fmt == "tree":
+                res = backend.export_tree(run, sel, out, force=overwrite)
+                how = (
+                    f"{res['symlinks']:,} symlinks"
+                    if res["symlinks"]
+                    else f"{res['png_written']:,} PNG files (array data set)"
+                )
+                st.success(f"Wrote {res['out']} ({how}) and {res['out']}.manifest.json")
+            else:
+                written = backend.write_selection(sel, out, force=overwrite)
+                st.success(f"Wrote {written} and {written.name}.manifest.json beside it ({sel.n_kept:,} rows).")
+        except backend.CurateError as exc:
+            st.error(paths.in_page_words(str(exc), overwrite=OVERWRITE))
 
 st.markdown("#### Manifest")
 st.caption(
     "Written beside the list as `<file>.manifest.json`: what was kept and how to reproduce it. "
     "Writing adds an `output` block (path, format, rows, sha256 of the file)."
 )
-st.json(sel.manifest(), expanded=2)
+manifest = sel.manifest()
+if "encoder" not in manifest.get("run", {}):
+    st.caption(
+        "It names the run (its key and stage keys) and the encoder by name and `--weights` option; the encoder's "
+        f"identity (weights hash, training) is in the run's `run.json` ({summaries.encoder_text(run.encoder)})."
+    )
+st.json(manifest, expanded=2)
