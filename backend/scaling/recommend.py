@@ -287,7 +287,11 @@ def confirm_beats_powerlaw(beats: dict, frontier: pd.DataFrame, curves: pd.DataF
 
 
 def _hard_vs_easy(curves: pd.DataFrame, q: float, holdout_size: int | None) -> dict | None:
-    """Mean (hard - easy) error over the pruned fractions at initial fraction ``q`` (balance none), with its SE."""
+    """Keep hard vs keep easy at initial fraction ``q`` (balance none), per pruned keep fraction and on average.
+
+    ``hard_clear`` / ``easy_clear`` are the keep fractions where that side is lower by more than
+    ``SIGMAS`` standard errors (seed spread and hold-out noise).
+    """
     c = curves[np.isclose(curves["initial_fraction"], q) & (curves["keep_fraction"] < 1.0)]
     if "balance" in c:
         c = c[c["balance"] == "none"]
@@ -313,10 +317,55 @@ def _hard_vs_easy(curves: pd.DataFrame, q: float, holdout_size: int | None) -> d
         "se": se,
         "fractions": fs,
         "hard_wins": hard_wins,
+        "hard_clear": [f for f, d, s in zip(fs, diff, se_each) if d < -SIGMAS * s],
+        "easy_clear": [f for f, d, s in zip(fs, diff, se_each) if d > SIGMAS * s],
         "hard": float(h.loc[fs, "error_mean"].mean()),
         "easy": float(e.loc[fs, "error_mean"].mean()),
         "n": int(c["initial_size"].iloc[0]),
     }
+
+
+def _fracs(fs: list[float], grid: list[float]) -> str:
+    """Keep fractions as runs of consecutive grid points: [0.3, 0.5, 0.7, 0.9] of that grid -> "30%-90%"."""
+    pos = [grid.index(f) for f in fs]
+    runs: list[list[float]] = []
+    for i, f in zip(pos, fs):
+        if runs and grid.index(runs[-1][-1]) == i - 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return ", ".join(_frac(r[0]) if len(r) == 1 else f"{_frac(r[0])}-{_frac(r[-1])}" for r in runs)
+
+
+def _where(he: dict) -> str:
+    """Where each side wins: "keep hard is lower at 30%-90% kept; keep easy is lower at 20% kept"."""
+    hard, easy = he["hard_clear"], he["easy_clear"]
+    where = []
+    if hard:
+        where.append(f"keep hard is lower at {_fracs(hard, he['fractions'])} kept")
+    if easy:
+        where.append(f"keep easy is lower at {_fracs(easy, he['fractions'])} kept")
+    n_tied = len(he["fractions"]) - len(hard) - len(easy)
+    if n_tied:
+        where.append(f"{n_tied} of {len(he['fractions'])} keep fractions are within the noise")
+    return "; ".join(where)
+
+
+def _regime_name(he: dict) -> str:
+    """abundant / scarce / unclear, judged fraction by fraction, never by an average over them.
+
+    The theory (method.md section 3) says the better side depends on how many examples are *kept*:
+    keep easy wins when the pruned set is small, keep hard when it is large.  So at the full initial
+    size keep hard clearly winning at the larger keep fractions, with keep easy winning only at the
+    smaller ones (the crossover), is the abundant regime; an average over fractions would let one
+    collapse at 20% hide four clear wins at 50%-90%.
+    """
+    hard, easy = he["hard_clear"], he["easy_clear"]
+    if hard and (not easy or max(easy) < min(hard)):
+        return "abundant"
+    if easy and not hard:
+        return "scarce"
+    return "unclear"
 
 
 def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
@@ -326,42 +375,30 @@ def regime(curves: pd.DataFrame, holdout_size: int | None) -> dict:
     small = _hard_vs_easy(curves, qs[0], holdout_size) if len(qs) > 1 else None
     if big is None:
         return {"regime": "unknown", "sentence": "", "prefer": None}
-    clear = abs(big["mean_diff"]) > SIGMAS * big["se"]
-    name = ("abundant" if big["mean_diff"] < 0 else "scarce") if clear else "unclear"
-    vs = (
-        f"keep hard {_pct(big['hard'])} vs keep easy {_pct(big['easy'])} on average over keep fractions "
-        f"{_frac(big['fractions'][0])}-{_frac(big['fractions'][-1])}, difference "
-        f"{_pp(abs(big['mean_diff']))} ± {_pp(big['se'])}"
-    )
+    name = _regime_name(big)
+    easy = big["easy_clear"]
+    vs = _where(big) + f" ({SIGMAS:g} standard errors, seed spread and hold-out noise)"
     if name == "abundant":
         text = (
-            f"Regime: abundant data. At your full size ({big['n']:,} examples) keeping the hardest examples "
-            f"beats keeping the easiest ({vs}), as the theory predicts when data are plentiful: the easy "
-            "examples are already learned from a few of them, the hard ones still carry information."
+            f"Regime: abundant data. At your full size ({big['n']:,} examples) {vs}. As the theory predicts "
+            "when data are plentiful, the easy examples are already learned from a few of them and the hard "
+            "ones still carry information"
+            + ("; only when the kept set becomes small do the easy ones win again (the crossover)." if easy else ".")
         )
     elif name == "scarce":
         text = (
-            f"Regime: scarce data. At your full size ({big['n']:,} examples) keeping the easiest examples "
-            f"beats keeping the hardest ({vs}), as the theory predicts when data are few: the prototypical "
-            "examples teach the basic rule, the hard ones look like noise to a model that has seen little."
+            f"Regime: scarce data. At your full size ({big['n']:,} examples) {vs}. As the theory predicts "
+            "when data are few, the prototypical examples teach the basic rule and the hard ones look like "
+            "noise to a model that has seen little."
         )
     else:
         text = (
-            f"Regime: unclear. At your full size ({big['n']:,} examples) keep hard and keep easy differ by "
-            f"less than their uncertainty ({vs}); the theory says keep easy wins with scarce data and keep "
-            "hard with abundant data, and this grid cannot tell which side of the crossover you are on."
+            f"Regime: unclear. At your full size ({big['n']:,} examples) {vs}; the theory says keep easy "
+            "wins with scarce data and keep hard with abundant data, and this grid cannot tell which side "
+            "of the crossover you are on."
         )
     if small is not None and small["n"] < big["n"]:
-        s_clear = abs(small["mean_diff"]) > SIGMAS * small["se"]
-        s_word = (
-            ("keep easy is lower" if small["mean_diff"] > 0 else "keep hard is lower")
-            if s_clear
-            else "neither is clearly lower"
-        )
-        text += (
-            f" At the smallest initial size ({small['n']:,} examples) {s_word} "
-            f"({_pct(small['hard'])} hard vs {_pct(small['easy'])} easy)."
-        )
+        text += f" At the smallest initial size ({small['n']:,} examples) {_where(small)}."
     prefer = "hard" if name == "abundant" else "easy" if name == "scarce" else None
     return {"regime": name, "sentence": text, "prefer": prefer, "full": big, "smallest": small}
 
@@ -377,9 +414,13 @@ def _direction(curves: pd.DataFrame, holdout_size: int | None) -> tuple[str, boo
     he = _hard_vs_easy(curves, q, holdout_size)
     if he is None:
         return "hard", False, "keep hard and keep easy were not both estimated", {}
-    direction = "hard" if he["mean_diff"] <= 0 else "easy"
-    wins = len(he["hard_wins"]) if direction == "hard" else len(he["fractions"]) - len(he["hard_wins"])
-    clear = abs(he["mean_diff"]) > SIGMAS * he["se"] and wins > len(he["fractions"]) / 2
+    # judged fraction by fraction, as the regime is (an average lets one collapse hide the rest)
+    name = _regime_name(he)
+    if name == "unclear":
+        direction = "hard" if len(he["hard_wins"]) * 2 >= len(he["fractions"]) else "easy"
+    else:
+        direction = "hard" if name == "abundant" else "easy"
+    clear = name != "unclear"
     c = curves[np.isclose(curves["initial_fraction"], q) & (curves["keep_fraction"] < 1.0)]
     rnd = c[(c["strategy"] == "random") & (c.get("balance", "none") == "none")]
     mr = float(rnd[rnd["keep_fraction"].isin(he["fractions"])]["error_mean"].mean()) if len(rnd) else float("nan")
@@ -388,7 +429,8 @@ def _direction(curves: pd.DataFrame, holdout_size: int | None) -> tuple[str, boo
         f"at the full initial size ({he['n']} examples), averaged over keep fractions "
         f"{_frac(fs[0])}-{_frac(fs[-1])}: keep hard {_pct(he['hard'])}, keep easy {_pct(he['easy'])}, "
         f"random {_pct(mr)} mean held-out error (difference {_pp(abs(he['mean_diff']))}, standard error "
-        f"{_pp(he['se'])}); keep hard is lower at {len(he['hard_wins'])} of {len(fs)} keep fractions"
+        f"{_pp(he['se'])}); keep hard is lower at {len(he['hard_wins'])} of {len(fs)} keep fractions, clearly at "
+        f"{len(he['hard_clear'])}, keep easy clearly at {len(he['easy_clear'])}"
     )
     return direction, bool(clear), evidence, {"hard": he["hard"], "easy": he["easy"], "random": mr}
 

@@ -223,3 +223,22 @@ def test_a_tiny_carved_holdout_on_real_images_makes_no_claim(base_run):
     assert "costs" not in rec["sentence"]
     for r in rec["comparisons"]:  # every number carries at least the hold-out's noise
         assert r["error_se"] >= np.sqrt(r["error"] * (1 - r["error"]) / h) - 1e-12
+
+
+def test_a_collapse_at_the_smallest_fraction_does_not_hide_the_regime():
+    # keep hard wins clearly at 40-80% but collapses at 20% (the demo's shape): abundant data with a
+    # crossover, never "unclear" from an average over fractions that the collapse dominates
+    def err(st, bal, f, n0):
+        e = _random_error(f, n0)
+        if st == "hard":
+            return e + 0.30 if f <= 0.2 else e - 0.01
+        if st == "easy":
+            return e + 0.05 * (1 - f)
+        return e
+
+    rec = _rec(_points(err), tolerance=0.02)
+    reg = rec["regime"]
+    assert reg["regime"] == "abundant" and reg["prefer"] == "hard"
+    assert "keep hard is lower at 40%-80% kept" in reg["sentence"]
+    assert "keep easy is lower at 20% kept" in reg["sentence"] and "crossover" in reg["sentence"]
+    assert rec["better_of_hard_easy"] == "hard" if "better_of_hard_easy" in rec else rec["direction"] == "hard"
