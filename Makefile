@@ -8,7 +8,7 @@ WORKDIR ?= work
 PORT    ?= 8501
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: install install-test demo demo-data demo-run app test test-fast lint bench clean
+.PHONY: install install-test demo demo-data demo-run app test test-fast lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ lint: install-test
 	$(BIN)/ruff check backend curation_app tests benchmarks
 	$(BIN)/ruff format --check backend curation_app tests benchmarks
 	$(BIN)/mypy
+
+# the README's pictures: every page of the demo workdir, into assets/screenshots/ (after make demo-run)
+screenshots: install-test
+	CURATE_ASSETS_WORKDIR=$(WORKDIR) $(BIN)/python -m pytest -q tests/app/test_browser_assets.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_kmeans.py
