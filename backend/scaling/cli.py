@@ -98,6 +98,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="B,B,...",
         help="balances to estimate each strategy under (default: none): " + ", ".join(BALANCES),
     )
+    p.add_argument(
+        "--settings",
+        metavar="S:B,...",
+        help="the exact strategy:balance pairs to estimate instead of --strategies x --balances, "
+        "e.g. hard:none,easy:class-floor (random:none is always in)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--force", action="store_true", help="recompute even when the result is cached")
     p.set_defaults(handler=cmd_scaling)
@@ -114,7 +120,16 @@ def cmd_scaling(args) -> int:
 
     rep = TqdmReporter()
     settings = None
-    if args.strategies or args.balances:
+    if args.settings:
+        from ..errors import CurateError
+
+        if args.strategies or args.balances:
+            raise CurateError("pass either --settings or --strategies / --balances, not both")
+        pairs = [t for t in args.settings.replace(" ", "").split(",") if t]
+        if not pairs or any(t.count(":") != 1 for t in pairs):
+            raise CurateError(f"--settings {args.settings!r}: pass strategy:balance pairs, e.g. hard:none,easy:none")
+        settings = [t.split(":") for t in pairs]
+    elif args.strategies or args.balances:
         strategies = (args.strategies or "hard,easy").replace(" ", "").split(",")
         balances = (args.balances or "none").replace(" ", "").split(",")
         settings = [[st, b] for st in strategies if st for b in balances if b]

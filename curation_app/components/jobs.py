@@ -171,3 +171,34 @@ def _final(job: Job) -> None:
             st.code(tail, language=None, wrap_lines=True)
         st.caption(f"The whole log: `{job.dir / 'log.txt'}`; the command: `{job.command_line}`")
     st.button("Dismiss", key=f"jobs.dismiss.{job.id}", on_click=_dismiss, args=(job.id,), type="tertiary")
+
+
+_LOOKED = "jobs._looked"
+
+
+def first_look(job: Job) -> bool:
+    """True the first time this session asks about this finished job (to refresh a cached "not computed" once)."""
+    seen = st.session_state.setdefault(_LOOKED, set())
+    if not job.finished or job.id in seen:
+        return False
+    seen.add(job.id)
+    return True
+
+
+def json_output(job: Job) -> dict | None:
+    """The JSON a ``curate ... --json`` job printed last (its log also holds the progress lines), or None."""
+    import json
+
+    try:
+        text = (job.dir / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    at = text.rfind("\n{\n")
+    start = at + 1 if at >= 0 else (0 if text.startswith("{\n") else -1)
+    if start < 0:
+        return None
+    try:
+        obj = json.loads(text[start:])
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None

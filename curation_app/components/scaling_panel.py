@@ -13,7 +13,7 @@ import streamlit as st
 import backend
 from curation_app import services, state
 from curation_app.components import figures, summaries
-from curation_app.components.progress import StreamlitReporter
+from curation_app.components import jobs as jobs_panel
 
 THETAS = (0, 10, 20, 30, 45)
 POOLS = (1, 2, 5, 10, 20, 50)
@@ -152,16 +152,18 @@ def empirical(run, n_keep: int) -> None:
             if res is None
             else f"Estimate again including {setting_words(strategy, balance)}"
         )
-        if st.button(label, icon=":material/query_stats:", key="scaling.go"):
-            box = st.status("Estimating scaling curves...", expanded=True)
-            try:
-                estimate(run, metric=metric, settings=[list(p) for p in wanted], reporter=StreamlitReporter(box))
-            except backend.CurateError as exc:
-                box.update(label="The estimate stopped", state="error")
-                st.error(str(exc))
-                return
-            box.update(label="Scaling curves ready", state="complete")
-            services.scaling_grid.clear()
+        # a background job (`curate scaling`), so it survives a page switch and can be cancelled
+        job_key = f"prune.scaling.{run.key}"
+        argv = ["scaling", "--workdir", str(run.dir), "--metric", metric]
+        argv += ["--settings", ",".join(f"{a}:{b}" for a, b in wanted)]
+        job = jobs_panel.show(job_key)
+        if job is not None and job.state == "succeeded" and job.argv == argv and jobs_panel.first_look(job):
+            services.scaling_grid.clear()  # the cached "not computed yet" is stale now
+            services.scaling_result.clear()
+            st.rerun()
+        busy = job is not None and job.active
+        if st.button(label, icon=":material/query_stats:", key="scaling.go", disabled=busy):
+            jobs_panel.start(argv, label=f"Estimating scaling curves for {metric}", key=job_key)
             st.rerun()
         if res is None:
             return
@@ -277,22 +279,27 @@ def _verify_box(run) -> None:
         c1, c2 = st.columns([1, 1])
         model = c1.radio("Model", ("probe", "cnn"), horizontal=True, key="verify.model")
         seeds = int(c2.number_input("Seeds", min_value=1, max_value=10, value=3, key="verify.seeds"))
-        if st.button("Train and compare", icon=":material/science:", key="verify.go"):
+        job_key = f"prune.verify.{run.key}"
+        job = jobs_panel.show(job_key)
+        if job is not None and job.state == "succeeded":
+            out = jobs_panel.json_output(job)
+            if out and out.get("sentence"):
+                (st.success if out.get("held") else st.info)(out["sentence"])
+        busy = job is not None and job.active
+        if st.button("Train and compare", icon=":material/science:", key="verify.go", disabled=busy):
             from backend.select import write_selection
-            from backend.verify import verify_selection
 
             sel = services.selection(str(run.dir), state.current())
-            out = run.dir.parent.parent / "verify" / "selections" / f"app-{run.key}-{sel.n_kept}.csv"
-            box = st.status("Training from scratch...", expanded=True)
+            out_path = run.dir.parent.parent / "verify" / "selections" / f"app-{run.key}-{sel.n_kept}.csv"
             try:
-                write_selection(sel, out, force=True)
-                res = verify_selection(run, out, model=model, seeds=seeds, reporter=StreamlitReporter(box))
+                write_selection(sel, out_path, force=True)
             except backend.CurateError as exc:
-                box.update(label="The check stopped", state="error")
                 st.error(str(exc))
                 return
-            box.update(label="Done", state="complete")
-            (st.success if res.held else st.info)(res.sentence)
+            argv = ["verify", "--workdir", str(run.dir), "--selection", str(out_path)]
+            argv += ["--model", model, "--seeds", str(seeds), "--json"]
+            jobs_panel.start(argv, label=f"Training from scratch ({model}, {seeds} seeds)", key=job_key)
+            st.rerun()
 
 
 @st.fragment

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import backend
 from curation_app import services, state
+from curation_app.components import jobs as jobs_panel
 from curation_app.components import metric_figures
-from curation_app.components.progress import StreamlitReporter
 
 run = state.require_run()
 rd = str(run.dir)
@@ -23,7 +22,19 @@ st.caption(
     "`curate benchmark-metrics` computes the same table."
 )
 
+JOB = f"metrics.benchmark.{run.key}"
+
+
+def _benchmark_finished(job) -> None:
+    services.metric_benchmark.clear()  # a new result on disk: read it again
+
+
 res = services.metric_benchmark(rd, run.key, cols) if run.has_labels else None
+if run.has_labels:
+    job = jobs_panel.show(JOB, on_finish=_benchmark_finished, final=res is None)
+    if job is not None and job.state == "succeeded" and res is None and jobs_panel.first_look(job):
+        services.metric_benchmark.clear()  # finished while this session looked elsewhere: "not computed" is stale
+        res = services.metric_benchmark(rd, run.key, cols)
 if not run.has_labels:
     st.info(
         "This run has no labels, so there is no held-out error to compare. The agreement between the metrics "
@@ -44,18 +55,13 @@ elif res is None:
             st.session_state["metrics.cost_table"] = cost_estimate(run, names)
     if "metrics.cost_table" in st.session_state:
         st.dataframe(st.session_state["metrics.cost_table"], hide_index=True, width="stretch")
-    if c2.button("Run the benchmark", icon=":material/leaderboard:", key="metrics.go", type="primary"):
-        from backend.scores.benchmark import benchmark_metrics
-
-        box = st.status("Benchmarking the metrics...", expanded=True)
-        try:
-            benchmark_metrics(run, reporter=StreamlitReporter(box))
-        except backend.CurateError as exc:
-            box.update(label="The benchmark stopped", state="error")
-            st.error(str(exc))
-            st.stop()
-        box.update(label="Benchmark ready", state="complete")
-        services.metric_benchmark.clear()
+    running = jobs_panel.active(JOB) is not None
+    if c2.button(
+        "Run the benchmark", icon=":material/leaderboard:", key="metrics.go", type="primary", disabled=running
+    ):
+        jobs_panel.start(
+            ["benchmark-metrics", "--workdir", rd, "--no-estimate"], label="Benchmarking the metrics", key=JOB
+        )
         st.rerun()
 
 if res is not None:
