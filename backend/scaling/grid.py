@@ -42,6 +42,7 @@ with the pool's statistics, plus a bias column).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
@@ -150,6 +151,9 @@ def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, set
         metric_id = metric
     out = {
         "metric": metric_id,
+        # the column's values, not only its name: `curate scores --force` or a re-imported column changes
+        # them under the same run key, and a cache keyed by the name alone would answer for the old ones
+        **_column_fingerprint(run, metric_id),
         "fractions": fr,
         "initial_sizes": sizes,
         "seeds": seed_list,
@@ -160,6 +164,15 @@ def grid_params(run, metric, fractions, initial_sizes, seeds, probe, scores, set
     if grid != grid_settings(None):  # the default grid keeps the cache keys it always had
         out["settings"] = grid
     return out
+
+
+def _column_fingerprint(run, metric_id: str) -> dict:
+    """{"metric_column": hash} when the run's table has this metric's column, else {}."""
+    table = run.table
+    if metric_id not in table.columns:
+        return {}
+    values = np.ascontiguousarray(table[metric_id].to_numpy(np.float64))
+    return {"metric_column": hashlib.sha256(values.round(12).tobytes()).hexdigest()[:16]}
 
 
 # ---------------------------------------------------------------------------

@@ -290,3 +290,20 @@ def test_unlabelled_run_raises(tmp_path):
         estimate_scaling(run, seeds=1)
     msg = str(exc.value)
     assert "labels" in msg and "backend.scaling.theory" in msg and "\n" not in msg
+
+
+def test_cache_key_follows_the_metric_columns_values(tmp_path):
+    """A column recomputed or re-imported under the same name must not hit the old estimate's cache."""
+    from backend.scaling.grid import grid_params
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    run = _embedding_run(tmp_path, x, [str(i % 3) for i in range(300)], ["train"] * 300)
+    before = grid_params(run, "random", None, None, 1, "linear", None)
+    assert "metric_column" in before and before == grid_params(run, "random", None, None, 1, "linear", None)
+    run.table["random"] = run.table["random"].to_numpy()[::-1].copy()  # the same name, other values
+    after = grid_params(run, "random", None, None, 1, "linear", None)
+    assert after["metric_column"] != before["metric_column"]
+    assert {k: v for k, v in after.items() if k != "metric_column"} == {
+        k: v for k, v in before.items() if k != "metric_column"
+    }
