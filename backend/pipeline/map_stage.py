@@ -1,8 +1,12 @@
-"""Stage 4: the 2-D map of the pool (UMAP on a sample, or PCA)."""
+"""Stage 4: the 2-D map of the pool (UMAP -- exact, or fitted on a stratified sample above 50,000 -- or PCA).
+
+``meta.json`` of the stage records how the map was made (``path``: exact or
+sampled, the fit sample size, the placement method); :attr:`Map.info` reads it back.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +17,51 @@ from ..progress import Reporter
 from ..store import Stage, fingerprint
 from .embed_stage import Embeddings
 
-VERSION = 1
+VERSION = 2  # 2: exact UMAP up to 50,000 points, stratified 50,000-point fit above (was 20,000 uniform)
 
 
 @dataclass
 class Map:
     key: str
     coords: np.ndarray  # (len(pool), 2) float32
+    info: dict = field(default_factory=dict)  # how it was made: Projector2D.info_ (path, fit_sample, placement)
 
 
-def run(workdir: Path, emb: Embeddings, pool: np.ndarray, cfg: PipelineConfig, rep: Reporter) -> Map:
+def run(
+    workdir: Path,
+    emb: Embeddings,
+    pool: np.ndarray,
+    cfg: PipelineConfig,
+    rep: Reporter,
+    *,
+    clusters: np.ndarray | None = None,
+) -> Map:
+    """The map of ``pool``; ``clusters`` (one k-means cluster per pool row) stratifies the fit sample."""
     from ..projection import Projector2D
 
     st = Stage(
         workdir,
         "maps",
         VERSION,
-        {"embeddings": emb.key, "rows": fingerprint(pool.tolist()), "method": cfg.map_method, "seed": cfg.seed},
+        {
+            "embeddings": emb.key,
+            "rows": fingerprint(pool.tolist()),
+            "method": cfg.map_method,
+            "seed": cfg.seed,
+            "strata": None if clusters is None else fingerprint(np.asarray(clusters).tolist()),
+        },
     )
     with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
         if st.done:
             rep.stage("map", cached=True, detail=cfg.map_method)
         else:
             rep.stage("map", detail=f"{cfg.map_method} of {len(pool)} examples")
-            coords = Projector2D(cfg.map_method, random_state=cfg.seed).fit_transform(
-                emb.array, pool, progress=rep.update
-            )
+            projector = Projector2D(cfg.map_method, random_state=cfg.seed)
+            coords = projector.fit_transform(emb.array, pool, progress=rep.update, strata=clusters)
             write_npy(st.prepare() / "map2d.npy", coords)
-            st.finish(method=cfg.map_method)
+            st.finish(method=cfg.map_method, projection=projector.info_)
             rep.end_stage()
-    return Map(key=st.key, coords=np.load(st.dir / "map2d.npy"))
+    meta = st.meta()
+    return Map(
+        key=st.key, coords=np.load(st.dir / "map2d.npy"), info=meta.get("projection", {"method": meta["method"]})
+    )

@@ -1,12 +1,20 @@
-"""2-D map: PCA to ~50 dims, UMAP on a sample, the rest placed by nearest neighbours.
+"""2-D map: PCA to ~50 dims, then UMAP -- on every point, or on a stratified sample with the rest placed.
 
-UMAP on a million points takes tens of minutes, so above ``fit_sample`` rows
-the map is fitted on a uniform sample and every other point is placed at the
-similarity-weighted mean of its 10 nearest sampled neighbours (in the PCA
-space).  Below it, UMAP sees every point.
+UMAP on a million points takes tens of minutes on two cores, so above
+``fit_sample`` rows the map is fitted on a sample of ``fit_sample`` rows
+(stratified by ``strata``, e.g. the k-means clusters: every cluster is drawn in
+proportion to its size and with at least a few members, so small clusters get
+their own place on the map), and every other point is placed at the
+inverse-distance-weighted mean of the 2-D positions of its ``place_k`` nearest
+sampled neighbours in the PCA space.  The neighbours come from a faiss IVF
+index over the sample (exact inside the probed lists), in chunks, so memory
+stays O(N * 2 + sample).  At or below ``fit_sample`` rows UMAP sees every point
+(the "exact" path).  :attr:`Projector2D.info_` records which path ran.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -14,6 +22,8 @@ from ..arrays import CHUNK, l2_normalize, release_pages
 from ..errors import CurateError
 
 MAP_METHODS = ("umap", "pca")
+# at or below this many rows UMAP sees every point; above, it is fitted on this many (stratified)
+FIT_SAMPLE = 50_000
 # the PCA sample is copied into memory only below this size; above it the SVD streams over row chunks
 SAMPLE_BYTES = 256 << 20
 CHUNK_BYTES = 64 << 20
@@ -25,14 +35,21 @@ def _rows_per_chunk(dim: int) -> int:
 
 
 class Projector2D:
-    """``fit_transform(x, rows)`` -> (len(rows), 2) float32 coordinates."""
+    """``fit_transform(x, rows, strata=...)`` -> (len(rows), 2) float32 coordinates; ``info_`` says how.
+
+    ``fit_sample``: the most points UMAP is fitted on (and the PCA's sample);
+    above it the sampled path runs.  ``place_k``: neighbours that place a point
+    that was not fitted.  ``min_per_stratum``: each stratum's floor in the sample.
+    """
 
     def __init__(
         self,
         method: str = "umap",
         *,
         pca_dim: int = 50,
-        fit_sample: int = 20000,
+        fit_sample: int = FIT_SAMPLE,
+        place_k: int = 10,
+        min_per_stratum: int = 5,
         n_neighbors: int = 15,
         min_dist: float = 0.1,
         random_state: int = 0,
@@ -40,6 +57,8 @@ class Projector2D:
         self.method = method
         self.pca_dim = pca_dim
         self.fit_sample = fit_sample
+        self.place_k = place_k
+        self.min_per_stratum = min_per_stratum
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.random_state = random_state
@@ -111,17 +130,28 @@ class Projector2D:
         _, _, vt = np.linalg.svd(b, full_matrices=False)
         return vt[:dim]
 
-    def fit_transform(self, x: np.ndarray, rows: np.ndarray | None = None, progress=None) -> np.ndarray:
+    def fit_transform(
+        self, x: np.ndarray, rows: np.ndarray | None = None, progress=None, *, strata: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.method not in MAP_METHODS:
             raise CurateError(f"unknown map method {self.method!r}: use one of {', '.join(MAP_METHODS)}")
         rows = np.arange(len(x)) if rows is None else np.asarray(rows)
         n = len(rows)
-        rng = np.random.default_rng(self.random_state)
-        sample_pos = np.sort(rng.choice(n, size=min(n, self.fit_sample), replace=False))
+        if strata is not None and len(strata) != n:
+            raise ValueError(f"strata has {len(strata)} entries for {n} rows: pass one per row")
+        sample_pos = fit_sample_positions(
+            n,
+            self.fit_sample,
+            strata=strata,
+            min_per_stratum=self.min_per_stratum,
+            random_state=self.random_state,
+        )
         z = self._pca(x, rows, rows[sample_pos])
+        self.info_ = {"method": self.method, "n": int(n), "pca_dim": int(z.shape[1]), "pca_sample": len(sample_pos)}
         if progress:
             progress(1, 3)
         if self.method == "pca" or n < 5:
+            self.info_["path"] = "exact"
             out = np.zeros((n, 2), np.float32)
             out[:, : min(2, z.shape[1])] = z[:, :2]
             return out
@@ -139,23 +169,97 @@ class Projector2D:
             random_state=self.random_state,
             init="spectral" if len(sample_pos) > self.n_neighbors + 2 else "random",
         )
+        t0 = time.perf_counter()
         fitted = reducer.fit_transform(z[sample_pos]).astype(np.float32)
+        self.info_["umap_fit_s"] = round(time.perf_counter() - t0, 2)
         if progress:
             progress(2, 3)
         out = np.empty((n, 2), np.float32)
         out[sample_pos] = fitted
         rest = np.setdiff1d(np.arange(n), sample_pos)
-        if len(rest):
-            import faiss
-
-            index = faiss.IndexFlatL2(z.shape[1])
-            index.add(np.ascontiguousarray(z[sample_pos]))
-            for start in range(0, len(rest), CHUNK):  # z is (n, <= 50): 64k rows are small
-                pos = rest[start : start + CHUNK]
-                d, nn = index.search(np.ascontiguousarray(z[pos]), 10)
-                w = 1.0 / (np.sqrt(np.maximum(d, 0)) + 1e-6)
-                w /= w.sum(axis=1, keepdims=True)
-                out[pos] = np.einsum("nk,nkd->nd", w, fitted[nn])
+        if len(rest) == 0:
+            self.info_["path"] = "exact"
+        else:
+            t0 = time.perf_counter()
+            placement = place_by_neighbours(z, sample_pos, fitted, rest, out, k=self.place_k, seed=self.random_state)
+            self.info_.update(
+                path="sampled",
+                fit_sample=len(sample_pos),
+                sample="stratified" if strata is not None else "uniform",
+                placed=len(rest),
+                placement=placement,
+                place_s=round(time.perf_counter() - t0, 2),
+            )
         if progress:
             progress(3, 3)
         return out
+
+
+def fit_sample_positions(
+    n: int, size: int, *, strata: np.ndarray | None = None, min_per_stratum: int = 5, random_state: int = 0
+) -> np.ndarray:
+    """Sorted positions of the fit sample: all ``n`` when ``n <= size``, else ``size`` of them.
+
+    With ``strata`` (one code per row, e.g. the k-means cluster) every stratum
+    gets ``max(min(count, min_per_stratum), round(count * size / n))`` rows --
+    proportional, with a floor so that small clusters appear on the map -- and
+    the total is trimmed back to ``size`` from the largest strata.
+    """
+    rng = np.random.default_rng(random_state)
+    if n <= size:
+        return np.arange(n)
+    if strata is None:
+        return np.sort(rng.choice(n, size=size, replace=False))
+    codes, inverse, counts = np.unique(np.asarray(strata), return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    quota = np.maximum(np.minimum(counts, min_per_stratum), np.round(counts * (size / n)).astype(np.int64))
+    excess = int(quota.sum()) - size
+    if excess > 0:  # the floors pushed the total up: take the excess from the strata with the most rows
+        spare = quota - np.minimum(counts, min_per_stratum)
+        for c in np.argsort(-spare, kind="stable"):
+            take = min(excess, int(spare[c]))
+            quota[c] -= take
+            excess -= take
+            if excess == 0:
+                break
+    # a random rank inside each stratum; a row is drawn when its rank is below its stratum's quota
+    order = np.lexsort((rng.random(n), inverse))
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, counts)
+    return np.flatnonzero(rank < quota[inverse])
+
+
+def place_by_neighbours(
+    z: np.ndarray, sample_pos: np.ndarray, fitted: np.ndarray, rest: np.ndarray, out: np.ndarray, *, k: int, seed: int
+) -> str:
+    """Write into ``out[rest]`` the inverse-distance-weighted mean of the 2-D positions of each point's
+    ``k`` nearest sampled points (in the PCA space ``z``); returns a description of the search used."""
+    import faiss
+
+    ref = np.ascontiguousarray(z[sample_pos])
+    dim = ref.shape[1]
+    k = min(k, len(ref))
+    if len(ref) >= 20000:  # a flat search of 1M x 50k x 50 dims is ~2.5e12 flops: an IVF index is ~20x less
+        nlist = int(min(1024, max(64, np.sqrt(len(ref)) * 2)))
+        nprobe = 16
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        index.cp.seed = seed
+        index.train(ref)
+        index.add(ref)
+        index.nprobe = nprobe
+        how = f"faiss IVFFlat (nlist {nlist}, nprobe {nprobe}) {k}-NN in PCA space, inverse-distance mean"
+    else:
+        index = faiss.IndexFlatL2(dim)
+        index.add(ref)
+        how = f"faiss exact {k}-NN in PCA space, inverse-distance mean"
+    for start in range(0, len(rest), CHUNK):  # z is (n, <= 50): 64k rows are small
+        pos = rest[start : start + CHUNK]
+        d, nn = index.search(np.ascontiguousarray(z[pos]), k)
+        missing = nn < 0  # an IVF search can find fewer than k in the probed lists
+        nn[missing] = nn[:, :1].repeat(k, axis=1)[missing]
+        w = 1.0 / (np.sqrt(np.maximum(d, 0)) + 1e-6)
+        w[missing] = 0.0
+        w /= w.sum(axis=1, keepdims=True)
+        out[pos] = np.einsum("nk,nkd->nd", w, fitted[nn])
+    return how
