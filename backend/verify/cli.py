@@ -11,8 +11,10 @@ random subsets of the same size (one per seed), both measured on the held-out
 data the scaling estimate used (never trained on). Prints both errors with
 their spread next to the errors the cached scaling estimate predicted, and
 whether the prediction held. --model probe is the estimate's own linear probe
-on the embeddings (seconds); --model cnn trains a small CNN on the images
-(GPU when present; small images run on a CPU). Cached and resumable."""
+on the embeddings (seconds); --model mlp its MLP probe (for an estimate made
+with --probe mlp); --model cnn trains a small CNN on the images (GPU when
+present; small images run on a CPU). The difference's standard error is
+paired over the same held-out examples. Cached and resumable."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,9 +35,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        choices=("probe", "cnn"),
+        choices=("probe", "mlp", "cnn"),
         default="probe",
-        help="probe: the estimate's linear probe on the embeddings (default); cnn: a small CNN on the images",
+        help="probe: the estimate's linear probe on the embeddings (default, seconds); mlp: the estimate's MLP "
+        "probe (check an estimate made with --probe mlp); cnn: a small CNN on the images",
     )
     p.add_argument(
         "--seeds", type=int, default=3, help="trainings per side (random subsets differ per seed; default: 3)"

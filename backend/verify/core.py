@@ -10,7 +10,8 @@
    carved hold-out are left out of training (and counted).
 3. **Models**, trained from scratch for every seed: ``probe`` is the
    estimate's own linear probe on the frozen embeddings (same features, same
-   budget: the check of the estimate's arithmetic); ``cnn`` is
+   budget: the check of the estimate's arithmetic); ``mlp`` is the estimate's
+   MLP probe (the probe that shows a gain on the demo, so the one to check it with); ``cnn`` is
    :mod:`backend.probes.cnn` on the images themselves (the check that the
    proxy's conclusion survives a real network).  The kept subset is trained
    once per seed (the seed changes the initialisation and the data order);
@@ -21,7 +22,12 @@
    size.  The prediction *held* when the measured difference (kept - random)
    is within two standard errors of the predicted one and has the same sign
    or is indistinguishable from zero as predicted; absolute errors of the
-   CNN are not expected to match a linear probe's.
+   CNN are not expected to match a linear probe's.  The standard error of the
+   measured difference is paired: both sides are scored on the same held-out
+   examples, so its hold-out part comes only from the examples on which they
+   disagree (McNemar's reasoning, as in the scaling estimate), floored by
+   nothing looser.  An estimate made with the same probe is preferred as the
+   prediction.
 
 Cached as a :class:`backend.store.Stage` under ``<workdir>/verify/<key>/``
 (``result.json``; CNN checkpoints per training, so an interrupted check
@@ -41,13 +47,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CurateError
-from ..io import read_json, write_json
+from ..io import atomic_path, read_json, write_json
 from ..progress import Reporter
 from ..store import Stage
 
 STAGE = "verify"
-VERSION = 1
-MODELS = ("probe", "cnn")
+VERSION = 2  # 2: per-example held-out mistakes (holdout_wrong.npz), paired standard error; mlp
+MODELS = ("probe", "mlp", "cnn")
+ESTIMATE_PROBE = {"probe": "linear", "mlp": "mlp"}  # the estimate whose prediction a model checks first
 SIGMAS = 2.0
 
 
@@ -152,8 +159,11 @@ def read_selection(run, path: str | Path) -> tuple[np.ndarray, dict, dict]:
 # ---------------------------------------------------------------------------
 
 
-def find_prediction(run, setting: dict, n_pool: int) -> dict | None:
-    """The cached scaling estimate's errors for ``setting`` and for random at its keep fraction, or None."""
+def find_prediction(run, setting: dict, n_pool: int, *, probe: str | None = None) -> dict | None:
+    """The cached scaling estimate's errors for ``setting`` and for random at its keep fraction, or None.
+
+    Among several estimates, one made with ``probe`` wins, then the one with the most seeds.
+    """
     f = setting.get("keep_fraction") or (setting.get("keep_count", 0) / max(n_pool, 1))
     strategy, balance = setting.get("strategy"), setting.get("balance", "none")
     metric = setting.get("metric")
@@ -195,7 +205,8 @@ def find_prediction(run, setting: dict, n_pool: int) -> dict | None:
             "n_seeds": int(mine["n_seeds"].iloc[0]),
             "holdout_size": int(saved.get("holdout", {}).get("size", 0)),
         }
-        if best is None or cand["n_seeds"] > best["n_seeds"]:
+        rank = (cand["probe"] == probe, cand["n_seeds"])
+        if best is None or rank > (best["probe"] == probe, best["n_seeds"]):
             best = cand
     return best
 
@@ -210,13 +221,30 @@ def _random_subsets(grid_pos: np.ndarray, n: int, seeds) -> list[np.ndarray]:
 
 
 def _train_probes(
-    run, kept: np.ndarray, randoms: list[np.ndarray], grid_pos, hold_rows, y_pool, y_hold, n_classes, seeds, device, rep
-) -> tuple[list[float], list[float]]:
-    """Linear probes (the estimate's) on the kept set and on each random subset; held-out errors."""
+    run,
+    kept: np.ndarray,
+    randoms: list[np.ndarray],
+    grid_pos,
+    hold_rows,
+    y_pool,
+    y_hold,
+    n_classes,
+    seeds,
+    device,
+    rep,
+    *,
+    kind: str = "linear",
+) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
+    """The estimate's probes (linear or mlp) on the kept set and on each random subset.
+
+    Returns the held-out errors (kept per seed, random per seed) and the per-example mistakes
+    ``[seeds, H]`` of both sides.  A linear probe from zero weights is deterministic: the kept subset
+    is trained once and its result stands for every seed; an MLP is trained once per seed.
+    """
     import torch
 
-    from ..probes import LinearProbes, probe_features
-    from ..scaling.grid import LINEAR
+    from ..probes import LinearProbes, MLPProbes, probe_features
+    from ..scaling.grid import LINEAR, MLP
 
     rows = run.table["row"].to_numpy(np.int64)
     x_grid, tf = probe_features(run.embeddings, rows[grid_pos])
@@ -225,15 +253,17 @@ def _train_probes(
     orderings = {"kept": torch.tensor([where[int(p)] for p in kept], device=device)}
     for i, r in enumerate(randoms):
         orderings[f"random{i}"] = torch.tensor([where[int(p)] for p in r], device=device)
-    probes = [("kept", len(kept))] + [(f"random{i}", len(r)) for i, r in enumerate(randoms)]
-    rep.stage("verify", detail=f"{len(probes)} linear probes from scratch on {len(kept):,} examples each")
-    tr = LinearProbes(
+    n_kept_probes = 1 if kind == "linear" else len(seeds)
+    probes = [("kept", len(kept))] * n_kept_probes + [(f"random{i}", len(r)) for i, r in enumerate(randoms)]
+    rep.stage("verify", detail=f"{len(probes)} {kind} probes from scratch on {len(kept):,} examples each")
+    trainer, settings = (LinearProbes, LINEAR) if kind == "linear" else (MLPProbes, MLP)
+    tr = trainer(
         torch.from_numpy(x_grid).to(device),
         torch.from_numpy(y_pool[grid_pos]).to(device),
         n_classes,
         orderings,
         probes,
-        dict(LINEAR),
+        dict(settings),
         seed=0,
     )
     err, _, _ = tr.fit_evaluate(
@@ -242,13 +272,22 @@ def _train_probes(
         progress=lambda frac: rep.update(int(100 * frac), 100),
     )
     rep.end_stage()
-    # a linear probe from zero weights is deterministic: the kept subset has one error whatever the seed
-    return [float(err[0])] * len(seeds), [float(e) for e in err[1:]]
+    wrong = _unpacked(np.asarray(tr.holdout_wrong), len(y_hold))
+    kept_wrong = np.repeat(wrong[:1], len(seeds), axis=0) if kind == "linear" else wrong[:n_kept_probes]
+    kept_err = [float(err[0])] * len(seeds) if kind == "linear" else [float(e) for e in err[:n_kept_probes]]
+    return kept_err, [float(e) for e in err[n_kept_probes:]], kept_wrong, wrong[n_kept_probes:]
+
+
+def _unpacked(wrong: np.ndarray, n: int) -> np.ndarray:
+    """Per-example mistakes as bool ``[P, n]``, whether the probe packed them into bits or not."""
+    if wrong.dtype == np.uint8 and wrong.shape[-1] != n:
+        return np.unpackbits(wrong, axis=-1)[:, :n].astype(bool)
+    return wrong.astype(bool)
 
 
 def _train_cnns(
     run, kept, randoms, hold_table, y_pool, y_hold, n_classes, seeds, cfg_kwargs, device, stage_dir, rep
-) -> tuple[list[float], list[float], dict]:
+) -> tuple[list[float], list[float], np.ndarray, np.ndarray, dict]:
     from ..probes.cnn import CNNConfig, load_images, train_cnn
 
     needed = np.unique(np.concatenate([kept, *randoms]))
@@ -259,6 +298,7 @@ def _train_cnns(
     ev_imgs, ev_y = hold_imgs[hold_ok], y_hold[hold_ok]
     kept_err: list[float] = []
     rnd_err: list[float] = []
+    wrong: dict[str, list[np.ndarray]] = {"kept": [], "random": []}
     hist: dict[str, dict] = {}
     for i, s in enumerate(seeds):
         for name, subset, out in (("kept", kept, kept_err), ("random", randoms[i], rnd_err)):
@@ -276,8 +316,9 @@ def _train_cnns(
                 checkpoint_dir=stage_dir / f"cnn_{name}_seed{s}",
                 reporter=rep,
             )
-            assert res.eval_error is not None  # a hold-out was given
+            assert res.eval_error is not None and res.eval_predictions is not None  # a hold-out was given
             out.append(float(res.eval_error))
+            wrong[name].append(np.asarray(res.eval_predictions) != ev_y)
             hist[f"{name}_seed{s}"] = {
                 "epochs": res.epochs,
                 "steps": res.steps,
@@ -285,12 +326,33 @@ def _train_cnns(
                 "seconds": round(res.elapsed_s, 1),
                 "final_train_error": res.history[-1]["train_error"] if res.history else None,
             }
-    return kept_err, rnd_err, {"trainings": hist, "unreadable_images": bad}
+    return (
+        kept_err,
+        rnd_err,
+        np.stack(wrong["kept"]),
+        np.stack(wrong["random"]),
+        {"trainings": hist, "unreadable_images": bad},
+    )
 
 
 # ---------------------------------------------------------------------------
 # the check
 # ---------------------------------------------------------------------------
+
+WRONG_FILE = "holdout_wrong.npz"
+
+
+def _load_wrong(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-example mistakes a finished check saved, or None (a version-1 result)."""
+    try:
+        with np.load(folder / WRONG_FILE) as z:
+            n = int(z["n"])
+            return (
+                np.unpackbits(z["kept"], axis=1)[:, :n].astype(bool),
+                np.unpackbits(z["random"], axis=1)[:, :n].astype(bool),
+            )
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _mean_sd(v) -> tuple[float, float]:
@@ -298,16 +360,32 @@ def _mean_sd(v) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | None, str]:
+def paired_holdout_se(kept_wrong: np.ndarray, random_wrong: np.ndarray) -> float:
+    """Standard error, over the held-out examples, of (kept error - random error), seeds averaged.
+
+    Both sides are scored on the same H examples: with delta_i the mean over seeds of
+    (wrong_kept - wrong_random) on example i, it is std(delta) / sqrt(H).
+    """
+    delta = kept_wrong.astype(np.float64).mean(0) - random_wrong.astype(np.float64).mean(0)
+    return float(delta.std(ddof=1) / math.sqrt(len(delta))) if len(delta) > 1 else 0.0
+
+
+def _judge(kept_err, rnd_err, predicted, holdout_size, model, wrong=None) -> tuple[bool | None, str]:
+    """``wrong``: (kept, random) per-example mistakes ``[seeds, H]``; without them (a result cached by
+    version 1) the hold-out noise is the unpaired binomial bound."""
     km, ks = _mean_sd(kept_err)
     rm, rs = _mean_sd(rnd_err)
     d = np.asarray(kept_err) - np.asarray(rnd_err)
     d_mean = float(d.mean())
-    noise = math.hypot(
-        math.sqrt(max(km * (1 - km), 1e-6) / holdout_size), math.sqrt(max(rm * (1 - rm), 1e-6) / holdout_size)
-    )
+    if wrong is not None:
+        noise, how = paired_holdout_se(*wrong), "paired over the same held-out examples"
+    else:
+        noise = math.hypot(
+            math.sqrt(max(km * (1 - km), 1e-6) / holdout_size), math.sqrt(max(rm * (1 - rm), 1e-6) / holdout_size)
+        )
+        how = "unpaired"
     d_se = max(float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, noise)
-    what = "linear probe" if model == "probe" else "small CNN trained on the images"
+    what = {"probe": "linear probe", "mlp": "MLP probe"}.get(model, "small CNN trained on the images")
     note = " (a linear probe from zero weights is deterministic: one training)" if model == "probe" else ""
 
     def spread(sd: float, n: int) -> str:  # one training has no spread to show: say so instead of "± 0.0"
@@ -317,7 +395,7 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
         f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
         f"{100 * km:.1f}%{spread(ks, len(kept_err))}, random subsets of the same size {100 * rm:.1f}%"
         f"{spread(rs, len(rnd_err))} held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp, "
-        "the spread over seeds floored by the hold-out's noise)."
+        f"the spread over seeds floored by the hold-out's noise, {how})."
     )
     if predicted is None:
         return None, measured + (
@@ -352,8 +430,11 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model) -> tuple[bool | No
                 else "."
             )
         )
-    if model == "cnn":
-        verdict += " (Absolute errors of a CNN are not expected to match the linear probe's; the difference is.)"
+    if model == "cnn" or (predicted.get("probe") and ESTIMATE_PROBE.get(model) != predicted.get("probe")):
+        verdict += (
+            f" (Absolute errors of this model are not expected to match the {predicted.get('probe') or 'linear'} "
+            "probe's; the difference is.)"
+        )
     return bool(held), " ".join([measured, pred, verdict])
 
 
@@ -379,7 +460,10 @@ def verify_selection(
 
         run = load_run(run)
     if model not in MODELS:
-        raise CurateError(f"unknown --model {model!r}: use probe (fast) or cnn (trains on the images)")
+        raise CurateError(
+            f"unknown --model {model!r}: use probe (the linear probe, seconds), mlp (the MLP probe) "
+            "or cnn (trains on the images)"
+        )
     if not run.has_labels:
         raise CurateError("verify needs labels to measure held-out error and this run has none")
     if int(seeds) < 1:
@@ -404,14 +488,21 @@ def verify_selection(
         k: params.get(k) for k in ("strategy", "balance", "metric", "keep_fraction", "keep_count") if k in params
     }
     pred = (
-        find_prediction(run, {**setting, "keep_count": params.get("keep_count", len(kept))}, run.n_examples)
+        find_prediction(
+            run,
+            {**setting, "keep_count": params.get("keep_count", len(kept))},
+            run.n_examples,
+            probe=ESTIMATE_PROBE.get(model),
+        )
         if setting.get("strategy")
         else None
     )
     if st.done and not force:
         rep.stage("verify", cached=True, detail=str(st.dir))
         saved = read_json(st.dir / "result.json")
-        held, sentence = _judge(saved["kept_errors"], saved["random_errors"], pred, saved["holdout"]["size"], model)
+        held, sentence = _judge(
+            saved["kept_errors"], saved["random_errors"], pred, saved["holdout"]["size"], model, _load_wrong(st.dir)
+        )
         return VerifyResult(
             model=model,
             n_kept=saved["n_kept"],
@@ -445,9 +536,20 @@ def verify_selection(
     randoms = _random_subsets(grid_pos, len(kept), seed_list)
     d = st.prepare()
     details = {"excluded_in_holdout": excluded, "selection": sel_info}
-    if model == "probe":
-        kept_err, rnd_err = _train_probes(
-            run, kept, randoms, grid_pos, hold_rows, y_pool, y_hold, len(classes), seed_list, dev, rep
+    if model in ESTIMATE_PROBE:
+        kept_err, rnd_err, kept_wrong, rnd_wrong = _train_probes(
+            run,
+            kept,
+            randoms,
+            grid_pos,
+            hold_rows,
+            y_pool,
+            y_hold,
+            len(classes),
+            seed_list,
+            dev,
+            rep,
+            kind=ESTIMATE_PROBE[model],
         )
     else:
         if hold_info["kind"] == "test split":
@@ -455,13 +557,13 @@ def verify_selection(
         else:
             rows_to_pos = pd.Series(np.arange(len(table)), index=table["row"].to_numpy())
             hold_table = table.iloc[rows_to_pos.loc[hold_rows].to_numpy()].reset_index(drop=True)
-        kept_err, rnd_err, extra = _train_cnns(
+        kept_err, rnd_err, kept_wrong, rnd_wrong, extra = _train_cnns(
             run, kept, randoms, hold_table, y_pool, y_hold, len(classes), seed_list, cfg_kwargs, dev, d, rep
         )
         details.update(extra)
     details["elapsed_s"] = round(time.perf_counter() - t0, 2)
     details["device"] = dev
-    held, sentence = _judge(kept_err, rnd_err, pred, hold_info["size"], model)
+    held, sentence = _judge(kept_err, rnd_err, pred, hold_info["size"], model, (kept_wrong, rnd_wrong))
     res = VerifyResult(
         model=model,
         n_kept=len(kept),
@@ -475,6 +577,13 @@ def verify_selection(
         dir=d,
         details=details,
     )
+    with atomic_path(d / WRONG_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            kept=np.packbits(kept_wrong, axis=1),
+            random=np.packbits(rnd_wrong, axis=1),
+            n=np.int64(kept_wrong.shape[1]),
+        )
     write_json(d / "result.json", res.to_dict())
     st.finish(model=model, n_kept=len(kept))
     return res

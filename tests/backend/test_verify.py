@@ -68,3 +68,25 @@ def test_verify_refuses_bad_input(small_demo, tmp_path):
         verify_selection(small_demo, out, model="svm")
     pos, _, _ = read_selection(small_demo, out)  # .txt of ids (array data set: no paths)
     assert np.array_equal(np.sort(pos), np.flatnonzero(small_demo.table["example_id"].isin(sel.kept["example_id"])))
+
+
+def test_verify_mlp_is_paired_and_prefers_the_mlp_estimate(small_demo, tmp_path):
+    from backend.verify.core import _load_wrong, paired_holdout_se
+
+    run = small_demo
+    estimate_scaling(run, fractions=[0.5, 1.0], initial_sizes=[1.0], seeds=2, probe="mlp")
+    sel = select_subset(run, keep=0.5, strategy="hard", metric="ssl_prototype")
+    out = write_selection(sel, tmp_path / "kept_mlp.csv")
+    res = verify_selection(run, out, model="mlp", seeds=2)
+    assert res.model == "mlp" and len(res.kept_errors) == len(res.random_errors) == 2
+    assert res.predicted is not None and res.predicted["probe"] == "mlp"
+    kept_wrong, rnd_wrong = _load_wrong(res.dir)
+    assert kept_wrong.shape == rnd_wrong.shape == (2, res.holdout["size"])
+    # the saved mistakes are the measured errors, and the paired noise is below the unpaired bound
+    assert np.allclose(kept_wrong.mean(1), res.kept_errors) and np.allclose(rnd_wrong.mean(1), res.random_errors)
+    e = float(np.mean(res.kept_errors + res.random_errors))
+    unpaired = np.sqrt(2 * e * (1 - e) / res.holdout["size"])
+    assert 0 < paired_holdout_se(kept_wrong, rnd_wrong) < unpaired
+    assert "paired over the same held-out examples" in res.sentence and "MLP probe" in res.sentence
+    cached = verify_selection(run, out, model="mlp", seeds=2)
+    assert cached.cached and cached.sentence == res.sentence
