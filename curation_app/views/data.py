@@ -237,9 +237,12 @@ def _run_tab(src: dict, busy: bool) -> None:
                 st.error(weights_problem, icon=":material/error:")
         elif src["kind"] != "embeddings" and encoder != "pixels":
             text = st.text_input(
-                "Weights (file or folder; empty = the model's weights in the local caches)", key="new.weights"
+                "Weights (file or folder; empty = the model's weights in the local caches; random = untrained)",
+                key="new.weights",
             )
-            if text.strip():
+            if text.strip() in ("random", "imagenet"):  # the CLI's words, not paths
+                weights = text.strip()
+            elif text.strip():
                 weights = _checked_path(text, "weights file")
                 weights_problem = None if weights else "see above"
     first = current is None
