@@ -147,29 +147,48 @@ def map_figure(
     colour: str,
     groups: np.ndarray | None = None,
     group_names: list[str] | None = None,
+    group_colours: list[str] | None = None,
     values: np.ndarray | None = None,
     kept: np.ndarray | None = None,
     hover: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    hover_template: str | None = None,
+    bar_title: str | None = None,
+    bar_ticks: tuple[list, list] | None = None,
+    overlay: np.ndarray | None = None,
+    overlay_name: str = "",
     method: str = "map",
     title: str = "",
     legend_title: str = "",
+    uirevision: str | None = None,
 ) -> go.Figure:
     """WebGL scatter of the 2-D map.
 
     ``colour`` is "group" (``groups`` codes with ``group_names``: one trace per
-    group, each with a legend entry), "value" (continuous ``values``, colour
-    bar) or "kept" (boolean ``kept``: pruned grey below, kept on top).  Every
-    trace carries the table ``positions`` of its points as ``customdata`` so a
-    box or lasso selection maps back to examples.
+    group, each with a legend entry, colours from ``group_colours`` or the
+    palette), "value" (continuous ``values``, colour bar titled ``bar_title``
+    with ``bar_ticks``) or "kept" (boolean ``kept``: pruned grey below, kept on
+    top).  Every trace carries the table ``positions`` of its points as
+    ``customdata`` (column 0 when ``scores``, an n x m array of extra hover
+    values, is given) so a selection maps back to examples; ``hover`` (text
+    per point) and ``hover_template`` make the tooltip.  ``overlay`` (boolean
+    per point) is drawn again on top as crosses, named ``overlay_name``.
+    ``uirevision`` keeps the user's zoom and pan when only the colours change.
+    Coordinates and values go out as float32 (half the bytes of float64).
     """
     n = len(positions)
     size = marker_size(n)
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    positions = np.asarray(positions)
+    custom = positions if scores is None else np.column_stack([positions.astype(np.float32), scores]).astype(np.float32)
     fig = go.Figure()
-    hover_tpl = (
-        "%{text}<extra>%{fullData.name}</extra>"
-        if hover is not None
-        else "position %{customdata}<extra>%{fullData.name}</extra>"
-    )
+    if hover_template is None:
+        hover_template = (
+            "%{text}<extra>%{fullData.name}</extra>"
+            if hover is not None
+            else "position %{customdata}<extra>%{fullData.name}</extra>"
+        )
 
     def add(sel, name, **marker):
         fig.add_trace(
@@ -178,9 +197,9 @@ def map_figure(
                 y=y[sel],
                 mode="markers",
                 name=name,
-                customdata=positions[sel],
+                customdata=custom[sel],
                 text=None if hover is None else hover[sel],
-                hovertemplate=hover_tpl,
+                hovertemplate=hover_template,
                 marker=dict(size=size, line=dict(width=0), **marker),
             )
         )
@@ -191,19 +210,23 @@ def map_figure(
             for g, name in enumerate(group_names):
                 sel = groups == g
                 if sel.any():
-                    add(sel, str(name), color=PALETTE[g % len(PALETTE)], opacity=0.8)
+                    col = group_colours[g] if group_colours else PALETTE[g % len(PALETTE)]
+                    add(sel, str(name), color=col, opacity=0.8)
         else:  # too many for a legend: one trace, colour by code
             cols = np.asarray(PALETTE, dtype=object)[groups % len(PALETTE)]
             add(np.ones(n, bool), f"{len(group_names)} {legend_title or 'groups'}", color=cols, opacity=0.8)
     elif colour == "value":
         assert values is not None
+        bar = dict(title=dict(text=bar_title or (legend_title or "score") + "<br>(higher = harder)"), thickness=14)
+        if bar_ticks is not None:
+            bar.update(tickvals=bar_ticks[0], ticktext=bar_ticks[1])
         add(
             np.ones(n, bool),
             legend_title or "score",
-            color=values,
+            color=np.asarray(values, np.float32),
             colorscale="Viridis",
             opacity=0.85,
-            colorbar=dict(title=dict(text=(legend_title or "score") + "<br>(higher = harder)"), thickness=14),
+            colorbar=bar,
         )
     elif colour == "kept":
         assert kept is not None
@@ -211,12 +234,16 @@ def map_figure(
         add(kept, f"kept ({int(kept.sum()):,})", color=KEPT_COLOUR, opacity=0.85)
     else:
         raise ValueError(f"unknown colour mode {colour!r}")
+    if overlay is not None and overlay.any():
+        add(np.asarray(overlay, bool), overlay_name or "marked", color=CUT_COLOUR, symbol="x", opacity=0.9)
+        fig.data[-1].marker.size = size + 3
     _layout(
         fig,
         title=title,
         height=620,
         dragmode="select",
         hovermode="closest",
+        uirevision=uirevision,
         legend=dict(title=dict(text=legend_title), itemsizing="constant"),
         xaxis=dict(title=f"{method} 1", zeroline=False),
         yaxis=dict(title=f"{method} 2", zeroline=False),
@@ -226,7 +253,8 @@ def map_figure(
 
 def selected_positions(fig: go.Figure, points) -> np.ndarray:
     """Table positions of the points of a plotly selection event (``selection.points``) on a
-    :func:`map_figure`: each point names its trace and index; the trace's customdata holds positions."""
+    :func:`map_figure`: each point names its trace and index; the trace's customdata holds positions
+    (its first column when the trace carries hover scores too)."""
     out = []
     for p in points or []:
         cn, pi = p.get("curve_number"), p.get("point_index")
@@ -234,7 +262,8 @@ def selected_positions(fig: go.Figure, points) -> np.ndarray:
             continue
         cd = fig.data[cn].customdata
         if cd is not None and 0 <= pi < len(cd):
-            out.append(int(cd[pi]))
+            v = cd[pi]
+            out.append(int(v[0] if np.ndim(v) else v))
     return np.unique(np.asarray(out, dtype=np.int64))
 
 

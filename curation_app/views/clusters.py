@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery, summaries
+from curation_app.components import cluster_members, figures, gallery, summaries
 
 CARDS_PER_PAGE = 12
 SORTS = {
@@ -17,6 +18,40 @@ SORTS = {
     "difficulty": ("mean_difficulty", "Mean difficulty"),
     "kept": ("kept_share", "Share kept"),
 }
+
+MEMBERS_PER_PAGE = 36
+
+
+@st.fragment
+def member_grid(run, positions: np.ndarray, kept_mask: np.ndarray, *, key: str, score: str) -> None:
+    """Paged thumbnails of ``positions``, each caption marked kept or pruned (a fragment: paging reruns only it)."""
+    n = len(positions)
+    if n == 0:
+        st.caption("No member of this cluster is in this group at the current setting.")
+        return
+    pages = max(1, math.ceil(n / MEMBERS_PER_PAGE))
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=f"members.{key}"))
+    chunk = positions[(page - 1) * MEMBERS_PER_PAGE : page * MEMBERS_PER_PAGE]
+    caps = cluster_members.captions(run.table, chunk, kept_mask, score)
+    st.caption(f"{n:,} shown · {(page - 1) * MEMBERS_PER_PAGE + 1:,}-{(page - 1) * MEMBERS_PER_PAGE + len(chunk):,}")
+    if not run.has_images:  # precomputed embeddings: the rows, with the mark
+        rows = run.table.iloc[chunk][["example_id", "cluster", "centroid_sim", score]].copy()
+        rows.insert(0, "at the current setting", np.where(kept_mask[chunk], "kept", "pruned"))
+        st.dataframe(rows, hide_index=True, width="stretch")
+        return
+    imgs, shown = [], []
+    for p, c in zip(chunk, caps):
+        data = services.thumbnail(str(run.dir), run.key, int(p))
+        if data is not None:
+            imgs.append(data)
+            shown.append(c)
+    if imgs:
+        st.image(imgs, caption=shown, width=services.THUMB_PX)
+    if len(imgs) < len(chunk):
+        st.caption(f"{len(chunk) - len(imgs)} image(s) could not be read")
+
 
 run = state.require_run()
 rd = str(run.dir)
@@ -32,16 +67,40 @@ kept = summaries.group_counts(cl_codes, len(cl_names), mask)
 summary["kept"] = kept[summary["cluster"].to_numpy()]
 summary["kept_share"] = summary["kept"] / summary["size"]
 
+n_clusters = len(cl_names)
+url_focus, url_problem = cluster_members.parse_cluster(st.query_params.get(cluster_members.QUERY_KEY), n_clusters)
+if url_problem:  # said here, where the address is read, and the bad value dropped from the address
+    st.warning(url_problem, icon=":material/link_off:")
+    del st.query_params[cluster_members.QUERY_KEY]
+if url_focus is not None:
+    st.session_state["clusters.focus"] = url_focus
+
+
+def _back() -> None:
+    st.session_state.pop("clusters.focus", None)
+    if cluster_members.QUERY_KEY in st.query_params:
+        del st.query_params[cluster_members.QUERY_KEY]
+
+
 focus = st.session_state.get("clusters.focus")
 if focus is not None and focus in set(summary["cluster"]):
+    st.query_params[cluster_members.QUERY_KEY] = str(int(focus))  # the member view's own address
     row = summary.set_index("cluster").loc[focus]
     st.subheader(f"Cluster {focus}: all {int(row['size']):,} members, most prototypical first")
-    if st.button("Back to all clusters", icon=":material/arrow_back:", key="clusters.back"):
-        st.session_state.pop("clusters.focus", None)
-        st.rerun()
-    gallery.gallery(
-        run, summaries.members_by_centrality(run.table, int(focus)), key=f"cluster.{focus}", score=metric, page_size=36
+    st.button("Back to all clusters", icon=":material/arrow_back:", key="clusters.back", on_click=_back)
+    members = summaries.members_by_centrality(run.table, int(focus))
+    st.markdown(
+        f"{state.describe(run)}. In this cluster: **{cluster_members.kept_summary(members, mask)}** "
+        "(change the setting on the Prune page)."
     )
+    show = st.radio(
+        "Show",
+        list(cluster_members.SHOW),
+        format_func=cluster_members.SHOW.get,
+        horizontal=True,
+        key="clusters.members.show",
+    )
+    member_grid(run, cluster_members.filter_members(members, mask, show), mask, key=f"{focus}.{show}", score=metric)
     st.stop()
 
 st.caption(
@@ -77,6 +136,7 @@ extremes = services.cluster_extremes(rd, 4)
 
 def _open(c: int) -> None:
     st.session_state["clusters.focus"] = c
+    st.query_params[cluster_members.QUERY_KEY] = str(c)
 
 
 rows = summary.iloc[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]

@@ -1,12 +1,16 @@
-"""Map: the 2-D map of the embeddings; select points to see their images."""
+"""Map: the 2-D map of the embeddings; hover a point for its id, class and scores, click it for its image,
+drag a box or lasso to see every example inside."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery
+from curation_app.components import figures, gallery, map_data
+
+DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
 
 run = state.require_run()
 rd = str(run.dir)
@@ -15,118 +19,165 @@ method = run.config["params"].get("map_method", "map")
 
 st.title("Map")
 st.caption(
-    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Drag a box or a lasso "
-    "(toolbar, top right of the chart) to see the images you selected."
-)
-
-options = ["cluster"] + (["class"] if run.has_labels else []) + run.score_columns + ["kept / pruned"]
-if st.session_state.get("s.map_colour") not in options:
-    st.session_state["s.map_colour"] = "cluster"
-state.fill("w.map.colour", st.session_state["s.map_colour"])
-colour = st.radio(
-    "Colour by",
-    options,
-    horizontal=True,
-    key="w.map.colour",
-    on_change=lambda: st.session_state.update({"s.map_colour": st.session_state["w.map.colour"]}),
+    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its id, "
+    "class and scores; click it to see its image; drag a box or a lasso (toolbar, top right of the chart) "
+    "to see every example inside."
 )
 
 pos = services.map_sample(rd)
 if len(pos) < len(t):
     st.info(
-        f"Showing a sample of {len(pos):,} of {len(t):,} examples, drawn in proportion to every cluster's "
-        "size, so the density you see is faithful. Selections pick from the sample.",
+        f"Showing a sample of {len(pos):,} of {len(t):,} examples, drawn in proportion to every cluster's size, so "
+        "the density you see is faithful. A box or lasso selects from all examples, not only the drawn ones.",
         icon=":material/grain:",
     )
 
-x = t["map_x"].to_numpy()[pos]
-y = t["map_y"].to_numpy()[pos]
-hover = None
-if len(pos) <= 30_000:
-    ids = t["example_id"].astype(str).to_numpy()[pos]
-    labs = t["label"].astype(str).to_numpy()[pos] if run.has_labels else None
-    hover = ids if labs is None else np.char.add(np.char.add(ids.astype(str), " · "), labs.astype(str))
 
-title = f"2-D map of {len(t):,} examples ({method})"
-if colour == "cluster":
-    codes, names, _ = services.group_codes(rd, "cluster")
-    fig = figures.map_figure(
-        x,
-        y,
-        pos,
-        colour="group",
-        groups=codes[pos],
-        group_names=names,
-        hover=hover,
-        method=method,
-        title=title + ", coloured by k-means cluster",
-        legend_title="cluster",
-    )
-elif colour == "class":
-    codes, names, _ = services.group_codes(rd, "label")
-    fig = figures.map_figure(
-        x,
-        y,
-        pos,
-        colour="group",
-        groups=codes[pos],
-        group_names=names,
-        hover=hover,
-        method=method,
-        title=title + ", coloured by class",
-        legend_title="class",
-    )
-elif colour == "kept / pruned":
-    s = state.current()
-    k = state.n_keep(run)
-    mask = services.ranking(rd, s["strategy"], s["metric"], s["balance"], s["seed"]).mask(k)
-    fig = figures.map_figure(
-        x,
-        y,
-        pos,
-        colour="kept",
-        kept=mask[pos],
-        hover=hover,
-        method=method,
-        title=title + f": kept at the current setting ({k:,} of {len(t):,})",
-        legend_title="at the current setting",
-    )
-    st.caption(state.describe(run) + " (change it on the Prune page)")
-else:
+def _dedup_threshold() -> float:
+    """The similarity threshold the Redundancy page uses (shared setting when it set one)."""
+    for key in ("s.dedup_threshold", "redundancy.threshold"):
+        v = st.session_state.get(key)
+        if isinstance(v, (int, float)) and 0.0 < float(v) <= 1.0:
+            return float(v)
+    return DEFAULT_DEDUP_THRESHOLD
+
+
+def _colouring(colour: str) -> map_data.Colouring | None:
+    """The colouring for ``colour`` over the drawn points (None: duplicate groups not computed yet)."""
+    if colour in (map_data.CLUSTER, map_data.CLASS):
+        codes, names, _ = services.group_codes(rd, "cluster" if colour == map_data.CLUSTER else "label")
+        return map_data.categorical(codes[pos], names, what=colour)
+    if colour == map_data.KEPT:
+        s = state.current()
+        mask = services.ranking(rd, s["strategy"], s["metric"], s["balance"], s["seed"]).mask(state.n_keep(run))
+        c = map_data.kept_colouring(mask[pos], kept_colour=figures.KEPT_COLOUR, pruned_colour=figures.PRUNED_COLOUR)
+        c.note = state.describe(run) + " (change it on the Prune page)"
+        return c
+    if colour == map_data.GROUP_SIZE:
+        if not map_data.dedup_cached(run) and not st.session_state.get("map.dedup_go"):
+            st.info(
+                "The near-duplicate groups of this run are not computed yet (an exact search inside every "
+                f"cluster; for {len(t):,} examples it can take a while).",
+                icon=":material/content_copy:",
+            )
+            if not st.button("Find the near-duplicate groups", key="map.dedup_go", icon=":material/search:"):
+                return None
+        thr = _dedup_threshold()
+        res = services.dedup_at(rd, run.key, thr)
+        per = map_data.group_sizes_per_example(res.group, res.group_sizes())
+        return map_data.group_size_colouring(per[pos], res.removed[pos], threshold=thr)
     scores, _ = services.score_array(rd, colour)
-    fig = figures.map_figure(
-        x,
-        y,
+    return map_data.score_colouring(scores[pos], colour)
+
+
+def _figure(colour: str, c: map_data.Colouring):
+    metric = state.get("metric")
+    cols = map_data.hover_columns(run.score_columns, metric=metric, colour=colour)
+    kw = dict(
+        hover=map_data.cached_hover_text(run.key, t, pos),
+        scores=map_data.hover_scores(t, pos, cols),
+        hover_template=map_data.hover_template(cols),
+        method=method,
+        title=f"2-D map of {len(t):,} examples ({method}), {c.title}",
+        legend_title=c.legend_title,
+        uirevision=run.key,  # keep the zoom when only the colours change
+    )
+    if c.kind == "category":
+        return figures.map_figure(
+            t["map_x"].to_numpy()[pos],
+            t["map_y"].to_numpy()[pos],
+            pos,
+            colour="group",
+            groups=c.codes,
+            group_names=c.names,
+            group_colours=c.colours,
+            **kw,
+        )
+    ticks = map_data.log2_ticks(int(2 ** float(np.max(c.values)))) if c.log_values and len(c.values) else None
+    return figures.map_figure(
+        t["map_x"].to_numpy()[pos],
+        t["map_y"].to_numpy()[pos],
         pos,
         colour="value",
-        values=scores[pos],
-        hover=hover,
-        method=method,
-        title=title + f", coloured by {colour}",
-        legend_title=colour,
+        values=c.values,
+        bar_title=c.bar_title,
+        bar_ticks=ticks,
+        overlay=c.overlay,
+        overlay_name=c.overlay_name,
+        **kw,
     )
 
-event = st.plotly_chart(
-    fig,
-    key="map.chart",
-    on_select="rerun",
-    selection_mode=("box", "lasso", "points"),
-    config={"scrollZoom": True, "displaylogo": False},
-)
 
-points = event.selection.points if event is not None and "selection" in event else []
-selected = figures.selected_positions(fig, points)
+def _show_example(p: int) -> None:
+    card = map_data.example_card(t, p, run.score_columns)
+    left, right = st.columns([1, 3])
+    img = services.thumbnail(rd, run.key, p, 192) if run.has_images else None
+    if img is not None:
+        left.image(img, width=192)
+    else:
+        left.caption("no image (precomputed embeddings)" if not run.has_images else "the image could not be read")
+    right.markdown(
+        f"**{card['example_id']}** · class **{card['class'] or 'n/a'}** · cluster **{card['cluster']}**"
+        + (f"  \n`{card['path']}`" if card["path"] else "")
+    )
+    right.dataframe(
+        pd.DataFrame({"score (higher = harder)": list(card["scores"]), "value": list(card["scores"].values())}),
+        hide_index=True,
+    )
 
-st.subheader("Selected images")
-if len(selected) == 0:
-    st.caption("Nothing selected yet: drag a box or a lasso on the map.")
-else:
+
+@st.fragment
+def map_view() -> None:
+    """Colour choice, chart and selection: a fragment, so re-colouring reruns only this part of the page."""
+    options = map_data.colour_options(run.score_columns, has_labels=run.has_labels)
+    if st.session_state.get("s.map_colour") not in options:
+        st.session_state["s.map_colour"] = map_data.CLUSTER
+    state.fill("w.map.colour", st.session_state["s.map_colour"])
+    colour = st.radio(
+        "Colour by",
+        options,
+        horizontal=True,
+        key="w.map.colour",
+        on_change=lambda: st.session_state.update({"s.map_colour": st.session_state["w.map.colour"]}),
+    )
+    c = _colouring(colour) or _colouring(map_data.CLUSTER)
+    assert c is not None
+    if c.note:
+        st.caption(c.note)
+    fig = _figure(colour, c)
+    event = st.plotly_chart(
+        fig,
+        key="map.chart",
+        on_select="rerun",
+        selection_mode=("box", "lasso", "points"),
+        config={"scrollZoom": True, "displaylogo": False},
+    )
+    sel = event["selection"] if event is not None and "selection" in event else None
+    region = map_data.region_of(sel)
     metric = state.get("metric")
-    order = selected[np.argsort(-services.score_array(rd, metric)[0][selected], kind="stable")]
-    gallery.gallery(
-        run,
-        order,
-        key=f"map.{len(order)}.{int(order[0])}",
-        score=metric,
-        title=f"{len(order):,} selected, hardest first by {metric}",
-    )
+    st.subheader("Selected images")
+    if region is not None:
+        # the region, not the browser's point list: tested against every example (also those not drawn)
+        chosen = map_data.region_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), region)
+        if len(chosen) == 0:
+            st.caption(f"No example inside the {region['kind']}.")
+            return
+        st.caption(f"{len(chosen):,} of {len(t):,} examples inside the {region['kind']} (all examples, drawn or not).")
+        order = chosen[np.argsort(-services.score_array(rd, metric)[0][chosen], kind="stable")]
+        gallery.gallery(
+            run,
+            order,
+            key=f"map.{len(order)}.{int(order[0])}",
+            score=metric,
+            title=f"{len(order):,} selected, hardest first by {metric}",
+        )
+        return
+    clicked = map_data.clicked_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), (sel or {}).get("points"), pos)
+    if len(clicked) == 0:
+        st.caption("Nothing selected yet: click a point, or drag a box or a lasso on the map.")
+        return
+    for p in clicked[:5]:
+        _show_example(int(p))
+
+
+map_view()

@@ -1,0 +1,378 @@
+#!/usr/bin/env python
+"""Benchmark: the Map page in a real browser (Playwright driving /usr/bin/chromium), at 60,000 and 1,000,000.
+
+Two map viewers are measured on the same run, in the same process, one after the other:
+
+* ``plotly``: the app's own Map page (``curate app``: Streamlit + Plotly ``scattergl``), opened at
+  ``/map``.  First paint = ``page.goto`` until the chart's title and WebGL canvas are drawn;
+  re-colour = a click on a "Colour by" option until the chart's title names the new colour;
+  selection = a mouse drag of a box over the middle of the chart until the page shows the
+  "N selected" line of the selection (the region is resolved on the server, see
+  ``components/map_data.py``); hover = the mouse over a point until the tooltip shows an example id.
+* ``atlas``: Apple's ``embedding-atlas`` Streamlit component (``embedding_atlas.streamlit``) on
+  the same columns (x, y, example id, class, cluster, scores), in a one-page Streamlit script that
+  this benchmark writes to a temporary folder.  Its frontend loads DuckDB-WASM from
+  ``cdn.jsdelivr.net`` (hard-coded in the component's bundle; the package ships no copy for the
+  Streamlit widget), so it is measured twice: ``atlas_offline`` with every non-loopback request
+  refused (what a user of this app gets: the app must make no outbound request) and
+  ``atlas_local_duckdb`` with those requests answered from the DuckDB-WASM files that the
+  package ships for its own CLI viewer (``embedding_atlas/static/assets``): what it would cost
+  if it were made to work offline.  Every request leaving 127.0.0.1 is recorded.
+
+Every figure is one measurement (the machine is shared: compare only within one run); the load
+average before and after is recorded.  embedding-atlas is looked up on ``sys.path`` and in
+``--atlas-path`` (e.g. a ``pip install --target`` folder), never installed by this script.
+
+Usage::
+
+    python benchmarks/bench_app_map.py --workdir /work/demo_work              # 60k, both viewers
+    python benchmarks/bench_app_map.py --workdir /tmp/h2_million/work --label 1M
+    python benchmarks/bench_app_map.py --workdir W --viewers plotly           # the app's map only
+
+Results are merged into ``benchmarks/results/app_map.json`` under ``--label`` (default: the row count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [  # the flags of tests/app/conftest.py (environment.md)
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+RESULTS = ROOT / "benchmarks" / "results" / "app_map.json"
+STATUS_GONE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+ATLAS_PAGE = """
+import numpy as np, pandas as pd, streamlit as st
+import backend
+from embedding_atlas.streamlit import embedding_atlas
+st.set_page_config(layout="wide")
+
+@st.cache_resource
+def frame(workdir, max_points):
+    run = backend.load_run(workdir)
+    t = run.table
+    df = pd.DataFrame({"x": t["map_x"].to_numpy(np.float32), "y": t["map_y"].to_numpy(np.float32),
+                       "example_id": t["example_id"].astype(str), "cluster": t["cluster"].astype(str)})
+    if "label" in t.columns:
+        df["label"] = t["label"].astype(str)
+    for c in run.score_columns[:4]:
+        df[c] = t[c].to_numpy(np.float32)
+    return df
+
+df = frame(WORKDIR, None)
+st.title("embedding-atlas")
+value = embedding_atlas(df, x="x", y="y", text="example_id", row_id="example_id", point_size=2, key="atlas")
+st.write("predicate:", (value or {}).get("predicate"))
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_streamlit(script: Path, workdir: Path, log: Path, *, extra_path: str = "", timeout: float = 180):
+    """(process, url) of ``streamlit run script`` on a free loopback port (the flags of tests/app/conftest.py)."""
+    port = _port()
+    env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir))
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), extra_path, env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    out = open(log, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(workdir))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("streamlit did not start: " + log.read_text()[-2000:])
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _timed(fn, timeout_ms: int) -> float | str:
+    t0 = time.perf_counter()
+    try:
+        fn(timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - a failed step is a result ("timeout after ..."), not a crash
+        return f"failed after {time.perf_counter() - t0:.1f} s: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return round(time.perf_counter() - t0, 3)
+
+
+def _settle(pg, timeout_ms: int) -> None:
+    time.sleep(0.2)
+    pg.wait_for_function(STATUS_GONE, timeout=timeout_ms)
+
+
+def _title_has(pg, text: str, timeout_ms: int) -> None:
+    pg.wait_for_function(
+        "t => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(e => e.textContent.includes(t))",
+        arg=text,
+        timeout=timeout_ms,
+    )
+
+
+def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int) -> dict:
+    """The app's Map page: first paint, re-colour (each of ``colours``), box selection, hover."""
+    out: dict = {}
+
+    def first(tmo):
+        pg.goto(url + "/map")
+        _title_has(pg, "2-D map of", tmo)
+        pg.wait_for_selector(".js-plotly-plot canvas", timeout=tmo)
+
+    out["first_paint_s"] = _timed(first, timeout_ms)
+    _settle(pg, timeout_ms)
+    out["recolour_s"] = {}
+    for c in colours:
+
+        def recolour(tmo, c=c):
+            pg.locator('[data-testid="stRadio"] label', has_text=c).first.click()
+            _title_has(pg, f"coloured by {c}", tmo)
+
+        out["recolour_s"][c] = _timed(recolour, timeout_ms)
+        out["recolour_settled_s"] = out.get("recolour_settled_s", {}) | {
+            c: _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+        }
+
+    def hover(tmo):
+        box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        # sweep until plotly's hover label shows (a point must be under the pointer)
+        deadline = time.time() + tmo / 1000
+        i = 0
+        while time.time() < deadline:
+            fx, fy = 0.3 + 0.4 * ((i * 37) % 11) / 10, 0.3 + 0.4 * ((i * 53) % 7) / 6
+            pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            try:
+                pg.wait_for_selector(".hoverlayer .hovertext", timeout=400)
+                return
+            except Exception:  # noqa: BLE001 - nothing under this spot: move on
+                i += 1
+        raise TimeoutError("no hover label")
+
+    out["hover_s"] = _timed(hover, timeout_ms)
+    try:
+        out["hover_text"] = pg.locator(".hoverlayer .hovertext").first.text_content()[:300]
+    except Exception:  # noqa: BLE001
+        out["hover_text"] = None
+    pg.mouse.move(5, 5)
+
+    def select(tmo):
+        box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+        x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+        pg.mouse.move(x0, y0)
+        pg.mouse.down()
+        pg.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)
+        pg.mouse.move(x1, y1, steps=4)
+        pg.mouse.up()
+        pg.wait_for_selector("text=/selected in the box|selected in the lasso|selected, hardest first/", timeout=tmo)
+
+    out["box_select_s"] = _timed(select, timeout_ms)
+    try:
+        out["selection_text"] = pg.locator("text=/selected in the box|selected, hardest first/").first.text_content()
+    except Exception:  # noqa: BLE001
+        out["selection_text"] = None
+    out["select_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+    return out
+
+
+def measure_atlas(pg, url: str, timeout_ms: int) -> dict:
+    """The embedding-atlas component: first paint (its canvas drawn), box selection (its predicate back)."""
+    out: dict = {}
+
+    def frame_el():
+        return pg.frame_locator('iframe[title*="embedding_atlas"]')
+
+    def first(tmo):
+        pg.goto(url)
+        pg.wait_for_selector('iframe[title*="embedding_atlas"]', timeout=tmo)
+        frame_el().locator("canvas").first.wait_for(timeout=tmo)
+
+    out["first_paint_s"] = _timed(first, timeout_ms)
+    if isinstance(out["first_paint_s"], str):
+        return out
+    time.sleep(1.0)
+    out["frame_errors"] = None
+
+    def select(tmo):
+        c = frame_el().locator("canvas").first
+        box = c.bounding_box()
+        x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+        x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+        pg.keyboard.down("Shift")  # embedding-atlas: shift-drag = rectangle selection
+        pg.mouse.move(x0, y0)
+        pg.mouse.down()
+        pg.mouse.move(x1, y1, steps=8)
+        pg.mouse.up()
+        pg.keyboard.up("Shift")
+        pg.wait_for_selector("text=/predicate:.*(x|y)/", timeout=tmo)
+
+    out["box_select_s"] = _timed(select, timeout_ms)
+    return out
+
+
+def atlas_assets(atlas_dir: Path) -> dict:
+    """The DuckDB-WASM files embedding-atlas ships for its CLI viewer, by the name the Streamlit bundle asks for."""
+    a = atlas_dir / "static" / "assets"
+    pick = {
+        "duckdb-eh.wasm": next(a.glob("duckdb-eh-*.wasm"), None),
+        "duckdb-mvp.wasm": next(a.glob("duckdb-mvp-*.wasm"), None),
+        "duckdb-browser-eh.worker.js": next(a.glob("duckdb-browser-eh.worker-*.js"), None),
+        "duckdb-browser-mvp.worker.js": next(a.glob("duckdb-browser-mvp.worker-*.js"), None),
+    }
+    return {k: v for k, v in pick.items() if v is not None}
+
+
+def run_browser(url: str, fn, *, local_duckdb: dict | None = None, viewport=(1440, 1000)) -> tuple[dict, list[str]]:
+    """Run ``fn(page)`` in a fresh Chromium; requests that leave 127.0.0.1 are refused (or answered from
+    ``local_duckdb``) and listed."""
+    from playwright.sync_api import sync_playwright
+
+    outbound: list[str] = []
+
+    def route(r):
+        u = r.request.url
+        if u.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+            return r.continue_()
+        outbound.append(u)
+        name = u.rsplit("/", 1)[-1]
+        if local_duckdb and name in local_duckdb:
+            ctype = "application/wasm" if name.endswith(".wasm") else "text/javascript"
+            return r.fulfill(
+                status=200,
+                body=Path(local_duckdb[name]).read_bytes(),
+                headers={"content-type": ctype, "access-control-allow-origin": "*"},
+            )
+        return r.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        ctx.route("**/*", route)
+        pg = ctx.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)[:200]))
+        try:
+            res = fn(pg)
+        finally:
+            ctx.close()
+            browser.close()
+    res["page_errors"] = errors[:5]
+    return res, sorted(set(outbound))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", required=True, help="a workdir with a finished run (its latest run is used)")
+    ap.add_argument("--label", help="key in the results file (default: 60k / 1M from the row count)")
+    ap.add_argument("--viewers", default="plotly,atlas", help="comma list of plotly, atlas")
+    ap.add_argument("--atlas-path", default="", help="a folder holding the embedding_atlas package (pip --target)")
+    ap.add_argument("--colours", default="", help="colours to try (default: two scores, then class / cluster)")
+    ap.add_argument("--timeout", type=float, default=120, help="seconds per step before it counts as failed")
+    ap.add_argument(
+        "--app", default=str(ROOT / "curation_app" / "app.py"), help="the app script (default: this tree's)"
+    )
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+
+    import backend
+
+    workdir = Path(args.workdir).resolve()
+    run = backend.load_run(workdir)
+    n = run.n_examples
+    label = args.label or (f"{n // 1000}k" if n < 1_000_000 else f"{n / 1e6:g}M")
+    colours = [c for c in args.colours.split(",") if c] or (run.score_columns[:2] + ["duplicate group size", "cluster"])
+    tmo = int(args.timeout * 1000)
+    report: dict = {
+        "n": n,
+        "workdir": str(workdir),
+        "run": run.key,
+        "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench_app_map_"))
+    try:
+        if "plotly" in args.viewers:
+            proc, url = start_streamlit(Path(args.app), workdir, tmp / "app.log")
+            try:
+                res, outbound = run_browser(url, lambda pg: measure_plotly(pg, url, colours, tmo))
+                res["outbound_requests"] = outbound
+                report["plotly"] = res
+            finally:
+                stop(proc)
+            print(json.dumps({"plotly": report["plotly"]}, indent=1), flush=True)
+        if "atlas" in args.viewers:
+            extra = args.atlas_path
+            probe = subprocess.run(
+                [sys.executable, "-c", "import embedding_atlas, os; print(os.path.dirname(embedding_atlas.__file__))"],
+                env=dict(os.environ, PYTHONPATH=extra),
+                capture_output=True,
+                text=True,
+            )
+            if probe.returncode != 0:
+                report["atlas"] = {"skipped": "embedding_atlas is not importable (pass --atlas-path)"}
+            else:
+                atlas_dir = Path(probe.stdout.strip())
+                page = tmp / "atlas_page.py"
+                page.write_text(ATLAS_PAGE.replace("WORKDIR", repr(str(workdir))))
+                for variant, local in (("atlas_offline", None), ("atlas_local_duckdb", atlas_assets(atlas_dir))):
+                    proc, url = start_streamlit(page, workdir, tmp / f"{variant}.log", extra_path=extra)
+                    try:
+                        res, outbound = run_browser(url, lambda pg: measure_atlas(pg, url, tmo), local_duckdb=local)
+                        res["outbound_requests"] = outbound
+                        report[variant] = res
+                    finally:
+                        stop(proc)
+                    print(json.dumps({variant: report[variant]}, indent=1), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    out = Path(args.out)
+    allres = json.loads(out.read_text()) if out.exists() else {}
+    allres[label] = report
+    from backend.io import write_json
+
+    write_json(out, allres)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
