@@ -19,6 +19,9 @@ Stable API (other modules build on it: keep these signatures)::
     idx.redundancy_curve(thresholds, by=codes)  # share removed vs threshold (per group too)
     idx.max_sim                                 # max cosine similarity to another cluster member
 
+    # exact near-copies (the same picture re-saved / resized / re-encoded): a perceptual hash, not embeddings
+    cp = near_copies(run)                       # CopyGroups: .group, .kept, .distance, .groups_frame()
+
     # on arrays (e.g. inside a scaling-grid subset): the same index without a run
     idx = dedup_index(embeddings, rows, cluster, centroid_sim, example_ids)
 
@@ -39,6 +42,7 @@ may keep a few more).  The ``dup_distance`` metric (backend/scores/
 dup_similarity.py) is ``1 - max_sim``: higher = harder, as every score here.
 """
 
+from .copies import CopyGroups, copy_groups, near_copies
 from .core import (
     DedupIndex,
     DedupResult,
@@ -51,6 +55,9 @@ from .core import (
 from .export import write_dedup
 
 __all__ = [
+    "CopyGroups",
+    "copy_groups",
+    "near_copies",
     "DedupIndex",
     "DedupResult",
     "dedup_index",

@@ -18,6 +18,7 @@ prints the redundancy curve (share removed vs threshold)."""
 EPILOG = """examples:
   curate dedup --workdir work --eps 0.05 --out dedup.csv
   curate dedup --workdir work --target-fraction 0.9 --out kept.parquet
+  curate dedup --workdir work --eps 0.05 --out dedup.csv --copies     # + exact near-copies (pHash)
 """
 
 
@@ -46,6 +47,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="keep this share of the examples instead (the threshold is chosen to match)",
     )
     p.add_argument("--out", required=True, help="kept list; its ending picks the format (.csv .parquet .json .txt)")
+    p.add_argument(
+        "--copies",
+        nargs="?",
+        type=int,
+        const=-1,
+        default=None,
+        metavar="BITS",
+        help="also find exact near-copies (the same image re-saved, resized, re-encoded) by perceptual hash: "
+        "256-bit pHash within BITS bits (default 20); writes OUT's stem + .copies.csv",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda for the search (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(handler=cmd_dedup)
@@ -77,6 +88,8 @@ def cmd_dedup(args) -> int:
     )
     print(f"removed, with their groups: {files['removed']}")
     print(f"manifest: {files['manifest']}")
+    if args.copies is not None:
+        _report_copies(run, args, rep)
     marks = sorted({0.80, 0.85, 0.90, 0.95, 0.98, 0.99, 0.995, 0.999, round(res.threshold, 4)})
     curve = idx.redundancy_curve(np.asarray(marks))
     print("redundancy curve (share removed at each threshold):")
@@ -84,3 +97,29 @@ def cmd_dedup(args) -> int:
         here = "  <- this run" if abs(r.threshold - round(res.threshold, 4)) < 1e-9 else ""
         print(f"  > {r.threshold:.4f} (eps {r.eps:.4f}): {r.n_removed:>9,} ({r.share_removed:6.1%}){here}")
     return 0
+
+
+def _report_copies(run, args, rep) -> None:
+    from pathlib import Path
+
+    from ..io import atomic_path
+    from .copies import DEFAULT_MAX_DISTANCE, near_copies
+
+    bits = DEFAULT_MAX_DISTANCE if args.copies < 0 else args.copies
+    out = Path(args.out)
+    dest = out.with_name(out.stem + ".copies.csv")
+    if dest.exists() and not args.force:
+        from ..errors import CurateError
+
+        raise CurateError(f"{dest} already exists: pass --force to overwrite it or choose another --out")
+    try:
+        cp = near_copies(run, max_distance=bits, reporter=rep)
+    finally:
+        rep.end_stage()
+    with atomic_path(dest) as tmp:
+        cp.frame(run.table).to_csv(tmp, index=False)
+    s = cp.summary()
+    print(
+        f"exact near-copies (pHash, {s['hash_bits']} bits, within {bits}): {s['copies']:,} copies of "
+        f"{s['groups']:,} kept images ({s['in_groups']:,} examples in groups) -> {dest}"
+    )
