@@ -35,7 +35,8 @@ if (ASSETS / "logo.svg").exists():
     st.logo(str(ASSETS / "logo.svg"), size="large", icon_image=str(_ICON))
 
 PAGES = [
-    st.Page(HERE / "views/data.py", title="Data", icon=":material/database:", url_path="data", default=True),
+    # the default page is served at /; its own url_path is reserved but never served, so /data is an alias below
+    st.Page(HERE / "views/data.py", title="Data", icon=":material/database:", url_path="home", default=True),
     st.Page(HERE / "views/map.py", title="Map", icon=":material/scatter_plot:", url_path="map"),
     st.Page(HERE / "views/clusters.py", title="Clusters", icon=":material/workspaces:", url_path="clusters"),
     st.Page(
@@ -49,7 +50,7 @@ PAGES = [
 
 
 def _data_alias() -> None:
-    """/data: the default page is served at /, and Streamlit answers "Page not found" for its url_path."""
+    """/data (a typed or bookmarked address) opens the Data page, which Streamlit serves at / as the default page."""
     st.switch_page(PAGES[0])
 
 

@@ -250,7 +250,7 @@ def _run_tab(src: dict, busy: bool) -> None:
         "Make it the workdir's current run (what `curate select / scaling / info --workdir` use)",
         value=first,
         disabled=first,
-        key="new.make_current",
+        key="new.make_current.first" if first else "new.make_current",  # its own widget once a current run exists
         help="Off: the app shows the new run, and the command line keeps the run it had. "
         "A workdir without a current run always gets this one.",
     )
