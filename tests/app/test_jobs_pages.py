@@ -70,9 +70,7 @@ def _start_embeddings_run(at: AppTest, work: Path, *, k: int = 0) -> None:
     _ok(at)
 
 
-def test_a_run_from_the_data_page_is_a_job_and_the_workdir_s_current_run_is_the_user_s_choice(
-    emb_workdir, monkeypatch
-):
+def test_a_run_from_the_data_page_is_a_job_and_the_workdir_s_current_run_is_the_user_s_choice(emb_workdir, monkeypatch):
     work = emb_workdir
     at = _app(work, monkeypatch)
     assert "No finished run" in _texts(at, "info")
@@ -99,18 +97,14 @@ def test_a_run_from_the_data_page_is_a_job_and_the_workdir_s_current_run_is_the_
     assert "is unchanged" in _texts(at, "success")
     assert f"curate info --workdir {work / 'runs' / shown}" in _texts(at, "caption")
     assert cli.main(["info", "--workdir", str(work / "runs" / shown)]) == 0  # the CLI sees it under its key
+    # a fresh session opens on the workdir's current run, not on the run computed last
+    fresh = _app(work, monkeypatch)
+    assert fresh.selectbox(key="w.data.run").value == key1
+    assert "(the workdir's current run)" in _texts(fresh, "caption")
     at.button(key="data.make_current").click().run()
     _ok(at)
     assert current_run_key(work) == shown
     assert "now the workdir's current run" in _texts(at, "success")
-
-    # a fresh session opens on the workdir's current run, whatever was computed last
-    at.checkbox(key="new.make_current").uncheck().run()
-    _start_embeddings_run(at, work, k=5)
-    _finish(at, work, "data.run")
-    fresh = _app(work, monkeypatch)
-    assert fresh.selectbox(key="w.data.run").value == shown == current_run_key(work)
-    assert "(the workdir's current run)" in _texts(fresh, "caption")
 
 
 def test_a_job_survives_a_page_switch_and_its_panel_is_found_again(emb_workdir, monkeypatch):

@@ -246,31 +246,38 @@ def emb_file(tmp_path) -> Path:
     return p
 
 
-def _cli(*argv) -> subprocess.CompletedProcess:
-    code = "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+def _cli(capsys, *argv) -> subprocess.CompletedProcess:
+    """``curate ARGV`` in this process (as the entry point calls it); its exit code and output."""
+    from backend.cli import main
+
+    capsys.readouterr()
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(argv), rc, out.out, out.err)
 
 
-def test_keep_current_leaves_latest_json_and_the_cli_sees_the_run_under_its_key(emb_file, tmp_path):
+def test_keep_current_leaves_latest_json_and_the_cli_sees_the_run_under_its_key(emb_file, tmp_path, capsys):
     work = tmp_path / "w"
-    first = _cli("run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "3", "--keep-current")
+    first = _cli(
+        capsys, "run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "3", "--keep-current"
+    )
     assert first.returncode == 0, first.stderr
     key1 = Path(first.stdout.splitlines()[0].split(": ", 1)[1]).name
     assert current_run_key(work) == key1  # a workdir without a current run gets this one
     second = _cli(
-        "run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "4", "--keep-current"
+        capsys, "run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "4", "--keep-current"
     )
     assert second.returncode == 0, second.stderr
     key2 = Path(second.stdout.splitlines()[0].split(": ", 1)[1]).name
     assert key2 != key1 and current_run_key(work) == key1
-    info = _cli("info", "--workdir", str(work), "--json")
+    info = _cli(capsys, "info", "--workdir", str(work), "--json")
     assert json.loads(info.stdout)["run_dir"].endswith(key1)
-    info2 = _cli("info", "--workdir", str(work / "runs" / key2), "--json")
+    info2 = _cli(capsys, "info", "--workdir", str(work / "runs" / key2), "--json")
     assert json.loads(info2.stdout)["k"] == 4
-    third = _cli("run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "4")
+    third = _cli(capsys, "run", "--source", str(emb_file), "--workdir", str(work), "--map", "pca", "--k", "4")
     assert third.returncode == 0 and current_run_key(work) == key2  # without the flag: as before
     set_current_run(work, key1)
-    assert json.loads(_cli("info", "--workdir", str(work), "--json").stdout)["k"] == 3
+    assert json.loads(_cli(capsys, "info", "--workdir", str(work), "--json").stdout)["k"] == 3
 
 
 def test_set_current_run_refuses_what_is_not_a_run(tmp_path):
