@@ -67,7 +67,7 @@ import numpy as np
 
 from ..arrays import CHUNK, l2_normalize, normalize_inplace, release_pages
 from ..errors import CurateError
-from .lloyd import BlockSearch, _cluster_sums, single_blas_thread, spherical_lloyd
+from .lloyd import BlockSearch, _cluster_sums, single_blas_thread, spherical_lloyd, streamed_lloyd
 
 _BLOCK = 16384  # rows per bf16 product: the score block is _BLOCK x K
 _BF16_MARGIN = 0.032  # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
@@ -106,6 +106,9 @@ def _read_rows(x, idx, out: np.ndarray | None = None) -> np.ndarray:
 
 
 _CHUNK_BYTES = 256 << 20  # one float32 chunk: 64k rows at D = 1024, fewer rows for wider embeddings
+# the training rows are copied into memory (normalised) up to this size; above it (wide embeddings: 5,000 x
+# 100,000 float32 is 2 GB) Lloyd streams them from the input, one byte-bounded chunk at a time
+_TRAIN_BYTES = 512 << 20
 
 
 def _iter_chunks(x, rows):
@@ -210,16 +213,22 @@ class SphericalKMeans:
         rng = np.random.default_rng(self.random_state)
         n_train = min(len(rows), max(self.max_train_points, 40 * k))
         train_rows = np.sort(rng.choice(rows, size=n_train, replace=False)) if n_train < len(rows) else rows
-        # read in file order, stored in a random order: every prefix of xt is a uniform sample, so the
-        # sample stages are views, not copies
-        where = rng.permutation(n_train)
-        xt = np.empty((n_train, x.shape[1]), np.float32)
-        step = 8192
-        buf = np.empty((min(step, n_train), x.shape[1]), np.float32)
-        for start in range(0, n_train, step):
-            xt[where[start : start + step]] = _read_rows(x, train_rows[start : start + step], buf)
-        del buf
-        if self.device.startswith("cuda"):
+        streamed = n_train * x.shape[1] * 4 > _TRAIN_BYTES
+        if streamed:  # wide rows: the training rows stay in the (memory-mapped) input, read chunk by chunk
+            xt = None
+        else:
+            # read in file order, stored in a random order: every prefix of xt is a uniform sample, so the
+            # sample stages are views, not copies
+            where = rng.permutation(n_train)
+            xt = np.empty((n_train, x.shape[1]), np.float32)
+            step = max(1, min(8192, _CHUNK_BYTES // (4 * x.shape[1])))
+            buf = np.empty((min(step, n_train), x.shape[1]), np.float32)
+            for start in range(0, n_train, step):
+                xt[where[start : start + step]] = _read_rows(x, train_rows[start : start + step], buf)
+            del buf
+        if streamed:
+            backend = "fp32-streamed"
+        elif self.device.startswith("cuda"):
             backend = "torch"
         else:
             backend = "bf16" if _use_bf16() else "fp32"
@@ -231,7 +240,7 @@ class SphericalKMeans:
                 if r == 0
                 else int(np.random.SeedSequence([int(self.random_state), r]).generate_state(1)[0])
             )
-            run = self._fit_once(xt, k, seed, backend)
+            run = self._fit_streamed(x, train_rows, k, seed) if xt is None else self._fit_once(xt, k, seed, backend)
             if best is None or run[2] > best[2]:
                 best = run
         assert best is not None  # n_init >= 1
@@ -267,6 +276,36 @@ class SphericalKMeans:
                 )
             total += done
         return cent, total, objective
+
+    def _fit_streamed(self, x, train_rows: np.ndarray, k: int, seed: int):
+        """One k-means++ start on training rows too wide to copy: (centroids, iterations run, objective).
+
+        Plain exact fp32 Lloyd over byte-bounded chunks of ``x[train_rows]``
+        (:func:`.lloyd.streamed_lloyd`): the same fixed points as the in-memory
+        fit, one read of the rows per iteration instead of a copy of them all.
+        """
+        rng = np.random.default_rng(seed)
+        with single_blas_thread():
+            cent = _kmeans_plus_plus_streamed(x, train_rows, k, seed)
+        d = x.shape[1]
+
+        def chunks():
+            return _iter_chunks(x, train_rows)
+
+        def read_row(i: int) -> np.ndarray:
+            return _read_rows(x, train_rows[i : i + 1])[0]
+
+        return streamed_lloyd(
+            chunks,
+            len(train_rows),
+            d,
+            cent,
+            n_iter=int(self.n_iter),
+            tol=self.tol,
+            rng=rng,
+            read_row=read_row,
+            early_stop=self.early_stop,
+        )
 
     def predict(self, x: np.ndarray, rows: np.ndarray | None = None):
         """(cluster id int32, cosine similarity to it float32) for each row."""
@@ -339,10 +378,39 @@ def kmeans_plus_plus(x: np.ndarray, k: int, seed: int, *, max_sample: int | None
     idx = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
     xs = x[idx] if m < n else x
     if xs.shape[1] > _SEED_DIM:
-        proj = rng.standard_normal((xs.shape[1], _SEED_DIM), dtype=np.float32) / np.float32(math.sqrt(_SEED_DIM))
-        xp = np.ascontiguousarray(xs @ proj)
+        xp = np.ascontiguousarray(xs @ _seed_projection(xs.shape[1], rng))
     else:
         xp = np.ascontiguousarray(xs, dtype=np.float32)
+    picks = _plus_plus_picks(xp, k, rng)
+    return np.ascontiguousarray(xs[picks], dtype=np.float32)
+
+
+def _seed_projection(d: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal((d, _SEED_DIM), dtype=np.float32) / np.float32(math.sqrt(_SEED_DIM))
+
+
+def _kmeans_plus_plus_streamed(x, rows: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """:func:`kmeans_plus_plus` of the unit rows ``x[rows]`` without copying them: the sample is projected
+    chunk by chunk, then only the ``k`` picked rows are read."""
+    rng = np.random.default_rng(seed)
+    n = len(rows)
+    m = min(n, max(10 * k, 10000))
+    idx = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
+    d = x.shape[1]
+    proj = _seed_projection(d, rng) if d > _SEED_DIM else None
+    xp = np.empty((m, min(d, _SEED_DIM)), np.float32)
+    for start, xc in _iter_chunks(x, rows[idx]):
+        xp[start : start + len(xc)] = xc if proj is None else xc @ proj
+    picks = idx[_plus_plus_picks(xp, k, rng)]
+    order = np.argsort(picks, kind="stable")  # read in file order, returned in pick order
+    seeds = np.empty((k, d), np.float32)
+    seeds[order] = _read_rows(x, rows[picks[order]])
+    return seeds
+
+
+def _plus_plus_picks(xp: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ (greedy with ``2 + log K`` trials when K <= 200): positions in ``xp`` of the ``k`` seeds."""
+    m = len(xp)
     trials = 2 + int(np.log(k)) if k <= 200 else 1
     picks = np.empty(k, np.int64)
     first = int(rng.integers(m))
@@ -363,7 +431,7 @@ def kmeans_plus_plus(x: np.ndarray, k: int, seed: int, *, max_sample: int | None
             pick = int(cd.sum(axis=1).argmin())
             best, d2 = int(cand[pick]), cd[pick]
         picks[j] = best
-    return np.ascontiguousarray(xs[picks], dtype=np.float32)
+    return picks
 
 
 _last_stats: dict = {}  # how the last nearest_centroid call went (path, bf16 and ambiguous rows): diagnostics

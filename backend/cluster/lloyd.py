@@ -213,6 +213,68 @@ def spherical_lloyd(
     return _normalise(sums)[inv], it, objective
 
 
+def streamed_lloyd(
+    chunks,
+    n: int,
+    d: int,
+    init: np.ndarray,
+    *,
+    n_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+    read_row,
+    early_stop: bool = True,
+):
+    """Plain exact spherical Lloyd over rows that are never all in memory: (centroids, iterations, objective).
+
+    ``chunks()`` yields ``(start, unit float32 rows)`` covering the ``n`` rows in
+    order (a fresh pass each call, e.g. byte-bounded chunks of a memory-mapped
+    file); ``read_row(i)`` returns unit row ``i`` (to re-seed an empty cluster).
+    Same stopping rules and empty-cluster rule as :func:`spherical_lloyd`; no
+    bounds (they would need the rows again to pay off), so every iteration is
+    one full pass: meant for wide rows (D in the tens of thousands), where the
+    pass is bound by reading the rows and K is small.
+    """
+    k = len(init)
+    cent = np.ascontiguousarray(init, np.float32)
+    search = BlockSearch(cent)
+    assign = np.full(n, -1, np.int32)
+    objective, it = -1.0, 0
+    for it in range(1, n_iter + 1):
+        sums = np.zeros((k, d), np.float64)
+        moved = 0
+        for start, xc in chunks():
+            for b in range(0, len(xc), BLOCK):
+                xb = xc[b : b + BLOCK]
+                a, _ = search.top1(xb)
+                seg = assign[start + b : start + b + len(a)]
+                moved += int(np.count_nonzero(a != seg))
+                seg[:] = a
+                sums += _cluster_sums(xb, a, k)
+        counts = np.bincount(assign, minlength=k)
+        for e in np.flatnonzero(counts == 0):
+            weight = np.maximum(counts - 1, 0).astype(np.float64)
+            if weight.sum() <= 0:
+                break  # fewer distinct rows than clusters
+            donor = int(rng.choice(k, p=weight / weight.sum()))
+            row = int(rng.choice(np.flatnonzero(assign == donor)))
+            v = read_row(row).astype(np.float64)
+            sums[donor] -= v
+            sums[e] = v
+            counts[donor] -= 1
+            counts[e] = 1
+            assign[row] = e
+            moved += 1
+        previous, objective = objective, float(np.linalg.norm(sums, axis=1).sum()) / n
+        cent = _normalise(sums)
+        search.set_centroids(cent)
+        if moved == 0:
+            break  # fixed point
+        if early_stop and it > 1 and objective - previous <= tol * max(1.0 - objective, 1e-12):
+            break
+    return cent, it, objective
+
+
 def _full_pass(x, search, assign, own, ub, *, first: bool = False, fresh: bool = True):
     """Score every row against every centroid: ((rows moved, new ids, old ids), rows given fresh bounds).
 
