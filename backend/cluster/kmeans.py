@@ -111,12 +111,17 @@ _CHUNK_BYTES = 256 << 20  # one float32 chunk: 64k rows at D = 1024, fewer rows 
 _TRAIN_BYTES = 512 << 20
 
 
-def _iter_chunks(x, rows):
-    """(start, normalised rows) per chunk of at most ``CHUNK`` rows and ~256 MB; the buffer is reused."""
+def iter_unit_chunks(x, rows):
+    """(start, normalised float32 rows) per chunk of ``x[rows]``: at most ``CHUNK`` rows and ~256 MB whatever
+    the dimension, the pages of a memory-mapped ``x`` released after each.  The buffer is reused: use each
+    chunk before asking for the next."""
     step = max(1, min(CHUNK, _CHUNK_BYTES // (4 * max(1, x.shape[1]))))
     buf = np.empty((min(step, len(rows)), x.shape[1]), np.float32)
     for start in range(0, len(rows), step):
         yield start, _read_rows(x, rows[start : start + step], buf)
+
+
+_iter_chunks = iter_unit_chunks
 
 
 _release_pages = release_pages  # a module attribute: bench_kmeans --no-release-run replaces it
