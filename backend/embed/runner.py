@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arrays import release_pages
 from ..errors import CurateError
 from ..io import (
     atomic_path,
@@ -359,6 +360,7 @@ def _compute(
                 if progress:
                     progress(done_rows, n)
             raw.flush()
+            release_pages(raw, start, end)  # written rows leave the resident set: RSS stays flat over 1M rows
             with atomic_path(_marker_path(chunks_dir, start, chunk_size)) as tmp:
                 tmp.write_text(json.dumps({"rows": [int(start), int(end)], "failed": failed}))
             sizer.observe(end - start, time.perf_counter() - t0)

@@ -47,6 +47,31 @@ def _manifest_kind(target, **_):
     return load_manifest(target)
 
 
+def _resolve_all(base: Path, rel: list[str]) -> list[str]:
+    """Each relative path joined to ``base`` with links followed (``Path.resolve``), absolute ones kept as given.
+
+    ``realpath`` checks every component of every path (one lstat each); here each folder is resolved
+    once and only the file name is looked at per row (one lstat, to follow a linked file), which is
+    the same answer at a fraction of the cost for a million files in a thousand folders.
+    """
+    folders: dict[str, str] = {}
+    out = []
+    for p in rel:
+        if os.path.isabs(p):
+            out.append(p)
+            continue
+        folder, name = os.path.split(os.path.join(base, p))
+        if name in ("", ".", ".."):
+            out.append(os.path.realpath(os.path.join(base, p)))
+            continue
+        real = folders.get(folder)
+        if real is None:
+            real = folders[folder] = os.path.realpath(folder)
+        full = os.path.join(real, name)
+        out.append(os.path.realpath(full) if os.path.islink(full) else full)
+    return out
+
+
 def load_manifest(path: str | Path) -> Source:
     path = Path(path).expanduser().resolve()
     check_allowed(path, "manifest")
@@ -60,7 +85,7 @@ def load_manifest(path: str | Path) -> Source:
         raise CurateError(f"manifest {path.name} has no rows: add one row per image")
     base = path.parent
     rel = df["path"].astype(str)
-    abs_paths = [p if os.path.isabs(p) else str((base / p).resolve()) for p in rel]
+    abs_paths = _resolve_all(base, rel.tolist())
     ids = df["example_id"].astype(str) if "example_id" in df.columns else rel
     if ids.duplicated().any():
         dup = ids[ids.duplicated()].iloc[0]
@@ -81,23 +106,22 @@ def load_manifest(path: str | Path) -> Source:
     roots = allowed_roots()
     h = hashlib.sha256()
     keep, skipped = [], []
+    # plain lists: a pandas .iat per row and column costs ~100 us, a minute per million rows
+    id_list, label_list, split_list = ids.tolist(), index["label"].tolist(), index["split"].tolist()
     for i, p in enumerate(abs_paths):
         if roots is not None and not is_allowed(p, roots):  # checked before stat: no existence oracle
-            skipped.append((ids.iat[i], OUTSIDE))
+            skipped.append((id_list[i], OUTSIDE))
             continue
         try:
             st = os.stat(p)
         except OSError:
-            skipped.append((ids.iat[i], "file not found"))
+            skipped.append((id_list[i], "file not found"))
             continue
         if st.st_size == 0:
-            skipped.append((ids.iat[i], "empty file (0 bytes)"))
+            skipped.append((id_list[i], "empty file (0 bytes)"))
             continue
         keep.append(i)
-        h.update(
-            f"{ids.iat[i]}\0{p}\0{index['label'].iat[i]}\0{index['split'].iat[i]}\0"
-            f"{st.st_size}\0{st.st_mtime_ns}\n".encode()
-        )
+        h.update(f"{id_list[i]}\0{p}\0{label_list[i]}\0{split_list[i]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     if not keep:
         if skipped and all(reason == OUTSIDE for _, reason in skipped):
             raise CurateError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...arrays import release_pages
 from .base import register_encoder
 
 
@@ -58,10 +59,16 @@ class PixelsEncoder:
         _, s, vt = randomized_svd(xc, n_components=dim, n_iter=4, random_state=seed)
         comps = vt.astype(np.float32)
         explained = float((s**2).sum() / max(float(np.einsum("ij,ij->", xc, xc)), 1e-12))
+        del x, xc
+        release_pages(raw, 0, len(raw))  # the sample's pages (scattered over the whole file)
         step = 65536
         for start in range(0, len(raw), step):
             chunk = raw[start : start + step].astype(np.float32) / 255.0
             out[start : start + step, :dim] = (chunk - mean) @ comps.T
+            # both files' pages leave the resident set once used (1M x 3072 raw pixels are 3 GB)
+            end = min(start + step, len(raw))
+            release_pages(raw, start, end)
+            release_pages(out, start, end)  # a shared map's dirty pages stay in the page cache: nothing is lost
             if progress:
                 progress(min(start + step, len(raw)), len(raw))
         return {"pca_mean": mean, "pca_components": comps, "explained_variance": explained, "dim": dim}
