@@ -147,6 +147,8 @@ def _title_has(pg, text: str, timeout_ms: int) -> None:
 def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int) -> dict:
     """The app's Map page: first paint, re-colour (each of ``colours``), box selection, hover."""
     out: dict = {}
+    frames: list[tuple[float, int]] = []  # (time, bytes) of every websocket message the page receives
+    pg.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append((time.perf_counter(), len(f)))))
 
     def first(tmo):
         pg.goto(url + "/map")
@@ -156,13 +158,23 @@ def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int) -> dict:
     out["first_paint_s"] = _timed(first, timeout_ms)
     _settle(pg, timeout_ms)
     out["recolour_s"] = {}
+    out["recolour_message"] = {}
     for c in colours:
+        t_click = [0.0]
 
         def recolour(tmo, c=c):
+            t_click[0] = time.perf_counter()
             pg.locator('[data-testid="stRadio"] label', has_text=c).first.click()
             _title_has(pg, f"coloured by {c}", tmo)
 
         out["recolour_s"][c] = _timed(recolour, timeout_ms)
+        # when the chart's message arrived (server + wire) and its size: the rest is the browser drawing it
+        big = [(t, n) for t, n in frames if t >= t_click[0] and n > 50_000]
+        if big:
+            out["recolour_message"][c] = {
+                "arrived_s": round(big[-1][0] - t_click[0], 3),
+                "mb": round(big[-1][1] / 1e6, 2),
+            }
         out["recolour_settled_s"] = out.get("recolour_settled_s", {}) | {
             c: _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
         }

@@ -20,7 +20,7 @@ CLUSTER = "cluster"
 CLASS = "class"
 KEPT = "kept / pruned"
 GROUP_SIZE = "duplicate group size"
-HOVER_SCORES = 3  # scores shown in the tooltip besides the colour's own
+HOVER_SCORES = 1  # scores in the tooltip besides the colour's own (each costs 4 bytes a point on every re-colour)
 
 
 @dataclass
@@ -152,14 +152,13 @@ def cached_hover_text(run_key: str, table: pd.DataFrame, positions: np.ndarray) 
 
 
 def hover_text(table: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
-    """``<b>id</b> · class`` per drawn point (``· cluster c`` when the run has no labels)."""
+    """``id · class`` per drawn point (the id alone when the run has no labels).  Plain text: the
+    template makes it bold, markup per point would travel with every re-colour."""
     pos = np.asarray(positions, np.int64)
     ids = table["example_id"].astype(str).to_numpy()[pos].astype(object)
-    head = "<b>" + ids + "</b>"
     if "label" in table.columns and table["label"].notna().any():
-        labels = table["label"].astype(str).to_numpy()[pos].astype(object)
-        return head + " · " + labels
-    return head + " · cluster " + table["cluster"].astype(str).to_numpy()[pos].astype(object)
+        return ids + " · " + table["label"].astype(str).to_numpy()[pos].astype(object)
+    return ids
 
 
 def hover_columns(score_columns: list[str], *, metric: str, colour: str) -> list[str]:
@@ -184,7 +183,7 @@ def hover_template(columns: list[str], *, first_column: int = 2) -> str:
 
     The figure's ``customdata`` is [position, cluster, scores...] (see ``figures.map_figure``): the
     cluster is column ``first_column - 1``, the scores follow."""
-    lines = ["%{text}", f"cluster %{{customdata[{first_column - 1}]:.0f}}"]
+    lines = ["<b>%{text}</b>", f"cluster %{{customdata[{first_column - 1}]:.0f}}"]
     lines += [f"{c} %{{customdata[{first_column + i}]:.3f}}" for i, c in enumerate(columns)]
     return "<br>".join(lines) + "<extra></extra>"
 

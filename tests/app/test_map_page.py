@@ -77,7 +77,9 @@ def test_hover_payload_has_id_class_cluster_and_scores(app_run):
 def test_map_page_hover_text_and_thumbnail_of_a_clicked_point(app_workdir, app_run, monkeypatch):
     at = goto(make_app(app_workdir, monkeypatch), "map")
     tr = chart_spec(at)["data"][0]
-    assert "<b>" in tr["text"][0] and " · " in tr["text"][0]  # id · class, not "position 29358"
+    t = app_run.table
+    want = set(t["example_id"].astype(str) + " · " + t["label"].astype(str))
+    assert set(tr["text"]) <= want and len(tr["text"]) > 0  # id · class, not "position 29358"
     assert "ssl_prototype" in tr["hovertemplate"] and "cluster" in tr["hovertemplate"]
     assert "Nothing selected yet" in texts(at, "caption")
     # a click: the event carries the point's coordinates; the page shows its thumbnail, id, class and scores
