@@ -170,7 +170,23 @@ def _final(job: Job) -> None:
         if tail:
             st.code(tail, language=None, wrap_lines=True)
         st.caption(f"The whole log: `{job.dir / 'log.txt'}`; the command: `{job.command_line}`")
-    st.button("Dismiss", key=f"jobs.dismiss.{job.id}", on_click=_dismiss, args=(job.id,), type="tertiary")
+    c1, c2, _ = st.columns([1.6, 1, 4])
+    if job.state in ("cancelled", "died", "failed") and job.key:
+        c1.button(
+            "Start it again" + (" (resumes)" if job.state != "failed" else ""),
+            key=f"jobs.restart.{job.id}",
+            icon=":material/replay:",
+            on_click=_restart,
+            args=(job,),
+            help=f"runs `{job.command_line}` again; the finished work is reused",
+        )
+    c2.button("Dismiss", key=f"jobs.dismiss.{job.id}", on_click=_dismiss, args=(job.id,), type="tertiary")
+
+
+def _restart(job: Job) -> None:
+    if active(job.key) is None:
+        new = start_job(job.argv, services.workdir(), label=job.label, key=job.key)
+        st.session_state.setdefault(_WATCHING, {})[job.key] = new.id
 
 
 _LOOKED = "jobs._looked"

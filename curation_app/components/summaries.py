@@ -247,3 +247,10 @@ def encoder_text(encoder: dict) -> str:
     elif name == "pixels":
         parts.append("no weights")
     return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def integer_columns(df: pd.DataFrame) -> list[str]:
+    """The integer-valued columns of ``df`` (counts): the pages show them with a thousands separator."""
+    return [
+        str(c) for c in df.columns if pd.api.types.is_integer_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]

@@ -41,6 +41,12 @@ if "data.flash" in st.session_state:
 wd = services.workdir()
 allowed = services.allowed_dirs()
 
+# Streamlit forgets the state of widgets a page does not draw: keep the form's values across page switches
+FORM_KEEP = "data._form"
+for _k, _v in st.session_state.get(FORM_KEEP, {}).items():
+    if _k not in st.session_state:
+        st.session_state[_k] = _v
+
 
 # ---------------------------------------------------------------------------
 # jobs started here: drawn first, so a running job is always in view (and found again after a page switch)
@@ -342,6 +348,12 @@ with st.expander("Start a new run or train an encoder", expanded=not runs, icon=
         _run_tab(source, busy=jobs_panel.active(RUN_JOB) is not None)
     with tab_train:
         _train_tab(source, busy=jobs_panel.active(TRAIN_JOB) is not None)
+
+st.session_state[FORM_KEEP] = {
+    k: v
+    for k, v in st.session_state.items()
+    if isinstance(k, str) and k.startswith(("new.", "train.")) and k not in ("new.start", "train.start")  # buttons
+}
 
 if not runs:
     st.stop()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from curation_app import services, state
 from curation_app.components import jobs as jobs_panel
-from curation_app.components import metric_figures
+from curation_app.components import metric_figures, summaries
 
 run = state.require_run()
 rd = str(run.dir)
@@ -23,6 +23,12 @@ st.caption(
 )
 
 JOB = f"metrics.benchmark.{run.key}"
+
+
+def _table(df: pd.DataFrame, **kw) -> None:
+    """st.dataframe with counts shown as 60,000, not 60000."""
+    fmt = {c: st.column_config.NumberColumn(format="localized") for c in summaries.integer_columns(df)}
+    st.dataframe(df, width="stretch", column_config=fmt, **kw)
 
 
 def _benchmark_finished(job) -> None:
@@ -54,7 +60,7 @@ elif res is None:
             names, _ = _metric_list(run, None)
             st.session_state["metrics.cost_table"] = cost_estimate(run, names)
     if "metrics.cost_table" in st.session_state:
-        st.dataframe(st.session_state["metrics.cost_table"], hide_index=True, width="stretch")
+        _table(st.session_state["metrics.cost_table"], hide_index=True)
     running = jobs_panel.active(JOB) is not None
     if c2.button(
         "Run the benchmark", icon=":material/leaderboard:", key="metrics.go", type="primary", disabled=running
@@ -97,7 +103,7 @@ if res is not None:
         columns={"mean_diff": "mean diff vs random (pp)", "n_better": "fractions better", "n_worse": "fractions worse"}
     )
     show["mean diff vs random (pp)"] = (100 * show["mean diff vs random (pp)"]).round(2)
-    st.dataframe(show, hide_index=True, width="stretch")
+    _table(show, hide_index=True)
 
     st.subheader("Held-out error at each keep fraction")
     t = res.table.copy()
@@ -163,7 +169,7 @@ if res is not None and len(res.stability):
             "kept_overlap_vs_run": f"kept-set overlap at {res.stability['fraction'].iloc[0]:.0%}",
         }
     )
-    st.dataframe(stab.drop(columns=["fraction"]), hide_index=True, width="stretch")
+    _table(stab.drop(columns=["fraction"]), hide_index=True)
     st.caption(
         f"The run's ssl_prototype (k={run.k}) recomputed with other k-means seeds and other k. High values: "
         "the scores are not noise of one clustering."
@@ -174,4 +180,4 @@ if res is not None:
         "(linear probes on frozen embeddings), not from your final network."
     )
     with st.expander("All numbers"):
-        st.dataframe(pd.DataFrame(res.table), hide_index=True, width="stretch")
+        _table(pd.DataFrame(res.table), hide_index=True)

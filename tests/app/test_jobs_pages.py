@@ -236,7 +236,8 @@ def test_metrics_benchmark_runs_as_a_job(app_workdir, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_verify_runs_as_a_job_and_shows_its_sentence(app_workdir, tmp_path, monkeypatch):
+def test_scaling_estimate_and_verify_run_as_jobs(app_workdir, tmp_path, monkeypatch):
+    """The Prune page's two long actions: the estimate (then its curves show), then the from-scratch check."""
     from backend import load_run
 
     work = tmp_path / "w"
@@ -245,6 +246,16 @@ def test_verify_runs_as_a_job_and_shows_its_sentence(app_workdir, tmp_path, monk
     at = _app(work, monkeypatch)
     at.switch_page("views/prune.py").run()
     _ok(at)
+    if any(b.key == "scaling.go" for b in at.button):  # not estimated yet in this copy
+        at.button(key="scaling.go").click().run()
+        _ok(at)
+        assert "Running: Estimating scaling curves for ssl_prototype" in _texts(at, "markdown")
+        assert at.button(key="scaling.go").disabled
+        _finish(at, work, f"prune.scaling.{run.key}", timeout=900)
+        job = latest_job(work, f"prune.scaling.{run.key}")
+        assert "--settings" in job.argv  # exactly the settings on screen, as the page loads them
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("Estimated held-out error") for t in titles), titles
     at.number_input(key="verify.seeds").set_value(1).run()
     at.button(key="verify.go").click().run()
     _ok(at)
