@@ -110,7 +110,7 @@ def test_a_run_from_the_data_page_is_a_job_and_the_workdir_s_current_run_is_the_
 def test_a_job_survives_a_page_switch_and_its_panel_is_found_again(emb_workdir, monkeypatch):
     work = emb_workdir
     at = _app(work, monkeypatch)
-    _start_embeddings_run(at, work)
+    _start_embeddings_run(at, work, k=3)
     job = latest_job(work, "data.run")
     other = _app(work, monkeypatch)  # another session (a reload) finds the running job by its key
     assert job.refresh().finished or "Running: Run on" in _texts(other, "markdown")
@@ -119,6 +119,30 @@ def test_a_job_survives_a_page_switch_and_its_panel_is_found_again(emb_workdir, 
     at.switch_page("views/data.py").run()
     _ok(at)
     assert "finished in" in _texts(at, "success")
+    # the form kept what was typed (Streamlit forgets the widgets of a page it does not draw)
+    assert at.radio(key="new.kind").value == "embeddings" and at.number_input(key="new.k").value == 3
+    assert at.text_input(key="new.emb").value == str(work / "emb.npy")
+
+
+def test_a_failed_job_shows_its_one_line_error_the_log_and_can_be_started_again(emb_workdir, monkeypatch):
+    from backend.jobs import start_job
+
+    work = emb_workdir
+    argv = ["run", "--source", str(work / "gone"), "--workdir", str(work)]
+    job = wait_job(start_job(argv, work, label="Run on gone", key="data.run"))
+    assert job.state == "failed"
+    at = _app(work, monkeypatch)
+    err = _texts(at, "error")
+    assert "**Run on gone** stopped: " in err and "gone" in err and "Traceback" not in err
+    assert any("error: " in str(c.value) for c in at.code)  # the log's last lines
+    at.button(key=f"jobs.restart.{job.id}").click().run()
+    _ok(at)
+    again = latest_job(work, "data.run")
+    assert again.id != job.id and again.argv == argv
+    assert wait_job(again).state == "failed"
+    at.run()
+    at.button(key=f"jobs.dismiss.{again.id}").click().run()
+    assert "stopped" not in _texts(at, "error")
 
 
 def test_input_errors_show_under_the_input_and_nothing_starts(emb_workdir, monkeypatch, tmp_path):
