@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from backend import BALANCES
 from curation_app import services
 from curation_app.components import settings as S
 
@@ -111,11 +112,29 @@ def current_run():
     return run
 
 
+def _warn(message: str) -> None:
+    """A setting that had to change, said in the sidebar (with the URL's problems)."""
+    st.session_state["s._url_problems"] = st.session_state.get("s._url_problems", []) + [message]
+
+
 def _fix_for_run(run) -> None:
-    """Settings that do not fit this run fall back to ones that do."""
+    """Settings that do not fit this run fall back to ones that do, with a warning naming the value."""
     if get("metric") not in run.score_columns:
-        put("metric", run.score_columns[0] if run.score_columns else "ssl_prototype")
-    if get("balance") == "class" and not run.has_labels:
+        fallback = run.score_columns[0] if run.score_columns else "ssl_prototype"
+        if get("metric") != S.DEFAULTS["metric"]:  # a metric asked for (URL, settings file, another run)
+            _warn(
+                f"metric {get('metric')!r} is not a score of this run ({', '.join(run.score_columns) or 'none'}): "
+                f"showing {fallback}"
+            )
+        put("metric", fallback)
+    if get("keep_mode") == "count" and get("keep_count") is not None:
+        why = S.count_problem(get("keep_count"), run.n_examples)
+        if why:
+            _warn(f"ignored count={get('keep_count')}: {why}; keeping {float(get('keep')):.0%} instead")
+            apply({"keep_mode": "fraction", "keep_count": None})
+    bal = get("balance")
+    if not run.has_labels and bal in BALANCES and BALANCES.entry(bal).info.get("group") == "label":
+        _warn(f"balance {get('balance')!r} needs labels and this run has none: showing no balance")
         put("balance", "none")
 
 
@@ -131,6 +150,21 @@ def require_run():
 
 def n_keep(run) -> int:
     return S.n_keep(current(), run.n_examples)
+
+
+def show_description(run) -> None:
+    """Draw :func:`describe` in a slot that a fragment can redraw (the Prune page's slider reruns only its
+    fragment, which then calls :func:`refresh_description`)."""
+    slot = st.empty()
+    slot.markdown(describe(run))
+    st.session_state["s._describe_slot"] = slot
+
+
+def refresh_description(run) -> None:
+    """Redraw the description drawn by :func:`show_description` in this page run, if there is one."""
+    slot = st.session_state.get("s._describe_slot")
+    if slot is not None:
+        slot.markdown(describe(run))
 
 
 def describe(run) -> str:

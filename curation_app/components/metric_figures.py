@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from curation_app.components.figures import BASE_LAYOUT, PALETTE, STRATEGY_COLOURS
+from curation_app.components.figures import BASE_LAYOUT, PALETTE, STRATEGY_COLOURS, rule
 
 DASH = {"hard": "solid", "easy": "dash"}
 
@@ -163,16 +163,8 @@ def redundancy_curve_figure(curve: pd.DataFrame, *, threshold: float, title: str
                 hovertemplate="similarity > %{x:.3f}: %{y:.1%} removed (%{customdata:,})<extra>" + str(g) + "</extra>",
             )
         )
-    fig.add_vline(x=threshold, line=dict(color="#d62728", dash="dash", width=2))
-    fig.add_annotation(
-        x=threshold,
-        y=1.02,
-        yref="paper",
-        text=f"threshold {threshold:.3f}",
-        showarrow=False,
-        font=dict(color="#d62728"),
-        xanchor="right",
-    )
+    # layout dicts, not add_vline (which validates the subplots on every slider move)
+    line, label = rule("x", threshold, colour="#d62728", dash="dash", text=f"threshold {threshold:.3f}", side="left")
     fig.update_layout(**BASE_LAYOUT)
     fig.update_layout(
         title=title or "Share removed as near-duplicates vs the similarity threshold (1 - eps)",
@@ -180,5 +172,7 @@ def redundancy_curve_figure(curve: pd.DataFrame, *, threshold: float, title: str
         xaxis=dict(title="cosine similarity threshold 1 - eps (duplicates above it)"),
         yaxis=dict(title="share of examples removed", tickformat=".0%", rangemode="tozero"),
         margin=dict(l=70, r=20, t=70, b=55),
+        shapes=[line],
+        annotations=[label],
     )
     return fig

@@ -6,26 +6,33 @@ panel says plainly what is missing and the rest of the page works.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 import backend
 from curation_app import services, state
-from curation_app.components import figures, summaries
+from curation_app.components import figures, prune_figures, summaries
 from curation_app.components import jobs as jobs_panel
 
+PROBE_WORDS = {"linear": "linear probe", "mlp": "MLP probe"}
 THETAS = (0, 10, 20, 30, 45)
 POOLS = (1, 2, 5, 10, 20, 50)
 
 
-def panel(run, n_keep: int) -> None:
+def panel(run, n_keep: int):
+    """The panel, with the estimated curves' chart left empty: returns ``(slot, draw)`` (call ``draw()``
+    inside ``with slot:``), or None when there is no chart.  The Prune page draws it from its slider's
+    fragment, so that the chart's "your setting" marker follows the slider without a page rerun."""
     st.subheader("Estimated scaling curves")
     tab_est, tab_theory = st.tabs(["Estimated on your data", "Theory (perceptron)"])
     with tab_est:
-        empirical(run, n_keep)
+        chart = empirical(run, n_keep)
     with tab_theory:
         theory()
+    return chart
 
 
 BASE_STRATEGIES = ("hard", "easy", "ccs")
@@ -68,8 +75,55 @@ def _use_recommended(setting: dict) -> None:
     state.apply(values)
 
 
-def _find_result(run, metric: str, strategy: str, balance: str):
-    """The estimate to show: the app's grid with the setting on screen, the app's grid, or the default grid."""
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _load_cached(run_dir: str, run_key: str, params_json: str, mtime_ns: int):
+    """One cached estimate, loaded from its parameters (``mtime_ns``: a recomputed result is a new key)."""
+    import json
+
+    load, _, _ = services.scaling_api()
+    p = json.loads(params_json)
+    return load(
+        services.load_run(run_dir),
+        metric=p["metric"],
+        fractions=p.get("fractions"),
+        initial_sizes=p.get("initial_sizes"),
+        seeds=p.get("seeds", 3),
+        probe=p["probe"],
+        settings=p.get("settings"),
+    )
+
+
+def _any_cached(run, metric: str, probe: str, strategy: str, balance: str):
+    """Any estimate already computed for this run, metric and probe (e.g. ``make demo``'s MLP estimate with its
+    own keep fractions), the one with the setting on screen and the most settings first; None if there is none.
+
+    Reads the small result.json files of the workdir's scaling cache (a few ms); loads only the chosen one."""
+    import json
+
+    found = []
+    for f in (run.dir.parent.parent / "scaling").glob("*/result.json"):
+        try:
+            p = json.loads(f.read_text()).get("params", {})
+        except (OSError, ValueError):
+            continue
+        if p.get("run_key") != run.key or p.get("metric") != metric or p.get("probe") != probe:
+            continue
+        settings = [tuple(x) for x in p.get("settings") or []]
+        rank = ((strategy, balance) in settings, len(settings), f.stat().st_mtime_ns)
+        keep = {k: p[k] for k in ("metric", "fractions", "initial_sizes", "seeds", "probe", "settings") if k in p}
+        found.append((rank, json.dumps(keep, sort_keys=True), f.stat().st_mtime_ns))
+    for _, params, mtime in sorted(found, reverse=True):
+        res = _load_cached(str(run.dir), run.key, params, mtime)
+        if res is not None:
+            return res
+    return None
+
+
+def _find_result(run, metric: str, strategy: str, balance: str, probe: str = "linear"):
+    """The estimate to show: the app's grid with the setting on screen, the app's grid, the default grid
+    (linear probe), else any cached estimate of this metric and probe."""
+    if probe != "linear":
+        return _any_cached(run, metric, probe, strategy, balance)
     full = grid_settings(run, strategy, balance)
     res = services.scaling_grid(str(run.dir), run.key, metric, full)
     if res is not None:
@@ -79,7 +133,8 @@ def _find_result(run, metric: str, strategy: str, balance: str):
         res = services.scaling_grid(str(run.dir), run.key, metric, base)
         if res is not None:
             return res
-    return services.scaling_result(str(run.dir), run.key, metric)
+    res = services.scaling_result(str(run.dir), run.key, metric)
+    return res if res is not None else _any_cached(run, metric, probe, strategy, balance)
 
 
 def _view_curves(res, strategy: str, balance: str):
@@ -118,7 +173,7 @@ def _comparison_frame(rec: dict, rows) -> pd.DataFrame:
     )
 
 
-def empirical(run, n_keep: int) -> None:
+def empirical(run, n_keep: int):
     load, estimate, missing = services.scaling_api()
     if missing:
         st.warning(missing.capitalize() + ". The theory tab does not need it.", icon=":material/construction:")
@@ -131,12 +186,23 @@ def empirical(run, n_keep: int) -> None:
         )
         return
     metric, strategy, balance = state.get("metric"), state.get("strategy"), state.get("balance")
-    res = _find_result(run, metric, strategy, balance)
+    probe = st.radio(
+        "Probe the estimate trains",
+        tuple(PROBE_WORDS),
+        format_func=lambda p: {"linear": "linear (fast)", "mlp": "MLP (one hidden layer)"}[p],
+        horizontal=True,
+        key="scaling.probe",
+        help="the model trained on each subset to measure held-out error; a linear probe barely benefits from "
+        "any pruning on pixel embeddings, an MLP shows the gain of keeping hard examples (README: What the demo "
+        "shows). `curate scaling --probe linear|mlp`",
+    )
+    res = _find_result(run, metric, strategy, balance, probe)
     wanted = grid_settings(run, strategy, balance)
     if res is None or (strategy, balance) not in set(getattr(res, "settings", [])):
         if res is None:
             st.caption(
-                f"Not computed yet for `{metric}`. The estimate trains small linear probes on the frozen "
+                f"Not computed yet for `{metric}` with the {PROBE_WORDS[probe]}. The estimate trains small "
+                f"{'linear' if probe == 'linear' else 'MLP'} probes on the frozen "
                 "embeddings for a grid of keep fractions, pool sizes, seeds and settings (keep hard, keep "
                 "easy and CCS, without balance and with the class floor, random, and the setting on "
                 "screen; a few minutes on 2 cores). `curate scaling` computes the same thing from the "
@@ -154,7 +220,9 @@ def empirical(run, n_keep: int) -> None:
         )
         # a background job (`curate scaling`), so it survives a page switch and can be cancelled
         job_key = f"prune.scaling.{run.key}"
-        argv = ["scaling", "--workdir", str(run.dir), "--metric", metric]
+        argv = ["scaling", "--workdir", str(run.dir), "--metric", metric] + (
+            ["--probe", probe] if probe != "linear" else []
+        )
         argv += ["--settings", ",".join(f"{a}:{b}" for a, b in wanted)]
         job = jobs_panel.show(job_key)
         if job is not None and job.state == "succeeded" and job.argv == argv and jobs_panel.first_look(job):
@@ -168,34 +236,9 @@ def empirical(run, n_keep: int) -> None:
         if res is None:
             return
 
-    curves = res.curves
-    qs = sorted(curves["initial_fraction"].unique())
-    sizes = {q: int(curves.loc[np.isclose(curves["initial_fraction"], q), "initial_size"].iloc[0]) for q in qs}
-    q = st.select_slider(
-        "Pool size the curves start from",
-        options=qs,
-        value=qs[-1],
-        format_func=lambda v: f"{sizes[v]:,} examples ({v:.0%})",
-        key="scaling.q",
-    )
-    view, bal, mine = _view_curves(res, strategy, balance)
-    simple = view[view["strategy"].isin(("hard", "easy", "random"))]
-    shown = "balance " + bal if bal != "none" else "no balance"
-    fig = figures.scaling_figure(
-        simple,
-        res.powerlaw,
-        res.frontier,
-        n_current=n_keep,
-        initial_fraction=q,
-        title=f"Estimated held-out error vs examples kept ({metric}, linear probe; {shown})",
-    )
-    if bal != "none":
-        for tr in fig.data:
-            if tr.name in ("keep hard", "keep easy"):
-                tr.name = f"{tr.name} ({bal})"
-    extra = view[~view["strategy"].isin(("hard", "easy", "random"))]
-    _add_setting_traces(fig, extra, q)
-    st.plotly_chart(fig, key="scaling.fig")
+    chart = (st.container(), functools.partial(draw_chart, run, res, metric, strategy, balance))
+    qs = sorted(res.curves["initial_fraction"].unique())
+    q = st.session_state.get("scaling.q", qs[-1])  # the pool size the chart shows (its slider is in the chart)
     rec = res.recommendation or {}
     if rec.get("sentence"):
         st.info(rec["sentence"], icon=":material/lightbulb:")
@@ -246,6 +289,44 @@ def empirical(run, n_keep: int) -> None:
     with st.expander("The numbers"):
         st.dataframe(_comparison_frame(rec, rows) if rows else res.table(q), hide_index=True, width="stretch")
     _verify_box(run)
+    return chart
+
+
+def draw_chart(run, res, metric: str, strategy: str, balance: str) -> float:
+    """The estimated curves at one pool size with the current keep count marked; returns the pool size."""
+    curves = res.curves
+    qs = sorted(curves["initial_fraction"].unique())
+    sizes = {q: int(curves.loc[np.isclose(curves["initial_fraction"], q), "initial_size"].iloc[0]) for q in qs}
+    if st.session_state.get("scaling.q") not in qs:
+        st.session_state.pop("scaling.q", None)
+    q = st.select_slider(
+        "Pool size the curves start from",
+        options=qs,
+        value=qs[-1],
+        format_func=lambda v: f"{sizes[v]:,} examples ({v:.0%})",
+        key="scaling.q",
+    )
+    view, bal, mine = _view_curves(res, strategy, balance)
+    simple = view[view["strategy"].isin(("hard", "easy", "random"))]
+    extra = view[~view["strategy"].isin(("hard", "easy", "random"))]
+    shown = "balance " + bal if bal != "none" else "no balance"
+    probe = res.params.get("probe", "linear") if hasattr(res, "params") else "linear"
+    plotted = view[np.isclose(view["initial_fraction"], q)]
+    fig = figures.scaling_figure(
+        simple,
+        res.powerlaw,
+        prune_figures.clip_frontier(res.frontier, plotted),
+        n_current=state.n_keep(run),
+        initial_fraction=q,
+        title=f"Estimated held-out error vs examples kept ({metric}, {PROBE_WORDS.get(probe, probe)}; {shown})",
+    )
+    if bal != "none":
+        for tr in fig.data:
+            if tr.name in ("keep hard", "keep easy"):
+                tr.name = f"{tr.name} ({bal})"
+    _add_setting_traces(fig, extra, q)
+    st.plotly_chart(fig, key="scaling.fig")
+    return q
 
 
 def _add_setting_traces(fig, curves, q) -> None:

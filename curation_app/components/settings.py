@@ -25,7 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "floor": 10,  # warn when a class or cluster keeps fewer than this many
 }
-QUERY_KEYS = ("run", "keep", "count", "strategy", "metric", "balance", "seed", "floor")
+QUERY_KEYS = ("run", "keep", "count", "keep_count", "strategy", "metric", "balance", "seed", "floor")
+METRIC_NAME_MAX = 100
 SETTINGS_FILE_KIND = "curation-studio app settings"
 
 
@@ -79,7 +80,11 @@ def parse_settings(raw: Mapping[str, Any]) -> tuple[dict, list[str]]:
             else:
                 bad(name, raw[name], f"use one of {', '.join(choices)}")
     if raw.get("metric") not in (None, ""):
-        out["metric"] = str(raw["metric"])  # checked against the run's score columns by the caller
+        m = str(raw["metric"])
+        if len(m) > METRIC_NAME_MAX or not m.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            bad("metric", raw["metric"], "a metric is a score column name such as ssl_prototype")
+        else:
+            out["metric"] = m  # checked against the run's score columns by the caller (state.current_run)
     for name, lo in (("seed", None), ("floor", 0)):
         if raw.get(name) not in (None, ""):
             try:
@@ -122,6 +127,21 @@ def from_json(text: str | bytes) -> tuple[dict, list[str]]:
     if not isinstance(body, dict):
         return {}, ["not a settings file: expected a JSON object"]
     return parse_settings(body)
+
+
+def count_problem(value: Any, n: int) -> str | None:
+    """What is wrong with ``value`` as a keep count for a pool of ``n`` (None when it is fine), in the
+    Prune page's words: the range is part of the message."""
+    span = f"keep between 1 and {n:,} examples"
+    try:
+        c = _as_int(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not a whole number: {span}"
+    if c < 1:
+        return f"{c:,} keeps nothing: {span}"
+    if c > n:
+        return f"{c:,} is more than the {n:,} examples of this run: {span}"
+    return None
 
 
 def n_keep(s: Mapping[str, Any], n: int) -> int:

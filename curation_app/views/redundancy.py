@@ -14,6 +14,7 @@ from curation_app.components import gallery, metric_figures
 
 EXACT = 0.999  # similarity at or above which two examples count as near-exact copies
 GROUPS_PER_PAGE = 6
+SHOWN_MEMBERS = 8  # thumbnails and similarity matrix per group
 
 run = state.require_run()
 rd = str(run.dir)
@@ -28,170 +29,187 @@ st.caption(
 )
 
 idx = services.dedup_index(rd, run.key)
-threshold = st.slider(
-    "Similarity threshold (1 - eps)",
-    min_value=0.80,
-    max_value=1.0,
-    value=0.95,
-    step=0.001,
-    format="%.3f",
-    key="redundancy.threshold",
-    help="examples more similar than this to an earlier member of their cluster are removed",
-)
-res = services.dedup_at(rd, run.key, float(threshold))
-n = len(t)
-exact = services.dedup_at(rd, run.key, EXACT)
 
-m = st.columns([1.6, 1, 1, 1.2])  # "600,000 of 1,000,000" must fit
-m[0].metric(
-    "Removed", f"{res.n_removed:,} of {n:,}", f"{res.n_removed / n:.1%} redundant", delta_color="off", delta_arrow="off"
-)
-m[1].metric("Kept", f"{res.n_kept:,}")
-m[2].metric("Duplicate groups", f"{res.n_groups:,}")
-m[3].metric(
-    f"Near-exact copies (≥ {EXACT})",
-    f"{exact.n_removed:,}",
-    f"in {exact.n_groups:,} groups",
-    delta_color="off",
-    delta_arrow="off",
-)
 
-by = st.radio(
-    "Curve per",
-    ["all examples"] + (["class"] if run.has_labels else []) + ["cluster"],
-    horizontal=True,
-    key="redundancy.by",
-)
-curve = services.redundancy_curve(rd, run.key, by)
-if by == "cluster":  # the ten clusters with the most redundancy at the threshold
-    grid = np.unique(curve["threshold"].to_numpy())
-    at_t = curve[np.isclose(curve["threshold"], grid[np.argmin(np.abs(grid - threshold))])]
-    top = at_t[at_t["group"] != "all"].nlargest(10, "share_removed")["group"].tolist()
-    curve = curve[curve["group"].isin(["all", *top])]
-    curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
-st.plotly_chart(metric_figures.redundancy_curve_figure(curve, threshold=float(threshold)), key="redundancy.curve")
+@st.fragment
+def live() -> None:
+    """Everything that depends on the threshold: a move of its slider reruns only this, not the page."""
+    threshold = st.slider(
+        "Similarity threshold (1 - eps)",
+        min_value=0.80,
+        max_value=1.0,
+        value=0.95,
+        step=0.001,
+        format="%.3f",
+        key="redundancy.threshold",
+        help="examples more similar than this to an earlier member of their cluster are removed",
+    )
+    res = services.dedup_at(rd, run.key, float(threshold))
+    n = len(t)
+    exact = services.dedup_at(rd, run.key, EXACT)
 
-st.subheader("What removing them costs")
-cost = st.session_state.get("redundancy.cost")
-if cost is None or cost[0] != (run.key, float(threshold)):
-    if not run.has_labels:
-        st.caption("The estimate measures held-out error and needs labels; this run has none.")
-    elif res.n_removed and st.button(
-        f"Estimate the held-out error without these {res.n_removed:,} examples",
-        icon=":material/query_stats:",
-        key="redundancy.cost_go",
-    ):
-        from backend.dedup.cost import dedup_cost
+    m = st.columns([1.6, 1, 1, 1.2])  # "600,000 of 1,000,000" must fit
+    m[0].metric(
+        "Removed",
+        f"{res.n_removed:,} of {n:,}",
+        f"{res.n_removed / n:.1%} redundant",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    m[1].metric("Kept", f"{res.n_kept:,}")
+    m[2].metric("Duplicate groups", f"{res.n_groups:,}")
+    m[3].metric(
+        f"Near-exact copies (≥ {EXACT})",
+        f"{exact.n_removed:,}",
+        f"in {exact.n_groups:,} groups",
+        delta_color="off",
+        delta_arrow="off",
+    )
 
-        with st.spinner("Training the probes on the deduplicated set and on random subsets of the same size..."):
-            st.session_state["redundancy.cost"] = cost = (
-                (run.key, float(threshold)),
-                dedup_cost(run, eps=1.0 - float(threshold)),
-            )
-if cost is not None and cost[0] == (run.key, float(threshold)):
-    c = cost[1]
-    if "error_dedup" in c:
-        k = st.columns(3)
-        k[0].metric(
-            "Without the duplicates",
-            f"{100 * c['error_dedup']:.2f}%",
-            f"{c['n_kept']:,} kept",
-            delta_color="off",
-            delta_arrow="off",
-        )
-        k[1].metric(
-            "Random subset, same size",
-            f"{100 * c['error_random']:.2f}%",
-            f"{100 * c['diff']:+.2f} ± {100 * c['se']:.2f} pp: {c['verdict']}",
-            delta_color="off",
-            delta_arrow="off",
-        )
-        if c.get("error_full") is not None:
-            k[2].metric(
-                "All the data",
-                f"{100 * c['error_full']:.2f}%",
-                f"{c['n']:,} examples",
+    by = st.radio(
+        "Curve per",
+        ["all examples"] + (["class"] if run.has_labels else []) + ["cluster"],
+        horizontal=True,
+        key="redundancy.by",
+    )
+    curve = services.redundancy_curve(rd, run.key, by)
+    if by == "cluster":  # the ten clusters with the most redundancy at the threshold
+        grid = np.unique(curve["threshold"].to_numpy())
+        at_t = curve[np.isclose(curve["threshold"], grid[np.argmin(np.abs(grid - threshold))])]
+        top = at_t[at_t["group"] != "all"].nlargest(10, "share_removed")["group"].tolist()
+        curve = curve[curve["group"].isin(["all", *top])]
+        curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
+    st.plotly_chart(metric_figures.redundancy_curve_figure(curve, threshold=float(threshold)), key="redundancy.curve")
+
+    st.subheader("What removing them costs")
+    cost = st.session_state.get("redundancy.cost")
+    if cost is None or cost[0] != (run.key, float(threshold)):
+        if not run.has_labels:
+            st.caption("The estimate measures held-out error and needs labels; this run has none.")
+        elif res.n_removed and st.button(
+            f"Estimate the held-out error without these {res.n_removed:,} examples",
+            icon=":material/query_stats:",
+            key="redundancy.cost_go",
+        ):
+            from backend.dedup.cost import dedup_cost
+
+            with st.spinner("Training the probes on the deduplicated set and on random subsets of the same size..."):
+                st.session_state["redundancy.cost"] = cost = (
+                    (run.key, float(threshold)),
+                    dedup_cost(run, eps=1.0 - float(threshold)),
+                )
+    if cost is not None and cost[0] == (run.key, float(threshold)):
+        c = cost[1]
+        if "error_dedup" in c:
+            k = st.columns(3)
+            k[0].metric(
+                "Without the duplicates",
+                f"{100 * c['error_dedup']:.2f}%",
+                f"{c['n_kept']:,} kept",
                 delta_color="off",
                 delta_arrow="off",
             )
-        st.caption(
-            f"Held-out error of linear probes on the frozen embeddings, mean over {c['n_seeds']} seeds "
-            "(a proxy for your final network). Better or worse than random means by more than two standard "
-            "errors." + (f" Note: {c['note']}." if c.get("note") else "")
-        )
+            k[1].metric(
+                "Random subset, same size",
+                f"{100 * c['error_random']:.2f}%",
+                f"{100 * c['diff']:+.2f} ± {100 * c['se']:.2f} pp: {c['verdict']}",
+                delta_color="off",
+                delta_arrow="off",
+            )
+            if c.get("error_full") is not None:
+                k[2].metric(
+                    "All the data",
+                    f"{100 * c['error_full']:.2f}%",
+                    f"{c['n']:,} examples",
+                    delta_color="off",
+                    delta_arrow="off",
+                )
+            st.caption(
+                f"Held-out error of linear probes on the frozen embeddings, mean over {c['n_seeds']} seeds "
+                "(a proxy for your final network). Better or worse than random means by more than two standard "
+                "errors." + (f" Note: {c['note']}." if c.get("note") else "")
+            )
+        else:
+            st.caption(c.get("note", ""))
+
+    st.subheader("Duplicate groups")
+    groups = res.groups_frame()
+    c1, c2 = st.columns([1.2, 2])
+    order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
+    only_exact = c2.toggle(f"Near-exact copies only (similarity ≥ {EXACT})", key="redundancy.exact")
+    if only_exact:
+        groups, res_shown = exact.groups_frame(), exact
     else:
-        st.caption(c.get("note", ""))
-
-st.subheader("Duplicate groups")
-groups = res.groups_frame()
-c1, c2 = st.columns([1.2, 2])
-order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
-only_exact = c2.toggle(f"Near-exact copies only (similarity ≥ {EXACT})", key="redundancy.exact")
-if only_exact:
-    groups, res_shown = exact.groups_frame(), exact
-else:
-    res_shown = res
-if order == "similarity":
-    groups = groups.sort_values(["max_similarity", "size"], ascending=[False, False], ignore_index=True)
-if groups.empty:
-    st.caption("No duplicates at this threshold.")
-else:
-    pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
-    page = (
-        int(
-            st.number_input(
-                f"Page (of {pages:,}; {len(groups):,} groups)",
-                min_value=1,
-                max_value=pages,
-                step=1,
-                key="redundancy.page",
+        res_shown = res
+    if order == "similarity":
+        groups = groups.sort_values(["max_similarity", "size"], ascending=[False, False], ignore_index=True)
+    if groups.empty:
+        st.caption("No duplicates at this threshold.")
+    else:
+        pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
+        page = (
+            int(
+                st.number_input(
+                    f"Page (of {pages:,}; {len(groups):,} groups)",
+                    min_value=1,
+                    max_value=pages,
+                    step=1,
+                    key="redundancy.page",
+                )
             )
+            if pages > 1
+            else 1
         )
-        if pages > 1
-        else 1
-    )
-    for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE].itertuples():
-        mem = res_shown.members(int(g.group))
-        rows = t["row"].to_numpy()[mem]
-        sim = pairwise_similarity(run.embeddings, rows)
-        with st.container(border=True):
-            st.markdown(
-                f"**Group {g.group}** · {g.size} members · cluster {g.cluster} · similarity "
-                f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: `{g.representative_id}` "
-                "(the member least similar to the centroid)"
-            )
-            gallery.strip(run, mem[:8])
-            names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].to_numpy()[mem])]
-            st.dataframe(pd.DataFrame(sim[:8, :8], index=names[:8], columns=names[:8]).round(4), width="stretch")
+        for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE].itertuples():
+            mem = res_shown.members(int(g.group))
+            shown = mem[:SHOWN_MEMBERS]  # only these: a 1,500-member group's full matrix costs ~0.4 s per move
+            sim = pairwise_similarity(run.embeddings, t["row"].iloc[shown].to_numpy())
+            with st.container(border=True):
+                st.markdown(
+                    f"**Group {g.group}** · {g.size} members · cluster {g.cluster} · similarity "
+                    f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: `{g.representative_id}` "
+                    "(the member least similar to the centroid)"
+                )
+                gallery.strip(run, shown)
+                names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].iloc[shown])]
+                # a static table: eight interactive data grids per page cost more in the browser than the rest
+                st.table(pd.DataFrame(sim, index=names, columns=names).map("{:.4f}".format))
 
-st.subheader("Export the deduplicated list")
-st.caption(
-    f"The same files as `curate dedup --eps {res.eps:.4f} --out FILE` (the kept list and the removed "
-    "examples with their group and kept representative)."
-)
-# rendering 60k rows at every slider move would cost more than the rest of the page: make the files on request
-ready = st.session_state.get("redundancy.files")
-if ready is None or ready[0] != (run.key, float(threshold)):
-    if st.button("Prepare the files for this threshold", icon=":material/description:", key="redundancy.prepare"):
-        ready = ((run.key, float(threshold)), render(res.kept_frame(t), ".csv"), render(res.removed_frame(t), ".csv"))
-        st.session_state["redundancy.files"] = ready
-if ready is not None and ready[0] == (run.key, float(threshold)):
-    c1, c2 = st.columns(2)
-    c1.download_button(
-        f"Kept list ({res.n_kept:,} rows, CSV)",
-        ready[1],
-        file_name="dedup.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="redundancy.dl_kept",
+    st.subheader("Export the deduplicated list")
+    st.caption(
+        f"The same files as `curate dedup --eps {res.eps:.4f} --out FILE` (the kept list and the removed "
+        "examples with their group and kept representative)."
     )
-    c2.download_button(
-        f"Removed, with groups ({res.n_removed:,} rows, CSV)",
-        ready[2],
-        file_name=removed_path("dedup.csv").name,
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="redundancy.dl_removed",
-    )
+    # rendering 60k rows at every slider move would cost more than the rest of the page: make the files on request
+    ready = st.session_state.get("redundancy.files")
+    if ready is None or ready[0] != (run.key, float(threshold)):
+        if st.button("Prepare the files for this threshold", icon=":material/description:", key="redundancy.prepare"):
+            ready = (
+                (run.key, float(threshold)),
+                render(res.kept_frame(t), ".csv"),
+                render(res.removed_frame(t), ".csv"),
+            )
+            st.session_state["redundancy.files"] = ready
+    if ready is not None and ready[0] == (run.key, float(threshold)):
+        c1, c2 = st.columns(2)
+        c1.download_button(
+            f"Kept list ({res.n_kept:,} rows, CSV)",
+            ready[1],
+            file_name="dedup.csv",
+            mime="text/csv",
+            on_click="ignore",
+            icon=":material/download:",
+            key="redundancy.dl_kept",
+        )
+        c2.download_button(
+            f"Removed, with groups ({res.n_removed:,} rows, CSV)",
+            ready[2],
+            file_name=removed_path("dedup.csv").name,
+            mime="text/csv",
+            on_click="ignore",
+            icon=":material/download:",
+            key="redundancy.dl_removed",
+        )
+
+
+live()

@@ -98,6 +98,15 @@ def test_verify_button_trains_from_scratch(app_workdir, app_grid, monkeypatch):
     at.slider(key="w.prune.keep").set_value(0.6).run()
     at.button(key="verify.go").click().run()
     assert not at.exception, [e.message for e in at.exception]
+    # a background job (`curate verify`): wait for it, then the page shows its sentence
+    from backend.jobs import latest_job, wait_job
+
+    run = backend.load_run(app_workdir)
+    job = latest_job(app_workdir, f"prune.verify.{run.key}")
+    assert job is not None
+    assert wait_job(job, timeout=600).state == "succeeded", job.log_tail()
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
     out = texts(at, "success") + texts(at, "info")
     assert "Measured with a linear probe, from scratch" in out and "random subsets of the same size" in out
     assert "The estimate predicted" in out  # the app's grid has keep hard at 60%

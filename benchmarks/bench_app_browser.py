@@ -1,0 +1,391 @@
+#!/usr/bin/env python
+"""Benchmark: what a user waits for on the Prune and Redundancy pages, in a real Chromium driven by Playwright.
+
+For each workdir given (the 60,000-example demo, a 1,000,000-example run from precomputed embeddings) it
+starts ``streamlit run curation_app/app.py`` on a free loopback port and measures, with the wall clock of
+this process around Playwright calls (so each figure includes a few ms of Playwright round trip):
+
+- **first paint** of a page: ``page.goto(url/page)`` until the page's title and its main element (the
+  Prune page's "Kept" metric, the Redundancy page's "Removed" metric and curve) are in the DOM, and until
+  the page has *settled* (no script run in progress, every plotly chart drawn).  ``cold``: the first visit
+  after the server started (the run, the ranking and the dedup index are loaded from disk: what the first
+  user of a fresh ``curate app`` waits for); ``warm``: a new browser tab on the running server (caches
+  filled: what opening a link or reloading costs);
+- **page switch**: a click on the sidebar link until the other page's main element is there / settled;
+- **Prune slider**: one key press (ArrowRight/ArrowLeft: 1% of the pool) or one click on the slider track,
+  until the "Kept" metric shows the new count, and until the page settled; median over ``--moves`` moves;
+- **Redundancy threshold slider** (one ArrowLeft/ArrowRight press = 0.001): until the "Removed" count
+  changed, the curve's threshold marker moved and the first page of groups is redrawn (run settled).
+
+Targets (issues 13 and 15): slider to kept count <= 300 ms median at 60k and 1M; page switch <= 1 s;
+first paint <= 2 s; Redundancy threshold <= 300 ms at 60k; the Redundancy page opens in <= 2 s at 1M
+from cached groups.  The machine is shared: the load average is recorded next to every section, and
+figures are only comparable within one run.
+
+Usage::
+
+    # the app as it was at an older commit against the app now, interleaved, on both workdirs
+    mkdir /tmp/before && git archive OLD_COMMIT curation_app backend | tar -x -C /tmp/before
+    python benchmarks/bench_app_browser.py --workdir demo=/tmp/h1_demo --workdir million=/tmp/h1_million/work \\
+        --variant before=/tmp/before --variant after=. --out benchmarks/results/app_browser.json
+
+Each ``--variant LABEL=CHECKOUT`` is stored under LABEL in the JSON file (other labels already there are
+kept).  Needs /usr/bin/chromium and the playwright Python package (never
+``playwright install``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+# the flags of tests/app/conftest.py (an offline, headless Chromium; environment.md)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TARGETS_MS = {"slider": 300, "switch": 1000, "first_paint": 2000, "threshold": 300, "redundancy_open_1m": 2000}
+
+# JS helpers evaluated in the page
+RUNNING = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+SETTLED = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+  && [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))
+  && !document.querySelector('[data-stale="true"]')"""
+METRIC_TEXT = """(label) => { const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
+  .find(e => (e.querySelector('[data-testid="stMetricLabel"]') || {}).innerText?.trim().startsWith(label));
+  return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null; }"""
+METRIC_CHANGED = "([label, before]) => { const v = (" + METRIC_TEXT + ")(label); return v !== null && v !== before; }"
+CURVE_MARK = """() => { const t = [...document.querySelectorAll('.js-plotly-plot .annotation-text')]
+  .map(e => e.textContent).find(s => s.startsWith('threshold')); return t || null; }"""
+CURVE_CHANGED = "(before) => { const t = (" + CURVE_MARK + ")(); return t !== null && t !== before; }"
+PAGE_READY = {
+    "prune": ("Prune", "() => (" + METRIC_TEXT + ")('Kept') !== null"),
+    "redundancy": (
+        "Redundancy",
+        "() => (" + METRIC_TEXT + ")('Removed') !== null && (" + CURVE_MARK + ")() !== null",
+    ),
+}
+
+
+def _loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _stats(ms: list[float]) -> dict:
+    if not ms:
+        return {"n": 0}
+    return {
+        "median_ms": round(statistics.median(ms), 1),
+        "p90_ms": round(sorted(ms)[min(len(ms) - 1, int(0.9 * len(ms)))], 1),
+        "min_ms": round(min(ms), 1),
+        "max_ms": round(max(ms), 1),
+        "n": len(ms),
+    }
+
+
+def start_server(
+    workdir: Path, log_path: Path, *, repo: Path = REPO, timeout: float = 180
+) -> tuple[subprocess.Popen, str]:
+    """The app of the checkout ``repo`` (its curation_app and backend first on the path) on a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir), PYTHONPATH=str(repo))
+    app = repo / "curation_app" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port"]
+    cmd += [str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=str(REPO))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
+
+
+class Timer:
+    """Wall-clock waits on one Playwright page."""
+
+    def __init__(self, pg, timeout_ms: int):
+        self.pg, self.timeout = pg, timeout_ms
+
+    def until(self, js: str, arg=None) -> float:
+        self.pg.wait_for_function(js, arg=arg, timeout=self.timeout, polling="raf")
+        return time.perf_counter()
+
+    def settle(self) -> float:
+        # a run may start a few frames after the event: give it 150 ms to show, then wait for it to end
+        try:
+            self.pg.wait_for_function(RUNNING, timeout=150, polling="raf")
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: no run was visible
+            pass
+        return self.until(SETTLED)
+
+
+def open_page(pg, url: str, page: str, timer: Timer) -> dict:
+    title, ready = PAGE_READY[page]
+    t0 = time.perf_counter()
+    pg.goto(f"{url}/{page}")
+    pg.wait_for_selector(f'h1:has-text("{title}")', timeout=timer.timeout)
+    t_ready = timer.until(ready)
+    t_settled = timer.settle()
+    return {"content_ms": round(1e3 * (t_ready - t0), 1), "settled_ms": round(1e3 * (t_settled - t0), 1)}
+
+
+def switch_page(pg, page: str, timer: Timer) -> dict:
+    title, ready = PAGE_READY[page]
+    link = pg.locator('[data-testid="stSidebarNav"] a', has_text=title).first
+    t0 = time.perf_counter()
+    link.click()
+    pg.wait_for_selector(f'h1:has-text("{title}")', timeout=timer.timeout)
+    t_ready = timer.until(ready)
+    t_settled = timer.settle()
+    return {"content_ms": round(1e3 * (t_ready - t0), 1), "settled_ms": round(1e3 * (t_settled - t0), 1)}
+
+
+def _metric(pg, label: str) -> str | None:
+    return pg.evaluate(METRIC_TEXT, label)
+
+
+def prune_slider(pg, timer: Timer, moves: int) -> dict:
+    """Arrow-key and click moves of the keep-fraction slider; ms until "Kept" changed / the page settled."""
+    box = pg.locator('[data-testid="stSlider"]', has_text="Keep fraction").first
+    thumb = box.get_by_role("slider")
+    out: dict = {}
+    for how in ("key", "click"):
+        kept, settled, misses = [], [], 0
+        track = box.locator('[role="group"] > div').first.bounding_box()
+        for i in range(moves):
+            before = _metric(pg, "Kept")
+            if how == "key":
+                thumb.focus()
+                t0 = time.perf_counter()
+                thumb.press("ArrowRight" if (i // 4) % 2 == 0 else "ArrowLeft")
+            else:  # positions spread over the track, never the same twice in a row
+                f = 0.12 + 0.76 * ((i * 0.381966) % 1.0)
+                t0 = time.perf_counter()
+                pg.mouse.click(track["x"] + f * track["width"], track["y"] + track["height"] / 2)
+            try:
+                t1 = timer.until(METRIC_CHANGED, [("Kept"), before])
+            except Exception:  # noqa: BLE001 - a click that landed on the current value
+                misses += 1
+                timer.settle()
+                continue
+            kept.append(1e3 * (t1 - t0))
+            settled.append(1e3 * (timer.settle() - t0))
+        out[how] = {"kept_count": _stats(kept), "settled": _stats(settled), "no_change": misses}
+    return out
+
+
+def redundancy_threshold(pg, timer: Timer, moves: int) -> dict:
+    """ArrowLeft/Right presses on the threshold slider: ms until the removed count, the curve's marker and
+    the groups (run settled) are updated."""
+    thumb = pg.get_by_role("slider", name="Similarity threshold (1 - eps)")
+    count, curve, settled, unchanged = [], [], [], 0
+    for i in range(moves):
+        before, mark = _metric(pg, "Removed"), pg.evaluate(CURVE_MARK)
+        thumb.focus()
+        t0 = time.perf_counter()
+        thumb.press("ArrowLeft" if (i // 4) % 2 == 0 else "ArrowRight")
+        t_curve = timer.until(CURVE_CHANGED, mark)
+        curve.append(1e3 * (t_curve - t0))
+        try:  # the count changes unless no example lies between the two thresholds
+            t_count = timer.until(METRIC_CHANGED, ["Removed", before])
+            count.append(1e3 * (t_count - t0))
+        except Exception:  # noqa: BLE001
+            unchanged += 1
+        settled.append(1e3 * (timer.settle() - t0))
+    return {
+        "removed_count": _stats(count),
+        "curve_marker": _stats(curve),
+        "settled_groups_drawn": _stats(settled),
+        "count_unchanged": unchanged,
+    }
+
+
+def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api) -> dict:
+    log = Path(args.logdir) / f"streamlit_{name}.log"
+    res: dict = {"workdir": str(workdir), "app": str(repo), "loadavg_start": _loadavg()}
+    t0 = time.perf_counter()
+    proc, url = start_server(workdir, log, repo=repo)
+    res["server_start_s"] = round(time.perf_counter() - t0, 1)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            errors: list[str] = []
+
+            def new_page():
+                pg = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+                pg.on("pageerror", lambda e: errors.append(str(e)))
+                return pg
+
+            timer_ms = int(args.timeout * 1000)
+            first: dict = {}
+            pg = new_page()
+            for page in ("prune", "redundancy"):
+                first[page] = {"cold": open_page(pg, url, page, Timer(pg, timer_ms))}
+            for page in ("prune", "redundancy"):
+                fresh = new_page()
+                first[page]["warm"] = open_page(fresh, url, page, Timer(fresh, timer_ms))
+                fresh.context.close()
+            res["first_paint"] = first
+            res["loadavg_after_first_paint"] = _loadavg()
+
+            timer = Timer(pg, timer_ms)
+            switches = {"to_prune": [], "to_redundancy": []}
+            for _ in range(args.switches):
+                for page in ("prune", "redundancy"):
+                    switches[f"to_{page}"].append(switch_page(pg, page, timer))
+            res["page_switch"] = {
+                k: {
+                    "content": _stats([v["content_ms"] for v in vs]),
+                    "settled": _stats([v["settled_ms"] for v in vs]),
+                }
+                for k, vs in switches.items()
+            }
+            res["loadavg_after_switch"] = _loadavg()
+
+            if not args.skip_threshold:
+                switch_page(pg, "redundancy", timer)
+                res["redundancy_threshold"] = redundancy_threshold(pg, timer, args.moves)
+                res["loadavg_after_threshold"] = _loadavg()
+
+            switch_page(pg, "prune", timer)
+            res["prune_slider"] = prune_slider(pg, timer, args.moves)
+            res["loadavg_after_slider"] = _loadavg()
+            if pg.locator('[data-testid="stException"]').count():
+                errors.append(
+                    "an exception box is on the Prune page: "
+                    + pg.locator('[data-testid="stException"]').first.inner_text()[:300]
+                )
+            res["page_errors"] = errors
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return res
+
+
+def table(label: str, results: dict) -> str:
+    rows = [f"== {label} =="]
+    for name, r in results.items():
+        if name.startswith("_"):
+            continue
+        rows.append(f"-- {name}: {r['workdir']} (load average at start {r['loadavg_start']})")
+        for page, v in r["first_paint"].items():
+            for kind in ("cold", "warm"):
+                rows.append(
+                    f"first paint {page:10s} {kind}: content {v[kind]['content_ms']:8.0f} ms  "
+                    f"settled {v[kind]['settled_ms']:8.0f} ms   (target {TARGETS_MS['first_paint']} ms)"
+                )
+        for k, v in r["page_switch"].items():
+            rows.append(
+                f"page switch {k:15s}: content median {v['content']['median_ms']:7.0f} ms  settled median "
+                f"{v['settled']['median_ms']:7.0f} ms   (target {TARGETS_MS['switch']} ms)"
+            )
+        for how, v in r["prune_slider"].items():
+            rows.append(
+                f"prune slider ({how:5s}): kept count median {v['kept_count'].get('median_ms', float('nan')):7.0f} ms "
+                f"p90 {v['kept_count'].get('p90_ms', float('nan')):7.0f}  settled median "
+                f"{v['settled'].get('median_ms', float('nan')):7.0f} ms  n={v['kept_count']['n']}   "
+                f"(target {TARGETS_MS['slider']} ms)"
+            )
+        if "redundancy_threshold" in r:
+            v = r["redundancy_threshold"]
+            rows.append(
+                f"redundancy threshold: count median {v['removed_count'].get('median_ms', float('nan')):7.0f} ms, "
+                f"curve {v['curve_marker']['median_ms']:7.0f} ms, groups drawn (settled) "
+                f"{v['settled_groups_drawn']['median_ms']:7.0f} ms   (target {TARGETS_MS['threshold']} ms)"
+            )
+        rows.append(
+            f"load average during the section: {r.get('loadavg_after_slider')}; page errors: {r['page_errors']}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--workdir", action="append", required=True, metavar="NAME=DIR", help="a finished workdir (repeatable)"
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        metavar="LABEL=CHECKOUT",
+        help="serve the app of this checkout (e.g. before=/tmp/old, a `git archive` of an older commit) under "
+        "LABEL; repeatable, interleaved per workdir so that both see the same load (default: current=this repo)",
+    )
+    ap.add_argument("--moves", type=int, default=16, help="slider moves per kind (default 16)")
+    ap.add_argument("--switches", type=int, default=3, help="page switches each way (default 3)")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds to wait for one step")
+    ap.add_argument("--skip-threshold-for", default="million", help="workdir names without the threshold test")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "app_browser.json"))
+    ap.add_argument("--logdir", default="/tmp")
+    args = ap.parse_args(argv)
+    try:
+        from playwright import sync_api
+    except ImportError:
+        print("needs the playwright Python package (pip install playwright; never `playwright install`)")
+        return 2
+    if not Path(CHROMIUM).exists():
+        print(f"needs {CHROMIUM} (apt-get install chromium)")
+        return 2
+    skip = set(args.skip_threshold_for.split(","))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "curation_app/"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split("\n")
+    results: dict = {
+        "_meta": {
+            "commit": commit,
+            "uncommitted_app_files": [d for d in dirty if d.strip()],
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "argv": sys.argv[1:],
+            "targets_ms": TARGETS_MS,
+        }
+    }
+    variants = [v.partition("=")[::2] for v in (args.variant or [f"current={REPO}"])]
+    by_label: dict = {label: {"_meta": results["_meta"]} for label, _ in variants}
+    for spec in args.workdir:
+        name, _, d = spec.partition("=")
+        args.skip_threshold = name in skip
+        for label, repo in variants:
+            r = bench_workdir(f"{name}_{label}", Path(d).resolve(), Path(repo).resolve(), args, sync_api)
+            by_label[label][name] = r
+            print(table(label, {name: r}), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    all_results = json.loads(out.read_text()) if out.exists() else {}
+    all_results.update(by_label)
+    out.write_text(json.dumps(all_results, indent=2) + "\n")
+    print(f"wrote {out} ({', '.join(by_label)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
