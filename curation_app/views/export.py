@@ -70,7 +70,7 @@ with c2:
     if err:  # under the field, as soon as it is typed
         st.error(err, icon=":material/error:")
     overwrite = st.checkbox(OVERWRITE, key="export.force")
-    if st.button("Write", icon=":material/save:", key="export.write", disabled=err is not None):
+    if st.button("Write", icon=":material/save:", key="export.write") and err is None:  # else: said above
         try:
             if fmt == "tree":
                 res = backend.export_tree(run, sel, out, force=overwrite)

@@ -192,10 +192,12 @@ def test_export_names_the_encoder_and_speaks_the_page_s_words(app_workdir, monke
     err = _texts(at, "error")
     assert 'tick "Overwrite if it exists" to overwrite it or choose another path' in err, err
     assert "--force" not in err and "--out" not in err
-    # a wrong ending is said under the field, before any click; Write is off until it is fixed
+    # a wrong ending is said under the field, before any click, and Write then writes nothing
     path_input = next(t for t in at.text_input if t.key and t.key.startswith("export.path."))
     path_input.input(str(out.with_suffix(".json"))).run()
-    assert "does not end in .csv" in _texts(at, "error") and at.button(key="export.write").disabled
+    assert "does not end in .csv" in _texts(at, "error")
+    at.button(key="export.write").click().run()
+    assert not out.with_suffix(".json").exists() and "does not end in .csv" in _texts(at, "error")
     shutil.rmtree(out.parent)
 
 
