@@ -8,9 +8,10 @@ this process around Playwright calls (so each figure includes a few ms of Playwr
 - **first paint** of a page: ``page.goto(url/page)`` until the page's title and its main element (the
   Prune page's "Kept" metric, the Redundancy page's "Removed" metric and curve) are in the DOM, and until
   the page has *settled* (no script run in progress, every plotly chart drawn).  ``cold``: the first visit
-  after the server started (the run, the ranking and the dedup index are loaded from disk: what the first
-  user of a fresh ``curate app`` waits for); ``warm``: a new browser tab on the running server (caches
-  filled: what opening a link or reloading costs);
+  after the server started, in a fresh browser profile (the run, the ranking and the dedup index are loaded
+  from disk, the browser downloads and compiles Streamlit's and plotly's JavaScript: what the first user of
+  a fresh ``curate app`` waits for); ``warm``: a new tab of the same browser on the running server (a new
+  session; server caches and the browser's HTTP cache filled: what opening a link or reloading costs);
 - **page switch**: a click on the sidebar link until the other page's main element is there / settled;
 - **Prune slider**: one key press (ArrowRight/ArrowLeft: 1% of the pool) or one click on the slider track,
   until the "Kept" metric shows the new count, and until the page settled; median over ``--moves`` moves;
@@ -244,10 +245,11 @@ def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api) -> dict:
             pg = new_page()
             for page in ("prune", "redundancy"):
                 first[page] = {"cold": open_page(pg, url, page, Timer(pg, timer_ms))}
-            for page in ("prune", "redundancy"):
-                fresh = new_page()
+            for page in ("prune", "redundancy"):  # a new tab: a new session, the browser's cache kept
+                fresh = pg.context.new_page()
+                fresh.on("pageerror", lambda e: errors.append(str(e)))
                 first[page]["warm"] = open_page(fresh, url, page, Timer(fresh, timer_ms))
-                fresh.context.close()
+                fresh.close()
             res["first_paint"] = first
             res["loadavg_after_first_paint"] = _loadavg()
 
