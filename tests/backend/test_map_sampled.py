@@ -99,7 +99,7 @@ def test_sampled_umap_records_fit_and_placement(tmp_path):
     xy = p.fit_transform(x, strata=truth)
     info = p.info_
     assert info["path"] == "sampled" and info["fit_sample"] == 120 and info["placed"] == 330
-    assert info["sample"] == "stratified" and "k-NN" in info["placement"]
+    assert info["sample"] == "stratified" and "10-NN in PCA space" in info["placement"]
     centre_xy = np.stack([xy[truth == c].mean(0) for c in range(3)])
     nearest = np.argmin(((xy[:, None, :] - centre_xy[None]) ** 2).sum(-1), axis=1)
     assert (nearest == truth).mean() > 0.95  # placed points sit with their own cluster
