@@ -389,7 +389,7 @@ if run.has_labels:
         counts.rename("examples").rename_axis("class").reset_index(),
         hide_index=True,
         width="stretch",
-        height=min(420, 36 * (len(counts) + 1)),
+        height=min(420, 35 * (len(counts) + 1) + 3),
         column_config={"examples": st.column_config.NumberColumn(format="localized")},
     )
 else:
