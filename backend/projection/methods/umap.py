@@ -1,4 +1,4 @@
-"""UMAP: PCA to ~50 dimensions, UMAP fitted on a sample, the rest placed by nearest neighbours."""
+"""UMAP: PCA to ~50 dimensions, UMAP on every point up to 50,000, above on a stratified sample, the rest placed."""
 
 from ..registry import register_map_method
 
@@ -6,6 +6,6 @@ register_map_method(
     "umap",
     priority=0,
     needs="umap-learn",
-    description="UMAP of the PCA-reduced embeddings (fitted on at most 20,000 examples, the rest "
-    "placed by nearest neighbours): neighbourhoods are kept, distances are not",
+    description="UMAP of the PCA-reduced embeddings (every example up to 50,000; above, fitted on 50,000 "
+    "drawn per cluster and the rest placed by nearest neighbours): neighbourhoods are kept, distances are not",
 )
