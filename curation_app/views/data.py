@@ -189,28 +189,40 @@ def _source_inputs() -> dict:
     return out
 
 
-def _limit_input(key: str) -> int | None:
-    n = st.number_input(
+def _whole_number(label: str, *, key: str, value: int, step: int, minimum: int, rule: str, help=None, where=st):
+    """A number field without bounds in the browser (a bound there turns the field red and keeps the old
+    value without a word); a value out of range is said under the field.  Returns (value, problem)."""
+    n = int(where.number_input(label, value=value, step=step, key=key, help=help))
+    if n < minimum:
+        where.error(f"{label.split(' (')[0]}: {rule}", icon=":material/error:")
+        return n, f"{label.split(' (')[0].lower()} {rule}"
+    return n, None
+
+
+def _limit_input(key: str) -> tuple[int | None, str | None]:
+    n, problem = _whole_number(
         "Limit per split (0 = all examples)",
-        min_value=0,
+        key=key,
         value=0,
         step=1000,
-        key=key,
+        minimum=0,
+        rule="0 (all examples) or more",
         help="a seeded sample, for a quick look",
     )
-    return int(n) or None
+    return (n or None), problem
 
 
 def _run_tab(src: dict, busy: bool) -> None:
     c1, c2 = st.columns(2)
     with c1:
-        limit = _limit_input("new.limit")
-        k = st.number_input(
+        limit, limit_problem = _limit_input("new.limit")
+        k, k_problem = _whole_number(
             "k (clusters; 0 = number of classes, or sqrt(N/2) without labels)",
-            min_value=0,
+            key="new.k",
             value=0,
             step=1,
-            key="new.k",
+            minimum=0,
+            rule="0 (automatic) or a number of clusters",
         )
         map_method = st.selectbox(
             "2-D map", MAP_METHODS, key="new.map", help="umap is slower and shows clusters better; pca is instant"
@@ -260,7 +272,7 @@ def _run_tab(src: dict, busy: bool) -> None:
         help="Off: the app shows the new run, and the command line keeps the run it had. "
         "A workdir without a current run always gets this one.",
     )
-    problem = src["problem"] or weights_problem
+    problem = src["problem"] or weights_problem or limit_problem or k_problem
     clicked = st.button("Start the run", type="primary", icon=":material/play_arrow:", key="new.start", disabled=busy)
     if busy:
         st.caption("A run started here is still going (above): wait for it or cancel it.")
@@ -300,22 +312,31 @@ def _train_tab(src: dict, busy: bool) -> None:
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", SSL_METHODS, horizontal=True, key="train.method")
     backbone = c2.selectbox("Backbone", SSL_BACKBONES, key="train.backbone")
-    epochs = c3.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train.epochs")
+    epochs, epochs_problem = _whole_number(
+        "Epochs", key="train.epochs", value=10, step=1, minimum=1, rule="at least 1", where=c3
+    )
     c1, c2, c3 = st.columns(3)
-    size = c1.number_input(
+    size, size_problem = _whole_number(
         "Image size (px; 0 = the data's own, or 32 / 64)",
-        min_value=0,
-        max_value=1024,
+        key="train.size",
         value=0,
         step=4,
-        key="train.size",
+        minimum=0,
+        rule="0 (the default) or at least 8 pixels",
+        where=c1,
     )
-    if 0 < int(size) < 8:
-        c1.error("at least 8 pixels (or 0 for the default)", icon=":material/error:")
-    with c2:
-        limit = st.number_input(
-            "Train on at most N images (0 = all)", min_value=0, value=0, step=1000, key="train.limit"
-        )
+    if 0 < size < 8:
+        c1.error("Image size: 0 (the default) or at least 8 pixels", icon=":material/error:")
+        size_problem = "image size 0 (the default) or at least 8 pixels"
+    limit, limit_problem = _whole_number(
+        "Train on at most N images (0 = all)",
+        key="train.limit",
+        value=0,
+        step=1000,
+        minimum=0,
+        rule="0 (all) or more",
+        where=c2,
+    )
     device = c3.radio("Device", ("auto", "cpu", "cuda"), horizontal=True, key="train.device")
     clicked = st.button(
         "Train the encoder", type="primary", icon=":material/model_training:", key="train.start", disabled=busy
@@ -324,7 +345,7 @@ def _train_tab(src: dict, busy: bool) -> None:
         st.caption("A training started here is still going (above): wait for it or cancel it.")
     if not clicked:
         return
-    problem = src["problem"] or ("the image size must be 0 or at least 8" if 0 < int(size) < 8 else None)
+    problem = src["problem"] or epochs_problem or size_problem or limit_problem
     if problem:
         st.error(f"Cannot start: {problem}.", icon=":material/error:")
         return

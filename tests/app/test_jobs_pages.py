@@ -161,6 +161,17 @@ def test_input_errors_show_under_the_input_and_nothing_starts(emb_workdir, monke
     assert "Cannot start: type the image folder." in _texts(at, "error")
     at.button(key="train.start").click().run()
     assert "Cannot start: type the image folder." in _texts(at, "error")
+    # numbers out of range: said under the field (the browser's own bounds would keep the old value silently)
+    at.radio(key="new.kind").set_value("demo").run()
+    at.number_input(key="new.k").set_value(-1).run()
+    assert "k: 0 (automatic) or a number of clusters" in _texts(at, "error")
+    at.button(key="new.start").click().run()
+    assert "Cannot start: k 0 (automatic) or a number of clusters." in _texts(at, "error")
+    at.number_input(key="train.epochs").set_value(0).run()
+    at.number_input(key="train.size").set_value(4).run()
+    assert "Epochs: at least 1" in _texts(at, "error") and "at least 8 pixels" in _texts(at, "error")
+    at.button(key="train.start").click().run()
+    assert "Cannot start: epochs at least 1." in _texts(at, "error")
     assert latest_job(work, "data.run") is None and latest_job(work, "data.train-encoder") is None
     errors = [e.value for e in at.error]
     assert all("\n" not in e and "Traceback" not in e for e in errors)
