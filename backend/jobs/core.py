@@ -213,9 +213,19 @@ def list_jobs(workdir: str | os.PathLike, *, key: str | None = None) -> list[Job
 
 
 def latest_job(workdir: str | os.PathLike, key: str) -> Job | None:
-    """The newest job started under ``key`` (e.g. "data.run"), or None."""
-    jobs = list_jobs(workdir, key=key)
-    return jobs[0] if jobs else None
+    """The newest job started under ``key`` (e.g. "data.run"), or None.
+
+    Cheap for a page that asks every second: folders are visited newest first (their names start with
+    the start time) and only the first one with this key is read in full."""
+    try:
+        dirs = sorted((d for d in jobs_root(workdir).iterdir() if d.is_dir()), key=lambda d: d.name, reverse=True)
+    except OSError:
+        return None
+    for d in dirs:
+        job = _read(d / "job.json")
+        if job is not None and job.get("key") == key:
+            return load_job_dir(d)
+    return None
 
 
 def start_job(

@@ -155,9 +155,10 @@ def test_a_failing_job_says_why_in_one_line(tmp_path):
 def test_a_job_whose_processes_died_is_reported_died(image_folder, tmp_path):
     work = tmp_path / "w"
     job = start_job(["run", "--source", str(image_folder), "--workdir", str(work), *FAST], work)
+    child = _wait_child(job)
     st = json.loads((job.dir / "status.json").read_text())
     os.kill(st["pid"], signal.SIGKILL)  # the supervisor first, so nobody records an end
-    os.killpg(_wait_child(job), signal.SIGKILL)
+    os.killpg(child, signal.SIGKILL)
     deadline = time.time() + 10
     while job.refresh().state != "died" and time.time() < deadline:
         time.sleep(0.1)
