@@ -1,5 +1,6 @@
 """The Redundancy and Metrics pages in a real Chromium: the page opens, the threshold slider moves the removed
-count (timed), and screenshots are saved for a person to look at (artifacts/screenshots/).
+count, the curve's marker and the groups (timed) without rerunning the page (the slider's fragment: nothing
+outside it changes in the DOM), and screenshots are saved for a person to look at (artifacts/screenshots/).
 
 ``CURATE_BROWSER_WORKDIR=/path/to/work`` points it at another finished workdir (e.g. the 60,000-image demo,
 for the latency figure); by default it uses the small app run.  Skips itself without /usr/bin/chromium or
@@ -66,6 +67,16 @@ def _removed(pg) -> str:
     )
 
 
+# counts DOM changes outside the threshold's fragment (the sidebar, the page title): a page rerun redraws them
+WATCH_OUTSIDE = """() => { window.__outside = 0; const o = new MutationObserver(ms => { window.__outside += ms.length; });
+  for (const sel of ['[data-testid="stSidebar"]', 'h1']) { const e = document.querySelector(sel);
+    if (e) o.observe(e, {subtree: true, childList: true, attributes: true, characterData: true}); } }"""
+CURVE_MARK = """() => [...document.querySelectorAll('.js-plotly-plot .annotation-text')].map(e => e.textContent)
+  .find(s => s.startsWith('threshold')) || null"""
+FIRST_GROUP = """() => { const m = [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+  .find(e => e.innerText.startsWith('Group ')); return m ? m.innerText : null; }"""
+
+
 def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
     shots = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts") / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
@@ -81,22 +92,27 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
         slider = pg.get_by_role("slider", name="Similarity threshold (1 - eps)")
         slider.focus()
         latencies = []
+        marks, groups, removed = [pg.evaluate(CURVE_MARK)], [pg.evaluate(FIRST_GROUP)], [_removed(pg)]
+        pg.evaluate(WATCH_OUTSIDE)
         for _ in range(5):  # each press moves the threshold by 0.001: the curve, counts and first groups redraw
-            before = _removed(pg)
+            before = pg.evaluate(CURVE_MARK)
             t = time.perf_counter()
             slider.press("ArrowLeft")
-            try:
-                pg.wait_for_function(
-                    "(b) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
-                    ".find(e => e.innerText.includes('Removed')); return m && !m.innerText.includes(b); }",
-                    arg=before,
-                    timeout=60_000,
-                )
-            except sync_api.TimeoutError:  # the count did not change (no example between the two thresholds)
-                pass
+            # the marker always moves (the count only when an example lies between the two thresholds)
+            pg.wait_for_function(f"(b) => ({CURVE_MARK})() !== b", arg=before, timeout=60_000)
+            time.sleep(0.15)  # the run that redraws the groups may show its status a few frames later
             pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
             latencies.append(time.perf_counter() - t)
+            marks.append(pg.evaluate(CURVE_MARK))
+            groups.append(pg.evaluate(FIRST_GROUP))
+            removed.append(_removed(pg))
+        outside = pg.evaluate("() => window.__outside")
         _settle(pg)
+        # the curve's marker followed every press (0.950 -> 0.945), and the groups are those of the threshold
+        assert marks == [f"threshold {0.95 - i / 1000:.3f}" for i in range(6)], marks
+        for g, r in zip(groups, removed):  # a first group exactly when something is removed
+            assert (g is not None and g.startswith("Group ")) == (not r.startswith("0 of")), (g, r)
+        assert outside == 0, f"{outside} DOM changes outside the threshold's fragment: the page reran"
         assert pg.locator('[data-testid="stException"]').count() == 0
         _shot(pg, shots / "7_redundancy.png")
         pg.goto(server + "/metrics")
@@ -109,4 +125,55 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
         + ", ".join(f"{1000 * v:.0f} ms" for v in latencies),
         file=sys.stderr,
     )
+    assert not errors, errors
+
+
+KEPT = """() => { const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
+  .find(e => e.innerText.startsWith('Kept')); return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null; }"""
+WATCH_STRATEGY = """() => { window.__outside = 0; const o = new MutationObserver(ms => { window.__outside += ms.length; });
+  const r = [...document.querySelectorAll('[data-testid="stRadio"]')].find(e => e.innerText.startsWith('Strategy'));
+  for (const e of [document.querySelector('h1'), r]) if (e) o.observe(e, {subtree: true, childList: true,
+    attributes: true, characterData: true}); }"""
+
+
+def test_prune_slider_reruns_only_its_fragment_and_bad_counts_are_said(server, chromium_args):
+    """Arrow keys move the kept count and the address bar follows, while the title and the strategy radio
+    (outside the slider's fragment) are untouched; a keep count of 0 is refused under the field, in words."""
+    shots = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts") / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args, headless=True)
+        pg = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(server + "/prune")
+        _settle(pg)
+        thumb = pg.locator('[data-testid="stSlider"]', has_text="Keep fraction").get_by_role("slider")
+        pg.evaluate(WATCH_STRATEGY)
+        kept, latencies = [pg.evaluate(KEPT)], []
+        for _ in range(4):
+            thumb.focus()
+            t = time.perf_counter()
+            thumb.press("ArrowLeft")
+            pg.wait_for_function(f"(b) => ({KEPT})() !== b", arg=kept[-1], timeout=60_000)
+            latencies.append(time.perf_counter() - t)
+            kept.append(pg.evaluate(KEPT))
+        pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+        n = int(kept[0].split(" of ")[1].replace(",", ""))
+        shown = [int(k.split(" of ")[0].replace(",", "")) for k in kept]
+        assert shown == sorted(shown, reverse=True) and len(set(shown)) == 5, kept
+        pg.wait_for_function("() => location.search.includes('keep=0.66')", timeout=30_000)  # 0.70 - 4 x 0.01
+        assert pg.evaluate("() => window.__outside") == 0, "the page reran: the title or the strategy radio changed"
+        box = pg.locator('[data-testid="stNumberInput"]', has_text="Keep count").locator("input")
+        box.fill("0")
+        box.press("Enter")
+        pg.wait_for_selector('[data-testid="stAlert"]:has-text("0 keeps nothing")', timeout=60_000)
+        alert = pg.locator('[data-testid="stAlert"]', has_text="0 keeps nothing").inner_text()
+        assert f"keep between 1 and {n:,} examples; still keeping {shown[-1]:,}" in alert
+        assert pg.evaluate(KEPT) == kept[-1]
+        _settle(pg)
+        assert pg.locator('[data-testid="stException"]').count() == 0
+        _shot(pg, shots / "5_prune_count_error.png")
+        browser.close()
+    print("[browser] prune slider moves: " + ", ".join(f"{1000 * v:.0f} ms" for v in latencies), file=sys.stderr)
     assert not errors, errors
