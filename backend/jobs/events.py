@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -189,21 +189,23 @@ class Progress:
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)$")
 
 
-def read_progress(path: str | os.PathLike, *, max_messages: int = 50) -> Progress:
-    """Fold a progress file's events into stages (in order) and the last ``max_messages`` messages."""
-    out = Progress()
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    cur: StageProgress | None = None
-    for line in text.splitlines():
+class _Fold:
+    """The events of one file folded so far, and how far it was read (files only grow while a job runs)."""
+
+    def __init__(self, inode: int):
+        self.inode = inode
+        self.offset = 0
+        self.progress = Progress()
+        self.cur: StageProgress | None = None
+
+    def feed(self, line: str) -> None:
         try:
             ev = json.loads(line)
         except ValueError:
-            continue  # the line being written right now
+            return  # a damaged line: skipped
         if not isinstance(ev, dict):
-            continue
+            return
+        out, cur = self.progress, self.cur
         t = float(ev.get("t") or 0.0)
         kind = ev.get("event")
         if kind == "stage":
@@ -229,5 +231,44 @@ def read_progress(path: str | os.PathLike, *, max_messages: int = 50) -> Progres
                 cur.ended = t
         elif kind == "info":
             out.messages.append((t, str(ev.get("message", ""))))
-    out.messages = out.messages[-max_messages:]
-    return out
+            del out.messages[:-200]
+        self.cur = cur
+
+
+_FOLDS: dict[str, _Fold] = {}
+_FOLDS_LOCK = threading.Lock()
+_MAX_FOLDS = 64
+
+
+def read_progress(path: str | os.PathLike, *, max_messages: int = 50) -> Progress:
+    """Fold a progress file's events into stages (in order) and the last ``max_messages`` messages.
+
+    Incremental: a page that asks every second reads only the lines written since it last asked.
+    A last line still being written is left for the next call.
+    """
+    key = os.path.abspath(path)
+    try:
+        st = os.stat(key)
+    except OSError:
+        return Progress()
+    with _FOLDS_LOCK:
+        fold = _FOLDS.get(key)
+        if fold is None or fold.inode != st.st_ino or st.st_size < fold.offset:
+            fold = _FOLDS[key] = _Fold(st.st_ino)
+            while len(_FOLDS) > _MAX_FOLDS:
+                del _FOLDS[next(iter(_FOLDS))]
+        if st.st_size > fold.offset:
+            try:
+                with open(key, "rb") as fh:
+                    fh.seek(fold.offset)
+                    data = fh.read(st.st_size - fold.offset)
+            except OSError:
+                data = b""
+            end = data.rfind(b"\n")
+            if end >= 0:
+                for line in data[:end].decode("utf-8", errors="replace").split("\n"):
+                    fold.feed(line)
+                fold.offset += end + 1
+        return Progress(
+            stages=[replace(s) for s in fold.progress.stages], messages=fold.progress.messages[-max_messages:]
+        )

@@ -81,6 +81,25 @@ def test_progress_file_folds_into_stages_with_counts_rate_and_eta(tmp_path):
     assert prog.messages[-1][1] == "a message"
 
 
+def test_progress_is_read_incrementally_and_a_half_written_line_waits(tmp_path):
+    path = tmp_path / "p.jsonl"
+    pf = ProgressFile(path)
+    pf.stage("a")
+    pf.update(1, 10)
+    first = read_progress(path)
+    first.stages[0].done = 999  # a caller's copy: the cache is not changed
+    with open(path, "a") as fh:
+        fh.write('{"t": 2, "event": "update", "done": 5, "total": 10}\n{"t": 3, "event": "upd')
+    again = read_progress(path)
+    assert [(s.name, s.done) for s in again.stages] == [("a", 5)]
+    with open(path, "a") as fh:
+        fh.write('ate", "done": 7, "total": 10}\n')
+    assert read_progress(path).stages[0].done == 7
+    path.unlink()
+    ProgressFile(path).stage("b")  # a new file in its place: read from its start
+    assert [s.name for s in read_progress(path).stages] == ["b"]
+
+
 def test_eta_is_measured_from_the_stage_s_own_updates(tmp_path):
     pf = ProgressFile(tmp_path / "p.jsonl")
     pf.stage("work")
