@@ -7,7 +7,7 @@ import pandas as pd
 
 QUERY_KEY = "cluster"  # ?cluster=7 opens cluster 7's members
 SHOW = {"all": "All members", "kept": "Kept only", "pruned": "Pruned only"}
-KEPT_MARK = "✅ kept"
+KEPT_MARK = "✔ kept"
 PRUNED_MARK = "✖ pruned"
 
 
@@ -56,9 +56,25 @@ def captions(table: pd.DataFrame, positions: np.ndarray, kept_mask: np.ndarray, 
         if isinstance(lab, str):
             parts.append(lab)
         if vals is not None:
-            parts.append(f"{score}={vals[i]:.3f}")
+            parts.append(f"{score.replace('_prototype', '')}={vals[i]:.3f}")
         out.append(" · ".join(parts))
     return out
+
+
+def mark_thumbnail(png: bytes, kept: bool, *, kept_colour: str, pruned_colour: str, border: int = 4) -> bytes:
+    """The thumbnail framed in the kept colour, or faded and framed grey when pruned (seen at a glance,
+    not only in the caption)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if not kept:
+        img = Image.blend(img, Image.new("RGB", img.size, "white"), 0.55)
+    img = ImageOps.expand(img, border=border, fill=kept_colour if kept else pruned_colour)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def kept_summary(positions: np.ndarray, kept_mask: np.ndarray) -> str:

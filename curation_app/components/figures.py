@@ -234,9 +234,13 @@ def map_figure(
         add(kept, f"kept ({int(kept.sum()):,})", color=KEPT_COLOUR, opacity=0.85)
     else:
         raise ValueError(f"unknown colour mode {colour!r}")
+    legend = dict(title=dict(text=legend_title), itemsizing="constant")
     if overlay is not None and overlay.any():
         add(np.asarray(overlay, bool), overlay_name or "marked", color=CUT_COLOUR, symbol="x", opacity=0.9)
         fig.data[-1].marker.size = size + 3
+        if colour == "value":  # the colour bar explains the points: the legend names only the marked ones,
+            fig.data[0].showlegend = False  # above the plot, clear of the colour bar
+            legend = dict(orientation="h", x=0.0, y=1.0, xanchor="left", yanchor="bottom", itemsizing="constant")
     _layout(
         fig,
         title=title,
@@ -244,7 +248,7 @@ def map_figure(
         dragmode="select",
         hovermode="closest",
         uirevision=uirevision,
-        legend=dict(title=dict(text=legend_title), itemsizing="constant"),
+        legend=legend,
         xaxis=dict(title=f"{method} 1", zeroline=False),
         yaxis=dict(title=f"{method} 2", zeroline=False),
     )

@@ -45,7 +45,11 @@ def member_grid(run, positions: np.ndarray, kept_mask: np.ndarray, *, key: str, 
     for p, c in zip(chunk, caps):
         data = services.thumbnail(str(run.dir), run.key, int(p))
         if data is not None:
-            imgs.append(data)
+            imgs.append(
+                cluster_members.mark_thumbnail(
+                    data, bool(kept_mask[p]), kept_colour=figures.KEPT_COLOUR, pruned_colour=figures.PRUNED_COLOUR
+                )
+            )
             shown.append(c)
     if imgs:
         st.image(imgs, caption=shown, width=services.THUMB_PX)

@@ -11,6 +11,7 @@ from curation_app import services, state
 from curation_app.components import figures, gallery, map_data
 
 DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
+FEW = 3  # a selection of at most this many shows each example's card (image, id, class, every score)
 
 run = state.require_run()
 rd = str(run.dir)
@@ -20,8 +21,8 @@ method = run.config["params"].get("map_method", "map")
 st.title("Map")
 st.caption(
     f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its id, "
-    "class and scores; click it to see its image; drag a box or a lasso (toolbar, top right of the chart) "
-    "to see every example inside."
+    "class and scores. Drag a box or a lasso to see every example inside (a small box around one point "
+    "shows its image and all its scores); with the pan tool (toolbar, top right) a click opens one point."
 )
 
 pos = services.map_sample(rd)
@@ -163,6 +164,10 @@ def map_view() -> None:
             st.caption(f"No example inside the {region['kind']}.")
             return
         st.caption(f"{len(chosen):,} of {len(t):,} examples inside the {region['kind']} (all examples, drawn or not).")
+        if len(chosen) <= FEW:
+            for p in chosen:
+                _show_example(int(p))
+            return
         order = chosen[np.argsort(-services.score_array(rd, metric)[0][chosen], kind="stable")]
         gallery.gallery(
             run,
@@ -174,7 +179,7 @@ def map_view() -> None:
         return
     clicked = map_data.clicked_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), (sel or {}).get("points"), pos)
     if len(clicked) == 0:
-        st.caption("Nothing selected yet: click a point, or drag a box or a lasso on the map.")
+        st.caption("Nothing selected yet: drag a box or a lasso on the map, or click a point with the pan tool.")
         return
     for p in clicked[:5]:
         _show_example(int(p))

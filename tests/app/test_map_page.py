@@ -265,3 +265,17 @@ def test_clusters_bad_address_is_said_and_dropped(app_workdir, monkeypatch):
     goto(at, "clusters")
     assert "ignored cluster='oops'" in texts(at, "warning")
     assert "cluster" not in at.query_params
+
+
+def test_member_thumbnails_are_framed_kept_or_faded_pruned():
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10), (0, 0, 0)).save(buf, format="PNG")
+    kw = dict(kept_colour="#1f6fb4", pruned_colour="#c9ccd1", border=3)
+    kept = Image.open(io.BytesIO(cluster_members.mark_thumbnail(buf.getvalue(), True, **kw))).convert("RGB")
+    pruned = Image.open(io.BytesIO(cluster_members.mark_thumbnail(buf.getvalue(), False, **kw))).convert("RGB")
+    assert kept.size == (16, 16) and kept.getpixel((0, 0)) == (0x1F, 0x6F, 0xB4) and kept.getpixel((8, 8)) == (0, 0, 0)
+    assert pruned.getpixel((0, 0)) == (0xC9, 0xCC, 0xD1) and pruned.getpixel((8, 8))[0] > 100  # faded

@@ -1,0 +1,158 @@
+"""The Map page and the Clusters member view in a real Chromium: open the map, re-colour it by a score and by
+duplicate-group size, hover a point (id, class, scores), click one (its image), drag a box (the examples
+inside); open a cluster's members (kept / pruned marks).  Screenshots go to $CURATE_ARTIFACTS/screenshots
+(or artifacts/screenshots) for a person to look at.
+
+Needs /usr/bin/chromium and the playwright Python package (never `playwright install`); skips itself otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from curation_app.components import cluster_members
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+STATUS_GONE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+def _screens() -> Path:
+    d = Path(os.environ.get("CURATE_ARTIFACTS") or REPO / "artifacts") / "screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _settle(pg) -> None:
+    time.sleep(0.3)
+    pg.wait_for_function(STATUS_GONE, timeout=90_000)
+
+
+def _title_has(pg, text: str) -> None:
+    pg.wait_for_function(
+        "t => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(e => e.textContent.includes(t))",
+        arg=text,
+        timeout=90_000,
+    )
+
+
+def _shot(pg, name: str) -> None:
+    h = pg.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+    pg.set_viewport_size({"width": 1440, "height": int(min(max(h + 40, 1000), 4000))})
+    time.sleep(1.0)  # plotly relayouts to the new size
+    pg.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
+    pg.screenshot(path=str(_screens() / name))
+    pg.set_viewport_size({"width": 1440, "height": 1000})
+    time.sleep(0.5)
+
+
+def _hover_a_point(pg) -> str:
+    """Move over the plot until plotly's tooltip shows; its text."""
+    box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    for i in range(60):
+        fx, fy = 0.15 + 0.7 * ((i * 37) % 13) / 12, 0.15 + 0.7 * ((i * 53) % 11) / 10
+        pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        try:
+            pg.wait_for_selector(".hoverlayer .hovertext", timeout=300)
+            return pg.locator(".hoverlayer .hovertext").first.text_content()
+        except sync_api.TimeoutError:
+            continue
+    pytest.fail("no tooltip appeared anywhere over the map")
+
+
+@pytest.fixture(scope="module")
+def page(app_workdir, app_run, start_streamlit, chromium_args):
+    from backend.dedup import run_index
+
+    run_index(app_run)  # the duplicate groups, as the Redundancy page leaves them
+    url = start_streamlit(app_workdir, Path(app_workdir) / "streamlit_map.log", cwd=str(app_workdir))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args, headless=True)
+        ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.base_url = url
+        yield pg
+        ctx.close()
+        browser.close()
+
+
+def test_map_recolour_hover_click_and_box(page, app_run):
+    pg = page
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(pg.base_url + "/map")
+    _title_has(pg, "coloured by cluster")
+    _settle(pg)
+
+    other = app_run.score_columns[1]
+    pg.locator('[data-testid="stRadio"] label', has_text=other).first.click()
+    _title_has(pg, f"coloured by {other}")
+    _settle(pg)
+    tip = _hover_a_point(pg)
+    ids = set(app_run.table["example_id"].astype(str))
+    assert any(i in tip for i in ids), tip  # the example's id, not "position 29358"
+    assert any(c in tip for c in set(app_run.table["label"].astype(str))), tip
+    assert other in tip and re.search(r"\d\.\d{3}", tip), tip
+    _shot(pg, "map_hover.png")
+
+    # with the pan tool a click selects the point under the tooltip: its image, id, class and scores
+    pg.locator('.modebar-btn[data-title="Pan"]').first.click()
+    _hover_a_point(pg)  # again: the screenshot resized the page
+    pg.mouse.down()
+    pg.mouse.up()
+    pg.wait_for_selector("text=/ · class .+ · cluster \\d+/", timeout=60_000)
+    pg.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    _settle(pg)
+    _shot(pg, "map_click.png")
+
+    # duplicate-group size, the removed ones marked
+    pg.locator('[data-testid="stRadio"] label', has_text="duplicate group size").first.click()
+    _title_has(pg, "coloured by duplicate group size")
+    _settle(pg)
+    assert pg.get_by_text(re.compile("examples are in a duplicate group")).count() >= 1
+    _shot(pg, "map_duplicate_groups.png")
+
+    # a box: every example inside, hardest first, with thumbnails
+    pg.locator('.modebar-btn[data-title="Box Select"]').first.click()
+    box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
+    x1, y1 = box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    pg.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    pg.mouse.move(x1, y1, steps=5)
+    pg.mouse.up()
+    pg.wait_for_selector("text=/examples inside the box/", timeout=60_000)
+    pg.wait_for_selector("text=selected, hardest first", timeout=60_000)
+    pg.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    _settle(pg)
+    _shot(pg, "map_box.png")
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert not errors, errors
+
+
+def test_clusters_member_view_marks_kept_and_pruned(page, app_run):
+    pg = page
+    pg.goto(pg.base_url + "/clusters")
+    pg.wait_for_selector("text=Prototypes (nearest the centroid)", timeout=90_000)
+    _settle(pg)
+    pg.get_by_role("button", name=re.compile(r"^All [\d,]+ members")).first.click()
+    pg.wait_for_selector("text=/Cluster \\d+: all/", timeout=60_000)
+    pg.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    _settle(pg)
+    captions = pg.locator('[data-testid="stImageCaption"]').all_text_contents()
+    assert captions and all(c.startswith((cluster_members.KEPT_MARK, cluster_members.PRUNED_MARK)) for c in captions)
+    assert pg.get_by_text(re.compile(r"[\d,]+ of [\d,]+ kept \(\d+%\), [\d,]+ pruned")).count() >= 1
+    _shot(pg, "clusters_members.png")
