@@ -262,11 +262,11 @@ class SphericalKMeans:
             cent = kmeans_plus_plus(xt, k, seed)
         total, objective = 0, -1.0
         stages = sample_stages(len(xt), k, int(self.n_iter), xt.shape[1])
-        for m, iters in stages:
+        for stage, (m, iters) in enumerate(stages):
             xs = xt[:m]  # the rows are in a random order (see fit): a uniform sample
             if backend == "fp32":
                 cent, done, objective = spherical_lloyd(
-                    xs, cent, n_iter=iters, tol=self.tol, rng=rng, early_stop=self.early_stop
+                    xs, cent, n_iter=iters, tol=self.tol, rng=rng, early_stop=self.early_stop, warm=stage > 0
                 )
             else:
                 cent, done, objective = _torch_kmeans(
