@@ -37,6 +37,7 @@ JOBS_DIR = "jobs"
 ACTIVE = ("starting", "running", "cancelling")
 FINAL = ("succeeded", "failed", "cancelled", "died")
 START_TIMEOUT_S = 30.0  # a job without a status after this long never started
+KEEP_FINISHED = 10  # finished jobs kept per key (their logs); older ones are removed when a new one starts
 # the child runs the CLI exactly as the `curate` entry point does
 CLI_BOOT = "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))"
 SUPERVISOR = Path(__file__).with_name("supervise.py")
@@ -288,7 +289,23 @@ def start_job(
     deadline = time.time() + 10.0
     while not (d / "status.json").exists() and time.time() < deadline:
         time.sleep(0.02)
+    if key:
+        forget_old_jobs(workdir, key=key)
     return load_job_dir(d)
+
+
+def forget_old_jobs(workdir: str | os.PathLike, *, key: str, keep: int = KEEP_FINISHED) -> list[str]:
+    """Remove the folders of finished jobs under ``key`` beyond the newest ``keep``; return their ids.
+
+    A job that may still run (starting, running, cancelling) is never removed."""
+    import shutil
+
+    finished = [j for j in list_jobs(workdir, key=key) if j.finished]
+    removed = []
+    for j in finished[keep:]:
+        shutil.rmtree(j.dir, ignore_errors=True)
+        removed.append(j.id)
+    return removed
 
 
 def cancel_job(job: Job) -> Job:

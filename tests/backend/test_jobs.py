@@ -219,6 +219,26 @@ def test_cancel_escalates_to_sigterm_when_sigint_is_ignored(tmp_path):
     assert time.time() - t0 < 10
 
 
+def test_old_finished_jobs_are_forgotten_running_ones_never(tmp_path):
+    from backend.io import write_json
+    from backend.jobs import forget_old_jobs
+
+    root = tmp_path / "jobs"
+    for i in range(5):
+        d = root / f"2026010{i}-000000-aaaaaa"
+        d.mkdir(parents=True)
+        write_json(d / "job.json", {"argv": ["x"], "key": "k", "created": 1000.0 + i})
+        state = "running" if i == 0 else "succeeded"  # the oldest claims to run: its pid is ours, alive
+        write_json(d / "status.json", {"state": state, "pid": os.getpid(), "started": 1000.0 + i})
+    removed = forget_old_jobs(tmp_path, key="k", keep=2)
+    assert removed == ["20260102-000000-aaaaaa", "20260101-000000-aaaaaa"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "20260100-000000-aaaaaa",
+        "20260103-000000-aaaaaa",
+        "20260104-000000-aaaaaa",
+    ]
+
+
 def test_start_job_refuses_an_empty_command(tmp_path):
     with pytest.raises(CurateError, match="curate command"):
         start_job([], tmp_path)
