@@ -144,7 +144,7 @@ def _title_has(pg, text: str, timeout_ms: int) -> None:
     )
 
 
-def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int) -> dict:
+def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int, shot: Path | None = None) -> dict:
     """The app's Map page: first paint, re-colour (each of ``colours``), box selection, hover."""
     out: dict = {}
     frames: list[tuple[float, int]] = []  # (time, bytes) of every websocket message the page receives
@@ -218,10 +218,12 @@ def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int) -> dict:
     except Exception:  # noqa: BLE001
         out["selection_text"] = None
     out["select_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+    if shot is not None:
+        pg.screenshot(path=str(shot))
     return out
 
 
-def measure_atlas(pg, url: str, timeout_ms: int) -> dict:
+def measure_atlas(pg, url: str, timeout_ms: int, shot: Path | None = None) -> dict:
     """The embedding-atlas component: first paint (its canvas drawn), box selection (its predicate back)."""
     out: dict = {}
 
@@ -234,17 +236,24 @@ def measure_atlas(pg, url: str, timeout_ms: int) -> dict:
         frame_el().locator("canvas").first.wait_for(timeout=tmo)
 
     out["first_paint_s"] = _timed(first, timeout_ms)
+    if shot is not None:
+        time.sleep(2.0)
+        pg.screenshot(path=str(shot.with_name(shot.stem + "_first.png")))
     if isinstance(out["first_paint_s"], str):
         return out
-    time.sleep(1.0)
-    out["frame_errors"] = None
 
     def select(tmo):
+        # a plain drag pans; the rectangle tool of the view's toolbar (a button titled "...select...") selects
+        tool = frame_el().locator('button[title*="ect" i], [role="button"][title*="ect" i]')
+        out["select_tools"] = [tool.nth(i).get_attribute("title") for i in range(min(tool.count(), 6))]
+        rect = frame_el().locator('button[title*="rect" i], button[title*="box" i]')
+        if rect.count():
+            rect.first.click()
         c = frame_el().locator("canvas").first
         box = c.bounding_box()
         x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
         x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
-        pg.keyboard.down("Shift")  # embedding-atlas: shift-drag = rectangle selection
+        pg.keyboard.down("Shift")  # and shift-drag, should the tool not be found
         pg.mouse.move(x0, y0)
         pg.mouse.down()
         pg.mouse.move(x1, y1, steps=8)
@@ -252,8 +261,56 @@ def measure_atlas(pg, url: str, timeout_ms: int) -> dict:
         pg.keyboard.up("Shift")
         pg.wait_for_selector("text=/predicate:.*(x|y)/", timeout=tmo)
 
-    out["box_select_s"] = _timed(select, timeout_ms)
+    out["box_select_s"] = _timed(select, min(timeout_ms, 60_000))
+    if shot is not None:
+        pg.screenshot(path=str(shot.with_name(shot.stem + "_select.png")))
     return out
+
+
+PLOTLY_FLOOR_PAGE = """<html><body><div id="g" style="width:1200px;height:620px"></div>
+<script src="plotly.min.js"></script><script>
+function rnd(n){const a=new Float32Array(n);for(let i=0;i<n;i++)a[i]=Math.random();return a;}
+async function run(n){
+  const x=rnd(n), y=rnd(n), text=Array.from({length:n},(_, i)=>"train/"+i+" · Ankle boot");
+  const tr=(c)=>({type:'scattergl',mode:'markers',x,y,text,marker:{size:3,color:c,colorscale:'Viridis'}});
+  let t0=performance.now(); await Plotly.newPlot('g',[tr(rnd(n))],{uirevision:'a'}); const first=performance.now()-t0;
+  t0=performance.now(); await Plotly.restyle('g',{'marker.color':[rnd(n)]}); const restyle=performance.now()-t0;
+  t0=performance.now(); await Plotly.relayout('g',{'xaxis.range':[0.2,0.8]}); const zoom=performance.now()-t0;
+  return {n, newplot_s: first/1000, recolour_restyle_s: restyle/1000, zoom_s: zoom/1000};
+}
+</script></body></html>"""
+
+
+def plotly_floor(sizes: list[int]) -> list[dict]:
+    """plotly.js alone in this Chromium (no Streamlit, no network): newPlot, a re-colour (Plotly.restyle of
+    marker.color only, the least plotly can do) and a zoom of a scattergl of n points, served from loopback."""
+    import functools
+    import http.server
+    import threading
+
+    import plotly
+
+    d = Path(tempfile.mkdtemp(prefix="plotly_floor_"))
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", d / "plotly.min.js")
+    (d / "index.html").write_text(PLOTLY_FLOOR_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(d))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res, _ = run_browser(
+            f"http://127.0.0.1:{srv.server_address[1]}",
+            lambda pg: {
+                "runs": [
+                    (pg.goto(f"http://127.0.0.1:{srv.server_address[1]}/index.html"), pg.evaluate(f"run({n})"))[1]
+                    for n in sizes
+                ]
+            },
+        )
+    finally:
+        srv.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in res["runs"]]
 
 
 def atlas_assets(atlas_dir: Path) -> dict:
@@ -313,6 +370,8 @@ def main(argv=None) -> int:
     ap.add_argument("--viewers", default="plotly,atlas", help="comma list of plotly, atlas")
     ap.add_argument("--atlas-path", default="", help="a folder holding the embedding_atlas package (pip --target)")
     ap.add_argument("--colours", default="", help="colours to try (default: two scores, then class / cluster)")
+    ap.add_argument("--plotly-floor", default="", help="comma list of sizes: plotly.js alone at each (e.g. 60000)")
+    ap.add_argument("--shots", default="", help="a folder for screenshots of each viewer")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per step before it counts as failed")
     ap.add_argument(
         "--app", default=str(ROOT / "curation_app" / "app.py"), help="the app script (default: this tree's)"
@@ -344,7 +403,8 @@ def main(argv=None) -> int:
         if "plotly" in args.viewers:
             proc, url = start_streamlit(Path(args.app), workdir, tmp / "app.log")
             try:
-                res, outbound = run_browser(url, lambda pg: measure_plotly(pg, url, colours, tmo))
+                shot = Path(args.shots) / f"bench_{label}_plotly.png" if args.shots else None
+                res, outbound = run_browser(url, lambda pg: measure_plotly(pg, url, colours, tmo, shot))
                 res["outbound_requests"] = outbound
                 report["plotly"] = res
             finally:
@@ -367,7 +427,10 @@ def main(argv=None) -> int:
                 for variant, local in (("atlas_offline", None), ("atlas_local_duckdb", atlas_assets(atlas_dir))):
                     proc, url = start_streamlit(page, workdir, tmp / f"{variant}.log", extra_path=extra)
                     try:
-                        res, outbound = run_browser(url, lambda pg: measure_atlas(pg, url, tmo), local_duckdb=local)
+                        shot = Path(args.shots) / f"bench_{label}_{variant}.png" if args.shots else None
+                        res, outbound = run_browser(
+                            url, lambda pg: measure_atlas(pg, url, tmo, shot), local_duckdb=local
+                        )
                         res["outbound_requests"] = outbound
                         report[variant] = res
                     finally:
@@ -375,6 +438,9 @@ def main(argv=None) -> int:
                     print(json.dumps({variant: report[variant]}, indent=1), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.plotly_floor:
+        report["plotly_js_alone"] = plotly_floor([int(v) for v in args.plotly_floor.split(",") if v])
+        print(json.dumps({"plotly_js_alone": report["plotly_js_alone"]}, indent=1), flush=True)
     report["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     allres = json.loads(out.read_text()) if out.exists() else {}

@@ -157,8 +157,9 @@ def hover_text(table: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
     pos = np.asarray(positions, np.int64)
     ids = table["example_id"].astype(str).to_numpy()[pos].astype(object)
     if "label" in table.columns and table["label"].notna().any():
-        return ids + " · " + table["label"].astype(str).to_numpy()[pos].astype(object)
-    return ids
+        ids = ids + " · " + table["label"].astype(str).to_numpy()[pos].astype(object)
+    # a numpy string array, not objects: plotly validates it in one step (object arrays: ~0.4 s per 60k points)
+    return ids.astype(str)
 
 
 def hover_columns(score_columns: list[str], *, metric: str, colour: str) -> list[str]:

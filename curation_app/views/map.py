@@ -81,7 +81,7 @@ def _figure(colour: str, c: map_data.Colouring):
         method=method,
         title=f"2-D map of {len(t):,} examples ({method}), {c.title}",
         legend_title=c.legend_title,
-        uirevision=run.key,  # keep the zoom when only the colours change
+        uirevision=run.key,
     )
     if c.kind == "category":
         return figures.map_figure(
@@ -129,7 +129,10 @@ def _show_example(p: int) -> None:
 
 @st.fragment
 def map_view() -> None:
-    """Colour choice, chart and selection: a fragment, so re-colouring reruns only this part of the page."""
+    """Colour choice, chart and selection: a fragment, so re-colouring reruns only this part of the page.
+
+    Streamlit gives a chart whose figure changed a new identity (the element id hashes the spec), so a
+    re-colour redraws the chart from scratch and clears its selection; the zoom is not kept."""
     options = map_data.colour_options(run.score_columns, has_labels=run.has_labels)
     if st.session_state.get("s.map_colour") not in options:
         st.session_state["s.map_colour"] = map_data.CLUSTER
