@@ -23,16 +23,24 @@ POOLS = (1, 2, 5, 10, 20, 50)
 
 
 def panel(run, n_keep: int):
-    """The panel, with the estimated curves' chart left empty: returns ``(slot, draw)`` (call ``draw()``
-    inside ``with slot:``), or None when there is no chart.  The Prune page draws it from its slider's
-    fragment, so that the chart's "your setting" marker follows the slider without a page rerun."""
+    """The panel in two steps: returns ``(chart, finish)``.  ``chart`` is ``(slot, draw)`` (call ``draw()``
+    inside ``with slot:``) or None when there is no chart; ``finish()`` draws the rest of the panel (the
+    recommendation, the tables, the check, the theory tab) in place.  The Prune page draws the chart from
+    its slider's fragment (so the chart's "your setting" marker follows the slider without a page rerun)
+    before it calls ``finish()`` (so the kept count reaches the browser before the panel's heavy parts)."""
     st.subheader("Estimated scaling curves")
     tab_est, tab_theory = st.tabs(["Estimated on your data", "Theory (perceptron)"])
     with tab_est:
-        chart = empirical(run, n_keep)
-    with tab_theory:
-        theory()
-    return chart
+        chart, rest = empirical(run, n_keep)
+
+    def finish() -> None:
+        if rest is not None:
+            with tab_est:
+                rest()
+        with tab_theory:
+            theory()
+
+    return chart, finish
 
 
 BASE_STRATEGIES = ("hard", "easy", "ccs")
@@ -174,17 +182,19 @@ def _comparison_frame(rec: dict, rows) -> pd.DataFrame:
 
 
 def empirical(run, n_keep: int):
+    """The estimate's part of the panel up to the chart's slot: returns ``(chart, rest)``, ``rest()`` drawing
+    what follows the chart (both None when there is no estimate to show)."""
     load, estimate, missing = services.scaling_api()
     if missing:
         st.warning(missing.capitalize() + ". The theory tab does not need it.", icon=":material/construction:")
-        return
+        return None, None
     if not run.has_labels:
         st.info(
             "The empirical estimate needs labels (it measures held-out error) and this run has none. "
             "The theory tab still tells you which direction to prune.",
             icon=":material/label_off:",
         )
-        return
+        return None, None
     metric, strategy, balance = state.get("metric"), state.get("strategy"), state.get("balance")
     probe = st.radio(
         "Probe the estimate trains",
@@ -234,62 +244,66 @@ def empirical(run, n_keep: int):
             jobs_panel.start(argv, label=f"Estimating scaling curves for {metric}", key=job_key)
             st.rerun()
         if res is None:
-            return
+            return None, None
 
     chart = (st.container(), functools.partial(draw_chart, run, res, metric, strategy, balance))
-    qs = sorted(res.curves["initial_fraction"].unique())
-    q = st.session_state.get("scaling.q", qs[-1])  # the pool size the chart shows (its slider is in the chart)
-    rec = res.recommendation or {}
-    if rec.get("sentence"):
-        st.info(rec["sentence"], icon=":material/lightbulb:")
-    beats = res.beats_powerlaw or {}
-    if beats.get("beats"):
-        st.success(
-            "The Pareto frontier lies below the power law of random subsets by more than "
-            f"{beats.get('sigmas', 2):g} standard errors (hold-out noise included) at n = "
-            + ", ".join(f"{n:,}" for n in beats.get("where", []))
-            + "."
-        )
-    setting = rec.get("setting")
-    if setting:
-        cols = st.columns(2 if rec.get("alternative") else 1)
-        cols[0].button(
-            f"Set the slider to the recommended: keep {setting['keep_fraction']:.0%}, "
-            f"{setting_words(setting['strategy'], setting['balance'])}",
-            icon=":material/tune:",
-            key="scaling.use",
-            on_click=_use_recommended,
-            args=(setting,),
-        )
-        alt = rec.get("alternative")
-        if alt:
-            alt_setting = {
-                "strategy": alt["strategy"],
-                "balance": alt["balance"],
-                "keep_fraction": alt["min_fraction"],
-                "metric": setting.get("metric") or metric,
-            }
-            cols[1].button(
-                f"Or the alternative: keep {alt['min_fraction']:.0%}, {setting_words(alt['strategy'], alt['balance'])}",
-                icon=":material/tune:",
-                key="scaling.use.alternative",
-                on_click=_use_recommended,
-                args=(alt_setting,),
+
+    def rest() -> None:
+        qs = sorted(res.curves["initial_fraction"].unique())
+        q = st.session_state.get("scaling.q", qs[-1])  # the pool size the chart shows (its slider is in the chart)
+        rec = res.recommendation or {}
+        if rec.get("sentence"):
+            st.info(rec["sentence"], icon=":material/lightbulb:")
+        beats = res.beats_powerlaw or {}
+        if beats.get("beats"):
+            st.success(
+                "The Pareto frontier lies below the power law of random subsets by more than "
+                f"{beats.get('sigmas', 2):g} standard errors (hold-out noise included) at n = "
+                + ", ".join(f"{n:,}" for n in beats.get("where", []))
+                + "."
             )
-    if rec.get("proxy_note"):
-        st.caption(rec["proxy_note"])
-    rows = rec.get("comparisons") or []
-    if rows and setting:
-        at_f = [r for r in rows if np.isclose(r["keep_fraction"], setting["keep_fraction"])]
-        st.markdown(
-            f"**Every estimated setting at keep {setting['keep_fraction']:.0%}** (full pool, mean over "
-            "seeds ± standard error; the recommendation rests on these numbers)"
-        )
-        st.dataframe(_comparison_frame(rec, at_f), hide_index=True, width="stretch", key="scaling.table")
-    with st.expander("The numbers"):
-        st.dataframe(_comparison_frame(rec, rows) if rows else res.table(q), hide_index=True, width="stretch")
-    _verify_box(run)
-    return chart
+        setting = rec.get("setting")
+        if setting:
+            cols = st.columns(2 if rec.get("alternative") else 1)
+            cols[0].button(
+                f"Set the slider to the recommended: keep {setting['keep_fraction']:.0%}, "
+                f"{setting_words(setting['strategy'], setting['balance'])}",
+                icon=":material/tune:",
+                key="scaling.use",
+                on_click=_use_recommended,
+                args=(setting,),
+            )
+            alt = rec.get("alternative")
+            if alt:
+                alt_setting = {
+                    "strategy": alt["strategy"],
+                    "balance": alt["balance"],
+                    "keep_fraction": alt["min_fraction"],
+                    "metric": setting.get("metric") or metric,
+                }
+                alt_words = setting_words(alt["strategy"], alt["balance"])
+                cols[1].button(
+                    f"Or the alternative: keep {alt['min_fraction']:.0%}, {alt_words}",
+                    icon=":material/tune:",
+                    key="scaling.use.alternative",
+                    on_click=_use_recommended,
+                    args=(alt_setting,),
+                )
+        if rec.get("proxy_note"):
+            st.caption(rec["proxy_note"])
+        rows = rec.get("comparisons") or []
+        if rows and setting:
+            at_f = [r for r in rows if np.isclose(r["keep_fraction"], setting["keep_fraction"])]
+            st.markdown(
+                f"**Every estimated setting at keep {setting['keep_fraction']:.0%}** (full pool, mean over "
+                "seeds ± standard error; the recommendation rests on these numbers)"
+            )
+            st.dataframe(_comparison_frame(rec, at_f), hide_index=True, width="stretch", key="scaling.table")
+        with st.expander("The numbers"):
+            st.dataframe(_comparison_frame(rec, rows) if rows else res.table(q), hide_index=True, width="stretch")
+        _verify_box(run)
+
+    return chart, rest
 
 
 def draw_chart(run, res, metric: str, strategy: str, balance: str) -> float:

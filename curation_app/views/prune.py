@@ -251,7 +251,10 @@ def live(chart) -> None:
     state.refresh_description(run)
 
 
-live_box = st.container()  # above the scaling panel, filled after it (the panel makes the chart's slot)
-chart = scaling_panel.panel(run, state.n_keep(run))
+# the slider's part sits above the scaling panel but runs after the panel's first step (which makes the
+# chart's slot) and before its heavy rest, so that the kept count is among the first things the browser draws
+live_box = st.container()
+chart, finish_panel = scaling_panel.panel(run, state.n_keep(run))
 with live_box:
     live(chart)
+finish_panel()
