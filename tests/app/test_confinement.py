@@ -75,6 +75,10 @@ def test_the_data_page_run_lists_no_file_from_elsewhere(confined):
     at.text_input(key="new.folder").input(str(confined / "imgs")).run()
     at.selectbox(key="new.map").set_value("pca").run()
     at.button(key="new.start").click().run()
+    from backend.jobs import latest_job, wait_job  # the run is a background job (it inherits the confinement)
+
+    assert wait_job(latest_job(confined, "data.run")).state == "succeeded"
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
     run = backend.load_run(confined)
     listed = " ".join(run.skipped["example_id"])

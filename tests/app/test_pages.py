@@ -104,6 +104,10 @@ def test_data_page_starts_a_run_with_progress(tmp_path, monkeypatch, app_workdir
     at.text_input(key="new.emb").input(str(emb)).run()
     at.selectbox(key="new.map").set_value("pca").run()
     at.button(key="new.start").click().run()
+    from backend.jobs import latest_job, wait_job  # the run is a background job: wait for it, then rerun
+
+    assert wait_job(latest_job(work, "data.run")).state == "succeeded"
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert metric(at, "Examples (pool)") == "120"
     assert metric(at, "Classes") == "unlabelled"
