@@ -381,6 +381,7 @@ def select_subset(
         "source_fingerprint": run.config["source"]["fingerprint"],
         "params": run.config["params"],
         "stages": run.config["stages"],
+        "encoder": run.encoder,  # which model made the embeddings the scores come from (weights hash included)
     }
     return Selection(
         kept=kept.reset_index(drop=True),

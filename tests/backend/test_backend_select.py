@@ -192,6 +192,7 @@ def test_output_formats_and_manifest_round_trip(base_run, tmp_path, fmt):
     assert man["counts"]["total"] == base_run.n_examples and man["counts"]["kept"] == sel.n_kept
     assert sum(v["kept"] for v in man["counts"]["per_class"].values()) == sel.n_kept
     assert man["run"]["source_fingerprint"] == base_run.config["source"]["fingerprint"]
+    assert man["run"]["encoder"] == base_run.encoder and man["run"]["encoder"]["name"] == "pixels"
     assert {"numpy", "pandas", "python", "torch"} <= set(man["versions"])
     assert "--balance class" in man["reproduce"] and "--metric supervised_prototype" in man["reproduce"]
 
