@@ -396,7 +396,7 @@ def compare_slice(emb, labels, args) -> dict:
         }
         print(
             f"  {name:44s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  objective {r['objective']:.5f}  "
-            f"ARI {r['ari_vs_truth']:.4f}  {extra}",
+            f"ARI {r['ari_vs_truth']:.4f}  { {key: v for key, v in extra.items() if key != 'stages'} }",
             flush=True,
         )
         res["runs"].append(r)
@@ -417,8 +417,27 @@ def compare_slice(emb, labels, args) -> dict:
     def ours(env_bf16=None, **kw):
         def fn():
             def go():
-                km = SphericalKMeans(args.k, n_iter=args.iters, max_train_points=m, random_state=args.seed, **kw).fit(x)
-                a, s = km.predict(x)
+                from backend.cluster import lloyd
+
+                stages = []
+                plain = lloyd.spherical_lloyd
+
+                def traced(*a, **kw2):  # the share of the full N x K product each iteration computed
+                    st = {}
+                    out = plain(*a, stats=st, **kw2)
+                    stages.append(
+                        {"rows": len(a[0]), "iters": out[1], "work": st["work"], "wild": st["wild_centroids"]}
+                    )
+                    return out
+
+                kmeans_mod.spherical_lloyd = traced
+                try:
+                    km = SphericalKMeans(args.k, n_iter=args.iters, max_train_points=m, random_state=args.seed, **kw)
+                    # fit + the exact assignment of every row (the training rows' from the fit's final
+                    # bounded step, as scikit-learn's fit ends with labels_ from a final E-step)
+                    a, s = km.fit_predict(x)
+                finally:
+                    kmeans_mod.spherical_lloyd = plain
                 return (
                     a,
                     km.centroids_,
@@ -427,6 +446,10 @@ def compare_slice(emb, labels, args) -> dict:
                         "n_iter_run": int(km.n_iter_),
                         "n_init": int(km.n_init_),
                         "predict_path": kmeans_mod._last_stats["path"],
+                        "full_pass_equivalents": round(
+                            sum(sum(st["work"]) * st["rows"] for st in stages) / m, 2
+                        ),  # of the training iterations (the final assignment step not counted)
+                        "stages": stages,
                     },
                 )
 
@@ -452,17 +475,22 @@ def compare_slice(emb, labels, args) -> dict:
         _, a = index.search(x, 1)
         return a[:, 0], km.centroids, {"faiss_threads": faiss.omp_get_max_threads()}
 
-    def sklearn_fn():
-        km = KMeans(
-            n_clusters=args.k,
-            n_init=1,
-            max_iter=args.iters,
-            tol=0.0,
-            algorithm="lloyd",
-            init="random",
-            random_state=args.seed,
-        ).fit(x)
-        return km.labels_, km.cluster_centers_, {"n_iter_run": int(km.n_iter_)}
+    def sklearn_fn(tol=0.0):
+        def fn():
+            km = KMeans(
+                n_clusters=args.k,
+                n_init=1,
+                max_iter=args.iters,
+                tol=tol,
+                algorithm="lloyd",
+                init="random",
+                random_state=args.seed,
+            ).fit(x)
+            # tol=0: exactly max_iter iterations (+ sklearn's final assignment pass); its default tol (1e-4 x
+            # the mean feature variance, on the centre shift) is shown once to say whether it would stop sooner
+            return km.labels_, km.cluster_centers_, {"n_iter_run": int(km.n_iter_), "tol": tol}
+
+        return fn
 
     # warm-up: imports and first-call set-up are not part of the comparison
     w = x[: min(m, 4 * args.k)]
@@ -473,18 +501,20 @@ def compare_slice(emb, labels, args) -> dict:
 
     bf16_cpu = kmeans_mod._use_bf16()
     for rep in range(args.repeat):
-        timed("ours: fit+predict", ours())
+        timed("ours: fit_predict", ours())
         if rep == 0 and bf16_cpu:
             timed("ours, fp32 path forced (CURATE_KMEANS_BF16=0)", ours(env_bf16="0"))
         if not args.no_faiss:
             timed("faiss.Kmeans, same k-means++ seeding: +search", faiss_same_seeding)
         if not args.no_sklearn:
-            timed("scikit-learn KMeans lloyd, init=random: fit", sklearn_fn)
+            timed("scikit-learn KMeans lloyd, init=random: fit", sklearn_fn())
+            if rep == 0 and args.sklearn_default_tol:
+                timed("scikit-learn KMeans lloyd, init=random, default tol=1e-4: fit", sklearn_fn(1e-4))
     by = {}
     for r in res["runs"]:
         by.setdefault(r["name"], []).append(r)
     best = {name: min(rs, key=lambda r: r["wall_s"]) for name, rs in by.items()}
-    o = best["ours: fit+predict"]
+    o = best["ours: fit_predict"]
     for key, name in (
         ("faiss", "faiss.Kmeans, same k-means++ seeding: +search"),
         ("sklearn", "scikit-learn KMeans lloyd, init=random: fit"),
@@ -532,7 +562,7 @@ def cpu_kind() -> dict:
         "kind": "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "avx2",
         "path": "bf16 torch (candidate search + exact fp32 re-scoring)"
         if bf16
-        else "fp32 numpy BLAS (blocked, Yinyang bounds)",
+        else "fp32 numpy BLAS (blocked, Hamerly bounds + exactly scored most-moved centroids)",
         "blas": blas,
     }
 
@@ -594,6 +624,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="100k x 512, K=100, 20k-row comparison: a smoke test")
     ap.add_argument("--sk-rows", type=int, default=100_000, help="rows for the scikit-learn comparison")
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn in the comparison")
+    ap.add_argument(
+        "--sklearn-default-tol", action="store_true", help="also run scikit-learn with its default tol (once)"
+    )
     ap.add_argument("--no-faiss", action="store_true", help="skip plain faiss in the comparison")
     ap.add_argument("--no-compare", action="store_true", help="skip the whole same-run comparison")
     ap.add_argument(

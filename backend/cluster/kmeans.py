@@ -6,8 +6,12 @@ cosine similarity ``sim`` (in [-1, 1]) and the SSP difficulty is ``1 - sim``.
 
 Training uses a uniform sample of at most ``max_train_points`` rows (and at
 least 40 per centroid when N allows): the centroids are as good and the fit
-costs a fixed amount on 1.3M images.  Every row is then assigned in chunks of
-``CHUNK`` rows, so no full normalised copy of the embeddings is held in memory.
+costs a fixed amount on 1.3M images.  The sample is copied into memory
+(normalised) up to ``_TRAIN_BYTES``; wider data (5,000 x 100,000 float32 is
+2 GB) is streamed from the memory-mapped input in byte-bounded chunks, one
+pass per Lloyd iteration (:func:`.lloyd.streamed_lloyd`).  Every row is then
+assigned in chunks of at most ``CHUNK`` rows and ~256 MB, so no full
+normalised copy of the embeddings is held in memory.
 
 The fit (every path)
 --------------------
@@ -36,8 +40,9 @@ flops, 1e12 for N=1M, K=1000, D=512.  The CPU path is chosen from
   see :class:`_Bf16Centroids`), re-scored in fp32; when most rows of a block
   sit near a tie the rest of the pass uses faiss's exhaustive fp32 search.
 * **any other CPU** (AVX2, AVX-512 without bf16): exact fp32 with numpy's BLAS
-  (:mod:`.lloyd`): products in blocks into one reused buffer, Yinyang bounds
-  that skip rows which cannot change centroid.  Not faiss: its bundled
+  (:mod:`.lloyd`): products in blocks into one reused buffer, Hamerly bounds
+  that skip rows which cannot change centroid (the few centroids that moved
+  most scored exactly, so they do not loosen every row's bound).  Not faiss: its bundled
   OpenBLAS falls back to generic kernels on CPUs it does not recognise (4x
   slower searches on the machines this was measured on).
 * memory-mapped inputs (``np.load(..., mmap_mode="r")``): each chunk is copied
@@ -147,10 +152,11 @@ def _use_bf16() -> bool:
                         break
         except OSError:
             pass
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            fast = False
+        if fast:  # torch is a 3 s import: only where its bf16 path may run
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                fast = False
         _BF16 = fast
     if env in ("1", "true", "yes", "on"):
         return True
@@ -219,6 +225,7 @@ class SphericalKMeans:
         n_train = min(len(rows), max(self.max_train_points, 40 * k))
         train_rows = np.sort(rng.choice(rows, size=n_train, replace=False)) if n_train < len(rows) else rows
         streamed = n_train * x.shape[1] * 4 > _TRAIN_BYTES
+        where = None
         if streamed:  # wide rows: the training rows stay in the (memory-mapped) input, read chunk by chunk
             xt = None
         else:
@@ -250,6 +257,12 @@ class SphericalKMeans:
                 best = run
         assert best is not None  # n_init >= 1
         self.centroids_, self.n_iter_, self.objective_ = best[0], int(best[1]), float(best[2])
+        labels = best[3] if len(best) > 3 else {}
+        self._train_labels = None  # (training rows, their ids, their similarities): what fit_predict reuses
+        if labels and where is not None:
+            ids, sims = np.empty(n_train, np.int32), np.empty(n_train, np.float32)
+            ids[:], sims[:] = labels["assign"][where], labels["sim"][where]  # xt[where[i]] is train_rows[i]
+            self._train_labels = (train_rows, ids, sims)
         self.backend_ = backend
         self.n_init_ = n_init
         self.n_train_ = n_train
@@ -262,11 +275,19 @@ class SphericalKMeans:
             cent = kmeans_plus_plus(xt, k, seed)
         total, objective = 0, -1.0
         stages = sample_stages(len(xt), k, int(self.n_iter), xt.shape[1])
+        labels: dict = {}
         for stage, (m, iters) in enumerate(stages):
             xs = xt[:m]  # the rows are in a random order (see fit): a uniform sample
             if backend == "fp32":
                 cent, done, objective = spherical_lloyd(
-                    xs, cent, n_iter=iters, tol=self.tol, rng=rng, early_stop=self.early_stop, warm=stage > 0
+                    xs,
+                    cent,
+                    n_iter=iters,
+                    tol=self.tol,
+                    rng=rng,
+                    early_stop=self.early_stop,
+                    warm=stage > 0,
+                    labels_out=labels if stage == len(stages) - 1 else None,
                 )
             else:
                 cent, done, objective = _torch_kmeans(
@@ -280,7 +301,7 @@ class SphericalKMeans:
                     early_stop=self.early_stop,
                 )
             total += done
-        return cent, total, objective
+        return cent, total, objective, labels
 
     def _fit_streamed(self, x, train_rows: np.ndarray, k: int, seed: int):
         """One k-means++ start on training rows too wide to copy: (centroids, iterations run, objective).
@@ -315,6 +336,25 @@ class SphericalKMeans:
     def predict(self, x: np.ndarray, rows: np.ndarray | None = None):
         """(cluster id int32, cosine similarity to it float32) for each row."""
         return nearest_centroid(x, self.centroids_, rows, device=self.device)
+
+    def fit_predict(self, x: np.ndarray, rows: np.ndarray | None = None):
+        """``fit`` then ``predict`` of the same rows, exactly: the training rows' answer comes from the fit's
+        final assignment step (which reuses its bounds), only the other rows are searched."""
+        self.fit(x, rows)
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        if self._train_labels is None:
+            return self.predict(x, rows)
+        train_rows, ids, sims = self._train_labels
+        order = np.argsort(rows, kind="stable")
+        pos = order[np.searchsorted(rows, train_rows, sorter=order)]  # where each training row sits in rows
+        assign = np.empty(len(rows), np.int32)
+        sim = np.empty(len(rows), np.float32)
+        assign[pos], sim[pos] = ids, np.clip(sims, -1.0, 1.0)
+        rest = np.ones(len(rows), bool)
+        rest[pos] = False
+        if rest.any():
+            assign[rest], sim[rest] = self.predict(x, rows[rest])
+        return assign, sim
 
 
 _RESTART_BUDGET = 5e10  # flops (2 N K D per iteration, 30 iterations) all restarts together: ~0.3 s on 2 cores

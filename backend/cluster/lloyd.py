@@ -130,6 +130,7 @@ def spherical_lloyd(
     early_stop: bool = True,
     warm: bool = False,
     stats: dict | None = None,
+    labels_out: dict | None = None,
 ):
     """Lloyd's algorithm for unit rows ``x`` from ``init`` (K x D unit rows): (centroids, iterations run, objective).
 
@@ -143,7 +144,10 @@ def spherical_lloyd(
     ``warm``: ``init`` is already near a solution (a later sample stage), so the
     first pass computes bounds too.  ``stats`` (a dict) receives, per
     iteration, the rows re-scored, the wild centroids and the share of the full
-    N x K product computed.
+    N x K product computed.  ``labels_out`` (a dict) receives ``assign`` and
+    ``sim``: every row's nearest returned centroid and its similarity, exact,
+    from one more assignment step that reuses the bounds (scikit-learn's final
+    E-step; a fraction of a full pass once the centroids have settled).
     """
     n, _ = x.shape
     k = len(init)
@@ -200,11 +204,35 @@ def spherical_lloyd(
             break  # fixed point: the next centroids are the current ones
         if early_stop and objective - previous <= tol * max(1.0 - objective, 1e-12):
             break
+    final = _normalise(sums)
+    if labels_out is not None:
+        labels_out["assign"], labels_out["sim"] = _final_assignment(x, final, cent, search, assign, own, up)
     if stats is not None:
         stats["rescored_rows"] = rescored
         stats["wild_centroids"] = wild_counts
         stats["work"] = work  # share of the full N x K product computed, per iteration
-    return _normalise(sums), it, objective
+    return final, it, objective
+
+
+def _final_assignment(x, final, cent, search, assign, own, up):
+    """(id int32, exact similarity float32) of each row to its nearest centroid of ``final``, from the
+    bounds the last iteration left (valid for ``cent``), without changing any centroid."""
+    drift = np.linalg.norm(final - cent, axis=1).astype(np.float32) + np.float32(_EPS)
+    search.set_centroids(final)
+    own -= drift[assign]
+    wild, tame, cost = _choose_wild(drift, own, up)
+    if cost > _BOUNDS_PAY:
+        _full_pass(x, search, assign, own, up, fresh=False)
+        return assign, own
+    up += tame
+    if len(wild):
+        _fold_wild(x, final, wild, assign, own, up)
+    cand = np.flatnonzero(own <= up)
+    _rescore(x, cand, search, assign, own, up)
+    with single_blas_thread():  # the rows that kept their centroid: their exact similarity (a lower bound so far)
+        for s in range(0, len(x), BLOCK):
+            own[s : s + BLOCK] = np.einsum("nd,nd->n", x[s : s + BLOCK], final[assign[s : s + BLOCK]])
+    return assign, own
 
 
 def _choose_wild(drift: np.ndarray, own: np.ndarray, up: np.ndarray):

@@ -92,7 +92,8 @@ def run_config(cfg: PipelineConfig, workdir: str | Path, *, reporter: Reporter |
     for warning in getattr(src_full, "warnings", ()):  # accepted, but probably not what the user meant
         rep.info(f"warning: {warning}")
     timings["source"] = time.perf_counter() - t0
-    dev = resolve_device(cfg.device)
+    # --device cpu needs no torch (a 3 s import) when the embeddings are precomputed
+    dev = "cpu" if cfg.device == "cpu" else resolve_device(cfg.device)
     _check_train_split(src, cfg.k)
     enc = get_encoder(cfg.encoder, weights=cfg.weights, image_size=cfg.image_size) if src.embeddings is None else None
     try:

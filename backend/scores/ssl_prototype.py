@@ -30,6 +30,5 @@ def ssl_prototype(ctx: ScoreContext) -> np.ndarray:
         from ..cluster import SphericalKMeans
 
         km = SphericalKMeans(ctx.k, n_iter=ctx.kmeans_iters, random_state=ctx.seed, device=ctx.device)
-        km.fit(ctx.embeddings, ctx.rows)
-        _, sim = km.predict(ctx.embeddings, ctx.rows)
+        _, sim = km.fit_predict(ctx.embeddings, ctx.rows)  # the training rows' answer comes with the fit
     return ssl_prototype_from_sim(sim)

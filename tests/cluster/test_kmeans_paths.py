@@ -168,3 +168,17 @@ def _faiss_centroids(faiss, x, seed):
     km = faiss.Kmeans(x.shape[1], 10, niter=100, spherical=True, seed=seed + 1, verbose=False)
     km.train(x)
     return km.centroids
+
+
+def test_fit_predict_equals_fit_then_predict(monkeypatch, fashion):
+    """The training rows' answer from the fit's final (bounded) assignment step is the exhaustive search's."""
+    _cpu_path(monkeypatch, "fp32")
+    x = fashion[0]
+    rows = np.sort(np.random.default_rng(3).choice(len(x), 2500, replace=False))[::-1].copy()  # any order
+    for max_train in (10_000, 1500):  # every row trained on / a sample (the rest searched)
+        km = SphericalKMeans(30, n_iter=15, n_init=1, max_train_points=max_train, random_state=0)
+        a, s = km.fit_predict(x, rows)
+        a2, s2 = km.predict(x, rows)
+        assert km._train_labels is not None and len(km._train_labels[0]) == min(max_train, len(rows))
+        assert (a == a2).mean() > 0.999  # fp32 rounding ties only
+        np.testing.assert_allclose(s, s2, atol=1e-5)
