@@ -444,7 +444,14 @@ def main(argv=None) -> int:
     report["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     allres = json.loads(out.read_text()) if out.exists() else {}
-    allres[label] = report
+    # merge: a run of one viewer keeps the others' earlier results under the same label (each viewer's
+    # result carries its own commit and load average)
+    for key, val in report.items():
+        if isinstance(val, dict) and key not in ("machine",):
+            val.setdefault("commit", report["commit"])
+            val.setdefault("loadavg_before_run", report["loadavg_before"])
+            val.setdefault("loadavg_after_run", report["loadavg_after"])
+    allres[label] = {**allres.get(label, {}), **report}
     from backend.io import write_json
 
     write_json(out, allres)

@@ -212,9 +212,19 @@ def map_figure(
                 if sel.any():
                     col = group_colours[g] if group_colours else PALETTE[g % len(PALETTE)]
                     add(sel, str(name), color=col, opacity=0.8)
-        else:  # too many for a legend: one trace, colour by code
-            cols = np.asarray(PALETTE, dtype=object)[groups % len(PALETTE)]
-            add(np.ones(n, bool), f"{len(group_names)} {legend_title or 'groups'}", color=cols, opacity=0.8)
+        else:  # too many for a legend: one trace, the palette as a stepped colour scale over the codes
+            # (numbers, 4 bytes a point, instead of a "#rrggbb" string a point: 100k strings cost seconds)
+            k = len(PALETTE)
+            scale = [[i / (k - 1), PALETTE[i]] for i in range(k)]
+            add(
+                np.ones(n, bool),
+                f"{len(group_names)} {legend_title or 'groups'}",
+                color=(np.asarray(groups) % k).astype(np.float32),
+                colorscale=scale,
+                cmin=0,
+                cmax=k - 1,
+                opacity=0.8,
+            )
     elif colour == "value":
         assert values is not None
         bar = dict(title=dict(text=bar_title or (legend_title or "score") + "<br>(higher = harder)"), thickness=14)

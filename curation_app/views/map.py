@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery, map_data
+from curation_app.components import figures, gallery, map_data, summaries
 
 DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
+DRAWN_AT_SCALE = 50_000  # points drawn for a run larger than summaries.MAP_MAX_POINTS
 FEW = 3  # a selection of at most this many shows each example's card (image, id, class, every score)
 
 run = state.require_run()
@@ -25,7 +26,9 @@ st.caption(
     "shows its image and all its scores); with the pan tool (toolbar, top right) a click opens one point."
 )
 
-pos = services.map_sample(rd)
+# plotly redraws the whole chart on every re-colour, and a box sends back every drawn point inside it:
+# above the sampling limit draw fewer (the density stays faithful, selections still cover every example)
+pos = services.map_sample(rd) if len(t) <= summaries.MAP_MAX_POINTS else services.map_sample(rd, DRAWN_AT_SCALE)
 if len(pos) < len(t):
     st.info(
         f"Showing a sample of {len(pos):,} of {len(t):,} examples, drawn in proportion to every cluster's size, so "
