@@ -71,6 +71,9 @@ class Projector2D:
         dim = min(self.pca_dim, d, max(2, len(sample) - 1))
         if len(sample) * d * 4 <= SAMPLE_BYTES:  # the sample fits: the exact (or randomized) SVD in memory
             xs = l2_normalize(x[sample])
+            # a scattered read maps ~64 KB around every row (the kernel's fault-around): 50k rows of a
+            # 1M x 512 file is the whole 2 GB file in the resident set unless it is released here
+            release_pages(x, 0, len(x))
             self.mean_ = xs.mean(axis=0)
             if dim < min(xs.shape) // 2:
                 from sklearn.utils.extmath import randomized_svd
@@ -102,7 +105,9 @@ class Projector2D:
 
         def chunks():
             for start in range(0, len(sample), step):
-                yield start, l2_normalize(x[sample[start : start + step]])
+                part = sample[start : start + step]
+                yield start, l2_normalize(x[part])
+                release_pages(x, int(part.min()), int(part.max()) + 1)
 
         mean = np.zeros(d, np.float64)
         for _, c in chunks():
@@ -230,7 +235,8 @@ def fit_sample_positions(
     With ``strata`` (one code per row, e.g. the k-means cluster) every stratum
     gets ``max(min(count, min_per_stratum), round(count * size / n))`` rows --
     proportional, with a floor so that small clusters appear on the map -- and
-    the total is trimmed back to ``size`` from the largest strata.
+    the total is brought to exactly ``size`` (the floor shrinks when there are more strata than
+    ``size / min_per_stratum``).
     """
     rng = np.random.default_rng(random_state)
     if n <= size:
@@ -239,10 +245,16 @@ def fit_sample_positions(
         return np.sort(rng.choice(n, size=size, replace=False))
     codes, inverse, counts = np.unique(np.asarray(strata), return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
-    quota = np.maximum(np.minimum(counts, min_per_stratum), np.round(counts * (size / n)).astype(np.int64))
+    floor = min(min_per_stratum, size // len(counts))  # the floors together never exceed the sample
+    quota = np.maximum(np.minimum(counts, floor), np.round(counts * (size / n)).astype(np.int64))
+    short = size - int(quota.sum())
+    if short > 0:  # rounding left the sample short: one more row from the strata with the largest remainders
+        room = np.flatnonzero(quota < counts)
+        remainder = counts[room] * (size / n) - quota[room]
+        quota[room[np.argsort(-remainder, kind="stable")[:short]]] += 1
     excess = int(quota.sum()) - size
     if excess > 0:  # the floors pushed the total up: take the excess from the strata with the most rows
-        spare = quota - np.minimum(counts, min_per_stratum)
+        spare = quota - np.minimum(counts, floor)
         for c in np.argsort(-spare, kind="stable"):
             take = min(excess, int(spare[c]))
             quota[c] -= take

@@ -30,6 +30,8 @@ def test_stratified_sample_is_proportional_with_a_floor():
     assert got[5] == 3 and got[4] >= 5  # the floor: small clusters are on the map (all 3 of the tiniest)
     share = got[:4] / got[:4].sum()
     np.testing.assert_allclose(share, sizes[:4] / sizes[:4].sum(), atol=0.01)  # the rest in proportion
+    # more strata than the floor allows: the floor shrinks, the size is still exact
+    assert len(fit_sample_positions(500, 7, strata=np.arange(500) % 37)) == 7
     again = fit_sample_positions(n, size, strata=strata, min_per_stratum=5, random_state=1)
     assert np.array_equal(pos, again)  # seeded
     with pytest.raises(ValueError, match="one per row"):
