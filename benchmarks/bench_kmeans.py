@@ -445,7 +445,11 @@ def compare_slice(emb, labels, args) -> dict:
                         "backend": km.backend_,
                         "n_iter_run": int(km.n_iter_),
                         "n_init": int(km.n_init_),
-                        "predict_path": kmeans_mod._last_stats["path"],
+                        "predict_path": (
+                            "the fit's final bounded assignment step"
+                            if km._train_labels is not None and len(km._train_labels[0]) == len(x)
+                            else kmeans_mod._last_stats["path"]
+                        ),
                         "full_pass_equivalents": round(
                             sum(sum(st["work"]) * st["rows"] for st in stages) / m, 2
                         ),  # of the training iterations (the final assignment step not counted)

@@ -337,13 +337,17 @@ class SphericalKMeans:
         """(cluster id int32, cosine similarity to it float32) for each row."""
         return nearest_centroid(x, self.centroids_, rows, device=self.device)
 
-    def fit_predict(self, x: np.ndarray, rows: np.ndarray | None = None):
+    def fit_predict(self, x: np.ndarray, rows: np.ndarray | None = None, *, search=None):
         """``fit`` then ``predict`` of the same rows, exactly: the training rows' answer comes from the fit's
-        final assignment step (which reuses its bounds), only the other rows are searched."""
+        final assignment step (which reuses its bounds), only the other rows are searched, with
+        ``search(x, centroids, rows) -> (ids, sims)`` when given (e.g. an engine's distributed
+        assignment), else :meth:`predict`."""
         self.fit(x, rows)
         rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        if search is None:
+            search = lambda x_, c_, r_: self.predict(x_, r_)  # noqa: E731
         if self._train_labels is None:
-            return self.predict(x, rows)
+            return search(x, self.centroids_, rows)
         train_rows, ids, sims = self._train_labels
         order = np.argsort(rows, kind="stable")
         pos = order[np.searchsorted(rows, train_rows, sorter=order)]  # where each training row sits in rows
@@ -353,7 +357,7 @@ class SphericalKMeans:
         rest = np.ones(len(rows), bool)
         rest[pos] = False
         if rest.any():
-            assign[rest], sim[rest] = self.predict(x, rows[rest])
+            assign[rest], sim[rest] = search(x, self.centroids_, rows[rest])
         return assign, sim
 
 

@@ -50,11 +50,14 @@ def run(
             rep.stage("clusters", detail=f"spherical k-means, k={k}, {len(pool)} examples")
             if len(pool) < k:
                 raise CurateError(f"{len(pool)} examples is fewer than k={k} clusters: pass --k {len(pool)} or less")
-            km = SphericalKMeans(k, n_iter=cfg.kmeans_iters, random_state=cfg.seed, device=dev).fit(emb.array, pool)
             from ..runners import get_runner  # the fit is on a sample here; the assignment can run on a cluster
 
             runner = get_runner(cfg.engine, address=cfg.address, device=cfg.device)
-            assign, sim = runner.assign(emb.array, km.centroids_, pool, device=dev)
+            km = SphericalKMeans(k, n_iter=cfg.kmeans_iters, random_state=cfg.seed, device=dev)
+            # the sampled training rows' exact answer comes with the fit; the engine searches the others
+            assign, sim = km.fit_predict(
+                emb.array, pool, search=lambda x, c, rows: runner.assign(x, c, rows, device=dev)
+            )
             d = st.prepare()
             write_npy(d / "centroids.npy", km.centroids_)
             write_npy(d / "assign.npy", assign)
