@@ -92,12 +92,14 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def start_streamlit(script: Path, workdir: Path, log: Path, *, extra_path: str = "", timeout: float = 180):
-    """(process, url) of ``streamlit run script`` on a free loopback port (the flags of tests/app/conftest.py)."""
+def start_streamlit(
+    script: Path, workdir: Path, log: Path, *, extra_path: str = "", tree: Path = ROOT, timeout: float = 180
+):
+    """(process, url) of ``streamlit run script`` on a free loopback port (the flags of tests/app/conftest.py),
+    importing ``curation_app`` and ``backend`` from ``tree``."""
     port = _port()
     env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir))
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), extra_path, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), extra_path, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true"]
     cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     out = open(log, "w")
@@ -376,6 +378,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--app", default=str(ROOT / "curation_app" / "app.py"), help="the app script (default: this tree's)"
     )
+    ap.add_argument(
+        "--baseline-tree",
+        default="",
+        help="a copy of an older tree (git archive COMMIT curation_app backend | tar -x -C DIR): its Map page "
+        "is measured first, in the same run, as plotly_baseline",
+    )
+    ap.add_argument("--baseline-colours", default="", help="colours for the baseline (its titles may differ)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
 
@@ -400,6 +409,18 @@ def main(argv=None) -> int:
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench_app_map_"))
     try:
+        if args.baseline_tree:
+            base = Path(args.baseline_tree).resolve()
+            proc, url = start_streamlit(base / "curation_app" / "app.py", workdir, tmp / "base.log", tree=base)
+            bcol = [c for c in args.baseline_colours.split(",") if c] or colours
+            try:
+                res, outbound = run_browser(url, lambda pg: measure_plotly(pg, url, bcol, tmo))
+                res["outbound_requests"] = outbound
+                res["tree"] = str(base)
+                report["plotly_baseline"] = res
+            finally:
+                stop(proc)
+            print(json.dumps({"plotly_baseline": report["plotly_baseline"]}, indent=1), flush=True)
         if "plotly" in args.viewers:
             proc, url = start_streamlit(Path(args.app), workdir, tmp / "app.log")
             try:
