@@ -12,7 +12,8 @@ Grouping never compares all pairs: by the pigeonhole principle two hashes
 within Hamming distance ``d`` agree exactly on at least one of ``d + 1``
 disjoint bit segments (multi-index hashing, Norouzi et al. 2012), so only
 hashes that share a segment value are compared, one bucket offset at a time
-(memory O(N) per pass).  Identical hashes are merged first, so a thousand
+(memory O(N) per pass); the segments interleave the bits, which keeps the
+buckets small.  Identical hashes are merged first, so a thousand
 copies of one image cost one comparison, not a million.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 HASH_SIZE = 16  # 256 bits: 8 (imagehash's default, 64 bits) is too coarse for 28x28 thumbnails (see the tests)
 HIGHFREQ_FACTOR = 4
+SMALL_BUCKET = 64  # buckets up to this size are compared offset by offset, larger ones block by block
 
 
 def _dct_matrix(n: int, rows: int) -> np.ndarray:
@@ -60,7 +62,7 @@ def hash_images(
     n: int,
     *,
     hash_size: int = HASH_SIZE,
-    batch: int = 4096,
+    batch: int = 1024,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pHash of ``n`` PIL images (None for an unreadable one).
@@ -105,17 +107,21 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1).astype(np.int64)
 
 
-def _segments(nbits: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` disjoint (first bit, width) ranges covering ``nbits`` bits, widths as equal as possible."""
-    edges = np.linspace(0, nbits, parts + 1).round().astype(int)
-    return [(int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+def _segments(nbits: int, parts: int) -> list[np.ndarray]:
+    """``parts`` disjoint sets of bit positions covering ``nbits`` bits, interleaved (bit i goes to set i % parts).
+
+    Interleaved, not contiguous: neighbouring pHash bits are neighbouring DCT frequencies and agree
+    far more often than chance, so contiguous segments make a few huge buckets (5,949 of 60,000
+    Fashion-MNIST images shared one, against 258 interleaved: 5.5x fewer pairs to compare).
+    """
+    return [np.arange(first, nbits, parts) for first in range(min(parts, nbits))]
 
 
-def _segment_keys(h: np.ndarray, first: int, width: int) -> np.ndarray:
-    """The value of bits [first, first + width) of every hash row (width <= 64; may span two words)."""
+def _segment_keys(h: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The bits at positions ``bits`` (at most 64) of every hash row, as one integer per row."""
     out = np.zeros(len(h), np.uint64)
-    for bit in range(first, first + width, 1):  # bit by bit: simple and cheap (width * N operations)
-        word, off = divmod(bit, 64)
+    for bit in bits:  # bit by bit: simple and cheap (len(bits) * N operations)
+        word, off = divmod(int(bit), 64)
         out = (out << np.uint64(1)) | ((h[:, word] >> np.uint64(63 - off)) & np.uint64(1))
     return out
 
@@ -124,33 +130,53 @@ def close_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.n
     """Every pair (i < j) of *distinct* hash rows within ``max_distance`` bits, and its distance.
 
     Multi-index hashing: ``max_distance + 1`` segments; pairs that share a
-    segment value are compared bucket offset by bucket offset, so memory is
-    O(N) per pass and the work is the number of same-bucket pairs.
+    segment value are compared -- small buckets offset by offset, all at once,
+    large ones in blocks of rows -- so memory is O(N) plus one block and the
+    work is the number of same-bucket pairs.
     """
     h = np.ascontiguousarray(hashes, np.uint64)
     n, words = h.shape
     found_i, found_j, found_d = [], [], []
-    for first, width in _segments(64 * words, max_distance + 1):
-        key = _segment_keys(h, first, width)
+    for bits in _segments(64 * words, max_distance + 1):
+        key = _segment_keys(h, bits)
         order = np.argsort(key, kind="stable")
         k = key[order]
         starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
         sizes = np.diff(np.r_[starts, n])
         size_at = np.repeat(sizes, sizes)
         rank = np.arange(n) - np.repeat(starts, sizes)
-        active = np.flatnonzero(rank < size_at - 1)  # positions with a later member in their bucket
+        found = (found_i, found_j, found_d)
+        # small buckets: all at once, one bucket offset per pass (at most SMALL_BUCKET - 1 passes), on the
+        # hashes in bucket order so that each pass reads memory in sequence
+        hs = h[order]
+        small = size_at <= SMALL_BUCKET
+        active = np.flatnonzero((rank < size_at - 1) & small)
         off = 1
         while len(active):
-            a, b = order[active], order[active + off]
-            d = hamming(h[a], h[b])
+            d = hamming(hs[active], hs[active + off])
             close = d <= max_distance
             if close.any():
-                lo, hi = np.minimum(a[close], b[close]), np.maximum(a[close], b[close])
-                found_i.append(lo)
-                found_j.append(hi)
-                found_d.append(d[close])
+                a, b = order[active[close]], order[active[close] + off]
+                found[0].append(np.minimum(a, b))
+                found[1].append(np.maximum(a, b))
+                found[2].append(d[close])
             off += 1
             active = active[rank[active] + off < size_at[active]]
+        del hs
+        # large buckets (few): each one's pairs in blocks of rows, ~2M comparisons per block
+        for start, size in zip(starts[sizes > SMALL_BUCKET], sizes[sizes > SMALL_BUCKET]):
+            members = order[start : start + size]
+            hm = h[members]
+            block = max(1, (2 << 20) // int(size))
+            for r0 in range(0, int(size) - 1, block):
+                rows = np.arange(r0, min(r0 + block, int(size)))
+                d = hamming(hm[rows, None, :], hm[None, :, :])
+                ri, ci = np.nonzero((d <= max_distance) & (np.arange(int(size))[None, :] > rows[:, None]))
+                if len(ri):
+                    a, b = members[rows[ri]], members[ci]
+                    found_i.append(np.minimum(a, b))
+                    found_j.append(np.maximum(a, b))
+                    found_d.append(d[ri, ci])
     if not found_i:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
