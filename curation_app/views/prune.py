@@ -129,7 +129,7 @@ all_h = np.bincount(bins, minlength=len(edges))[:-1]
 
 
 def _names(items, what, floor):
-    shown = ", ".join(f"{name} ({kept} of {total})" for name, kept, total in items[:10])
+    shown = ", ".join(f"{name} ({kept:,} of {total:,})" for name, kept, total in items[:10])
     more = f" and {len(items) - 10} more" if len(items) > 10 else ""
     return f"{len(items)} {what} keep fewer than {floor}: {shown}{more}."
 
