@@ -49,9 +49,10 @@ class PixelsEncoder:
     ) -> dict:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(fit_rows, size=min(len(fit_rows), 20000), replace=False))
-        x = raw[sample].astype(np.float32)
+        from ...projection.map2d import read_rows  # a scattered read that does not map the whole file
+
+        x = read_rows(raw, sample).astype(np.float32)
         x /= np.float32(255.0)  # as `astype(float32) / 255.0` did, in place: the same numbers
-        release_pages(raw, 0, len(raw))  # the sample's pages (scattered over the whole file)
         mean = x.mean(axis=0)
         dim = min(self.pca_dim, x.shape[0], x.shape[1])
         # randomized SVD of the centred sample: a full SVD of 20k x 3072 takes minutes on 2 cores
