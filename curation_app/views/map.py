@@ -8,11 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery, map_data, summaries
+from curation_app.components import figures, gallery, map_canvas, map_data, summaries
 
 DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
 DRAWN_AT_SCALE = 50_000  # points drawn for a run larger than summaries.MAP_MAX_POINTS
 FEW = 3  # a selection of at most this many shows each example's card (image, id, class, every score)
+CANVAS, PLOTLY = "fast canvas", "plotly"
+DEFAULT_VIEWER = CANVAS  # measured in benchmarks/bench_app_map.py (canvas vs plotly, same run)
+LEGEND_MAX = 40  # groups listed next to the canvas; more: their count only
 
 run = state.require_run()
 rd = str(run.dir)
@@ -21,20 +24,14 @@ method = run.config["params"].get("map_method", "map")
 
 st.title("Map")
 st.caption(
-    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its id, "
-    "class and scores. Drag a box or a lasso to see every example inside (a small box around one point "
-    "shows its image and all its scores); with the pan tool (toolbar, top right) a click opens one point."
+    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its class "
+    "and score (rest on it, or click it, for its image, id and every score). Select a box to see every example "
+    "inside (a small box around one point shows its image and all its scores)."
 )
 
 # plotly redraws the whole chart on every re-colour, and a box sends back every drawn point inside it:
 # above the sampling limit draw fewer (the density stays faithful, selections still cover every example)
 pos = services.map_sample(rd) if len(t) <= summaries.MAP_MAX_POINTS else services.map_sample(rd, DRAWN_AT_SCALE)
-if len(pos) < len(t):
-    st.info(
-        f"Showing a sample of {len(pos):,} of {len(t):,} examples, drawn in proportion to every cluster's size, so "
-        "the density you see is faithful. A box or lasso selects from all examples, not only the drawn ones.",
-        icon=":material/grain:",
-    )
 
 
 def _dedup_threshold() -> float:
@@ -46,8 +43,8 @@ def _dedup_threshold() -> float:
     return DEFAULT_DEDUP_THRESHOLD
 
 
-def _colouring(colour: str) -> map_data.Colouring | None:
-    """The colouring for ``colour`` over the drawn points (None: duplicate groups not computed yet)."""
+def _colouring(colour: str, pos: np.ndarray = pos) -> map_data.Colouring | None:
+    """The colouring for ``colour`` over the points ``pos`` (None: duplicate groups not computed yet)."""
     if colour in (map_data.CLUSTER, map_data.CLASS):
         codes, names, _ = services.group_codes(rd, "cluster" if colour == map_data.CLUSTER else "label")
         return map_data.categorical(codes[pos], names, what=colour)
@@ -112,12 +109,13 @@ def _figure(colour: str, c: map_data.Colouring):
     )
 
 
-def _show_example(p: int) -> None:
+def _show_example(p: int, *, side=None) -> None:
+    """One example's card: image, id, class, cluster, path, every score (in ``side``: stacked, for a column)."""
     card = map_data.example_card(t, p, run.score_columns)
-    left, right = st.columns([1, 3])
+    left, right = (side, side) if side is not None else st.columns([1, 3])
     img = services.thumbnail(rd, run.key, p, 192) if run.has_images else None
     if img is not None:
-        left.image(img, width=192)
+        left.image(img, width=128 if side is not None else 192)
     else:
         left.caption("no image (precomputed embeddings)" if not run.has_images else "the image could not be read")
     right.markdown(
@@ -147,6 +145,16 @@ def map_view() -> None:
         key="w.map.colour",
         on_change=lambda: st.session_state.update({"s.map_colour": st.session_state["w.map.colour"]}),
     )
+    viewer = _viewer()
+    if viewer == CANVAS:
+        _canvas_view(colour)
+        return
+    if len(pos) < len(t):
+        st.info(
+            f"Showing a sample of {len(pos):,} of {len(t):,} examples, drawn in proportion to every cluster's size, "
+            "so the density you see is faithful. A box or lasso selects from all examples, not only the drawn ones.",
+            icon=":material/grain:",
+        )
     c = _colouring(colour) or _colouring(map_data.CLUSTER)
     assert c is not None
     if c.note:
@@ -161,34 +169,142 @@ def map_view() -> None:
     )
     sel = event["selection"] if event is not None and "selection" in event else None
     region = map_data.region_of(sel)
-    metric = state.get("metric")
-    st.subheader("Selected images")
     if region is not None:
-        # the region, not the browser's point list: tested against every example (also those not drawn)
-        chosen = map_data.region_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), region)
-        if len(chosen) == 0:
-            st.caption(f"No example inside the {region['kind']}.")
-            return
-        st.caption(f"{len(chosen):,} of {len(t):,} examples inside the {region['kind']} (all examples, drawn or not).")
-        if len(chosen) <= FEW:
-            for p in chosen:
-                _show_example(int(p))
-            return
-        order = chosen[np.argsort(-services.score_array(rd, metric)[0][chosen], kind="stable")]
-        gallery.gallery(
-            run,
-            order,
-            key=f"map.{len(order)}.{int(order[0])}",
-            score=metric,
-            title=f"{len(order):,} selected, hardest first by {metric}",
-        )
+        _show_region(region)
         return
     clicked = map_data.clicked_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), (sel or {}).get("points"), pos)
+    st.subheader("Selected images")
     if len(clicked) == 0:
         st.caption("Nothing selected yet: drag a box or a lasso on the map, or click a point with the pan tool.")
         return
     for p in clicked[:5]:
         _show_example(int(p))
+
+
+def _show_region(region: dict) -> None:
+    """Every example inside ``region`` (all of them, drawn or not): a card each when few, else a gallery."""
+    metric = state.get("metric")
+    st.subheader("Selected images")
+    # the region, not the browser's point list: tested against every example (also those not drawn)
+    chosen = map_data.region_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), region)
+    if len(chosen) == 0:
+        st.caption(f"No example inside the {region['kind']}.")
+        return
+    st.caption(f"{len(chosen):,} of {len(t):,} examples inside the {region['kind']} (all examples, drawn or not).")
+    if len(chosen) <= FEW:
+        for p in chosen:
+            _show_example(int(p))
+        return
+    order = chosen[np.argsort(-services.score_array(rd, metric)[0][chosen], kind="stable")]
+    gallery.gallery(
+        run,
+        order,
+        key=f"map.{len(order)}.{int(order[0])}",
+        score=metric,
+        title=f"{len(order):,} selected, hardest first by {metric}",
+    )
+
+
+def _viewer() -> str:
+    """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS);
+    ``?viewer=canvas`` / ``?viewer=plotly`` in the URL picks one."""
+    q = st.query_params.get("viewer")
+    if q in ("canvas", "plotly") and "w.map.viewer" not in st.session_state:
+        st.session_state["s.map_viewer"] = CANVAS if q == "canvas" else PLOTLY
+    if st.session_state.get("s.map_viewer") not in (CANVAS, PLOTLY):
+        st.session_state["s.map_viewer"] = DEFAULT_VIEWER
+    state.fill("w.map.viewer", st.session_state["s.map_viewer"])
+    return st.radio(
+        "Viewer",
+        (CANVAS, PLOTLY),
+        horizontal=True,
+        key="w.map.viewer",
+        help="fast canvas: every example drawn in the browser, pan and zoom without a round trip; "
+        "plotly: the chart with its toolbar and lasso (a sample above "
+        f"{summaries.MAP_MAX_POINTS:,} examples)",
+        on_change=lambda: st.session_state.update({"s.map_viewer": st.session_state["w.map.viewer"]}),
+    )
+
+
+_POSITIONS: dict[str, tuple[bytes, list[float], list[str]]] = {}
+
+
+def _positions() -> tuple[bytes, list[float], list[str]]:
+    """(bytes, bounds, class names) of every example, once per run: the canvas fetches them once."""
+    if run.key not in _POSITIONS:
+        _POSITIONS.clear()
+        x, y = t["map_x"].to_numpy(), t["map_y"].to_numpy()
+        if run.has_labels:
+            cls, names, _ = services.group_codes(rd, "label")
+        else:
+            cls, names = np.zeros(len(t), np.int64), []
+        box = map_canvas.bounds(x, y)
+        _POSITIONS[run.key] = (map_canvas.position_bytes(x, y, cls, t["cluster"].to_numpy(), box), box, list(names))
+    return _POSITIONS[run.key]
+
+
+def _legend(c: map_data.Colouring, js: dict) -> None:
+    """The colours next to the canvas: one line per group, or the score's colour bar."""
+    st.markdown(f"**{c.legend_title}**")
+    if c.kind == "category":
+        if len(c.names) > LEGEND_MAX:
+            st.caption(f"{len(c.names):,} groups; the colours cycle through {len(js['palette'])}.")
+            return
+        pal = js["palette"]
+        lines = [
+            f'<span style="color:{pal[i % len(pal)]};font-size:1.2em">■</span> {name}' for i, name in enumerate(c.names)
+        ]
+        st.markdown("<br>".join(lines), unsafe_allow_html=True)
+        return
+    lo, hi = js["range"]
+    stops = ",".join(js["palette"][:-1][::16] + [js["palette"][-2]])
+    st.markdown(
+        f'<div style="height:14px;border-radius:3px;background:linear-gradient(90deg,{stops})"></div>'
+        f'<div style="display:flex;justify-content:space-between;font-size:0.8em"><span>{lo:.3g}</span>'
+        f"<span>{hi:.3g}</span></div>",
+        unsafe_allow_html=True,
+    )
+    st.caption("higher = harder; the colour spans the 1st to 99th percentile" if not c.log_values else "")
+    if c.overlay is not None:
+        st.markdown(f'<span style="color:{figures.CUT_COLOUR}">■</span> {c.overlay_name}', unsafe_allow_html=True)
+
+
+def _canvas_view(colour: str) -> None:
+    """Every example on the canvas; the legend and the pointed example's card beside it, the selection below."""
+    every = np.arange(len(t))
+    c = _colouring(colour, every) or _colouring(map_data.CLUSTER, every)
+    assert c is not None
+    if c.note:
+        st.caption(c.note)
+    pos_bytes, box, class_names = _positions()
+    col_bytes, js = map_canvas.colour_payload(c, palette=list(figures.PALETTE), top_colour=figures.CUT_COLOUR)
+    region = st.session_state.get("map.canvas_region")
+    left, right = st.columns([4, 1])
+    with left:
+        res = map_canvas.canvas_map(
+            positions=pos_bytes,
+            n=len(t),
+            box=box,
+            class_names=class_names,
+            colours=col_bytes,
+            colour_json=js,
+            title=f"2-D map of {len(t):,} examples ({method}), {c.title}",
+            key="map.canvas",
+            region=region,
+        )
+    with right:
+        _legend(c, js)
+        pointed = res.get("hovered")
+        if isinstance(pointed, int) and 0 <= pointed < len(t):
+            st.markdown("---")
+            _show_example(int(pointed), side=st.container())
+    region = map_canvas.region_of(res.get("region"))
+    st.session_state["map.canvas_region"] = res.get("region") if region is not None else None
+    if region is None:
+        st.subheader("Selected images")
+        st.caption("Nothing selected yet: drag a box with ▭ select (or shift-drag) on the map.")
+        return
+    _show_region(region)
 
 
 map_view()

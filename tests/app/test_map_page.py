@@ -28,7 +28,10 @@ def make_app(workdir, monkeypatch, *, query=None) -> AppTest:
     return at
 
 
-def goto(at: AppTest, page: str) -> AppTest:
+def goto(at: AppTest, page: str, *, viewer: str = "plotly") -> AppTest:
+    """Open ``page``; the Map page with ``viewer`` (these tests read the Plotly figure; test_map_canvas.py
+    covers the canvas viewer)."""
+    at.session_state["s.map_viewer"] = viewer
     at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [(e.message, e.stack_trace[-5:]) for e in at.exception]
     return at

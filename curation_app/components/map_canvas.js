@@ -1,0 +1,267 @@
+// The Map page's canvas viewer (a Streamlit v2 component).  Every point is written as pixels into one
+// ImageData (fast in software rendering, also for 1,000,000 points); pan (drag) and zoom (wheel) redraw in the
+// browser without a server round trip.  The positions come once per run from a URL (an octet file Streamlit
+// serves from memory), the colouring from a second, smaller URL; both are kept here between reruns, so a
+// re-colour fetches only the colour file.  A box selection is sent back as a region in map coordinates; the
+// hovered point's index is sent after the pointer rests on it, so the server can show its card.
+const POS_FIELDS = 4; // x, y, class code, cluster (uint16 each)
+
+async function fetchBytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`map data ${url}: HTTP ${r.status}`);
+  return await r.arrayBuffer();
+}
+
+function hexToABGR(hex) {
+  const h = hex.replace("#", "");
+  const r = parseInt(h.slice(0, 2), 16), g = parseInt(h.slice(2, 4), 16), b = parseInt(h.slice(4, 6), 16);
+  return (255 << 24) | (b << 16) | (g << 8) | r; // little-endian RGBA in one uint32
+}
+
+function buildGrid(S) {
+  // a uniform grid over [0,1]^2 (counting sort of the point indices by cell): nearest-point lookup for hover
+  const G = S.n > 200000 ? 512 : 256, n = S.n, cell = new Uint32Array(n), count = new Uint32Array(G * G + 1);
+  for (let i = 0; i < n; i++) {
+    const c = Math.min(G - 1, (S.u[i] * G) | 0) * G + Math.min(G - 1, (S.v[i] * G) | 0);
+    cell[i] = c;
+    count[c + 1]++;
+  }
+  for (let c = 0; c < G * G; c++) count[c + 1] += count[c];
+  const fill = count.slice(0, G * G), order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[fill[cell[i]]++] = i;
+  S.grid = { G, start: count, order };
+}
+
+function nearest(S, u, v, r) {
+  const { G, start, order } = S.grid;
+  const c0 = Math.max(0, Math.floor((u - r) * G)), c1 = Math.min(G - 1, Math.floor((u + r) * G));
+  const r0 = Math.max(0, Math.floor((v - r) * G)), r1 = Math.min(G - 1, Math.floor((v + r) * G));
+  let best = -1, bd = r * r;
+  for (let cx = c0; cx <= c1; cx++)
+    for (let cy = r0; cy <= r1; cy++) {
+      const c = cx * G + cy;
+      for (let k = start[c]; k < start[c + 1]; k++) {
+        const i = order[k], du = S.u[i] - u, dv = S.v[i] - v, d = du * du + dv * dv;
+        if (d <= bd) { bd = d; best = i; }
+      }
+    }
+  return best;
+}
+
+function draw(S) {
+  const t0 = performance.now();
+  const W = S.canvas.width, H = S.canvas.height;
+  if (!S.image || S.image.width !== W || S.image.height !== H) {
+    S.image = S.ctx.createImageData(W, H);
+    S.buf = new Uint32Array(S.image.data.buffer);
+  }
+  const buf = S.buf;
+  buf.fill(S.background);
+  if (S.u && S.codes) {
+    const n = S.n, u = S.u, v = S.v, codes = S.codes, pal = S.palette32, k = S.scale * S.side;
+    const ox = S.ox, oy = S.oy, size = S.n > 250000 ? (S.scale > 3 ? 2 : 1) : S.scale > 3 ? 3 : 2;
+    const top = S.topCode;
+    for (let pass = 0; pass < (top >= 0 ? 2 : 1); pass++) {
+      for (let i = 0; i < n; i++) {
+        const code = codes[i];
+        if (pass === 0 ? code === top : code !== top) continue;
+        const px = (u[i] * k + ox) | 0, py = ((1 - v[i]) * k + oy) | 0;
+        if (px < 0 || py < 0 || px + size > W || py + size > H) continue;
+        const col = pal[code];
+        let o = py * W + px;
+        for (let a = 0; a < size; a++, o += W) for (let b = 0; b < size; b++) buf[o + b] = col;
+      }
+    }
+  }
+  S.ctx.putImageData(S.image, 0, 0);
+  S.drawMs = performance.now() - t0;
+  S.root.dataset.drawMs = S.drawMs.toFixed(1);
+  drawRegion(S);
+}
+
+function toScreen(S, u, v) {
+  const k = S.scale * S.side;
+  return [u * k + S.ox, (1 - v) * k + S.oy];
+}
+
+function toUnit(S, px, py) {
+  const k = S.scale * S.side;
+  return [(px - S.ox) / k, 1 - (py - S.oy) / k];
+}
+
+function drawRegion(S) {
+  const box = S.boxEl, r = S.region;
+  if (!r || !S.bounds) { box.style.display = "none"; return; }
+  const b = S.bounds;
+  const [ax, ay] = toScreen(S, (r.x0 - b[0]) / (b[1] - b[0]), (r.y1 - b[2]) / (b[3] - b[2]));
+  const [bx, by] = toScreen(S, (r.x1 - b[0]) / (b[1] - b[0]), (r.y0 - b[2]) / (b[3] - b[2]));
+  Object.assign(box.style, {
+    display: "block", left: `${ax}px`, top: `${ay}px`, width: `${bx - ax}px`, height: `${by - ay}px`,
+  });
+}
+
+function resetView(S) {
+  const W = S.canvas.width, H = S.canvas.height;
+  S.side = Math.min(W, H) - 16;
+  S.scale = 1;
+  S.ox = (W - S.side) / 2;
+  S.oy = (H - S.side) / 2;
+}
+
+function setup(S, parent, setStateValue) {
+  const root = parent.querySelector(".mc-root");
+  S.root = root;
+  S.canvas = root.querySelector("canvas");
+  S.ctx = S.canvas.getContext("2d");
+  S.tip = root.querySelector(".mc-tip");
+  S.boxEl = root.querySelector(".mc-box");
+  S.status = root.querySelector(".mc-status");
+  S.mode = "pan";
+  S.background = hexToABGR("#ffffff");
+  S.setStateValue = setStateValue;
+  const W = Math.max(300, Math.floor(root.clientWidth || 900));
+  S.canvas.width = W;
+  S.canvas.height = S.height;
+  resetView(S);
+  const tools = root.querySelectorAll(".mc-tool");
+  const setMode = (m) => {
+    S.mode = m;
+    tools.forEach((t) => t.classList.toggle("on", t.dataset.mode === m));
+    S.canvas.style.cursor = m === "pan" ? "grab" : "crosshair";
+  };
+  tools.forEach((t) => t.addEventListener("click", () => {
+    if (t.dataset.mode === "reset") { resetView(S); draw(S); } else if (t.dataset.mode === "clear") {
+      S.region = null; drawRegion(S); S.setStateValue("region", null);
+    } else setMode(t.dataset.mode);
+  }));
+  setMode("pan");
+  let drag = null;
+  const local = (e) => { const r = S.canvas.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
+  S.canvas.addEventListener("pointerdown", (e) => {
+    S.canvas.setPointerCapture(e.pointerId);
+    const [x, y] = local(e);
+    drag = { x, y, ox: S.ox, oy: S.oy, select: S.mode === "select" || e.shiftKey, moved: false };
+  });
+  S.canvas.addEventListener("pointermove", (e) => {
+    const [x, y] = local(e);
+    if (drag) {
+      drag.moved = drag.moved || Math.abs(x - drag.x) + Math.abs(y - drag.y) > 3;
+      if (drag.select) {
+        Object.assign(S.boxEl.style, {
+          display: "block", left: `${Math.min(x, drag.x)}px`, top: `${Math.min(y, drag.y)}px`,
+          width: `${Math.abs(x - drag.x)}px`, height: `${Math.abs(y - drag.y)}px`,
+        });
+      } else {
+        S.ox = drag.ox + x - drag.x;
+        S.oy = drag.oy + y - drag.y;
+        if (!S.pending) { S.pending = true; requestAnimationFrame(() => { S.pending = false; draw(S); }); }
+      }
+      S.tip.style.display = "none";
+      return;
+    }
+    hover(S, x, y);
+  });
+  S.canvas.addEventListener("pointerup", (e) => {
+    const [x, y] = local(e);
+    const d = drag;
+    drag = null;
+    if (!d) return;
+    if (d.select && d.moved && S.bounds) {
+      const b = S.bounds;
+      const [u0, v1] = toUnit(S, Math.min(x, d.x), Math.min(y, d.y));
+      const [u1, v0] = toUnit(S, Math.max(x, d.x), Math.max(y, d.y));
+      S.region = {
+        x0: b[0] + u0 * (b[1] - b[0]), x1: b[0] + u1 * (b[1] - b[0]),
+        y0: b[2] + v0 * (b[3] - b[2]), y1: b[2] + v1 * (b[3] - b[2]),
+      };
+      drawRegion(S);
+      S.setStateValue("region", S.region);
+    } else if (!d.moved && S.hovered >= 0) {
+      clearTimeout(S.rest); // a click: the card of this point now
+      if (S.sentHover !== S.hovered) { S.sentHover = S.hovered; S.setStateValue("hovered", S.hovered); }
+    } else if (d.select) drawRegion(S);
+  });
+  S.canvas.addEventListener("pointerleave", () => { S.tip.style.display = "none"; clearTimeout(S.rest); });
+  S.canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const [x, y] = local(e);
+    const f = Math.exp(-e.deltaY * 0.0015), s = Math.min(400, Math.max(0.5, S.scale * f)), g = s / S.scale;
+    S.ox = x - (x - S.ox) * g;
+    S.oy = y - (y - S.oy) * g;
+    S.scale = s;
+    if (!S.pending) { S.pending = true; requestAnimationFrame(() => { S.pending = false; draw(S); }); }
+  }, { passive: false });
+}
+
+function hover(S, x, y) {
+  if (!S.grid) return;
+  const [u, v] = toUnit(S, x, y);
+  const i = nearest(S, u, v, 6 / (S.scale * S.side));
+  S.hovered = i;
+  clearTimeout(S.rest);
+  if (i < 0) { S.tip.style.display = "none"; return; }
+  const cls = S.classNames.length ? S.classNames[S.cls[i]] : null;
+  let text = `#${i}` + (cls !== null ? ` · ${cls}` : "") + ` · cluster ${S.cluster[i]}`;
+  if (S.scores) text += `\n${S.scoreName} ${S.scores[i].toFixed(3)}`;
+  else if (S.legend && S.legend[S.codes[i]]) text += `\n${S.legend[S.codes[i]]}`;
+  S.tip.textContent = text;
+  Object.assign(S.tip.style, { display: "block", left: `${x + 12}px`, top: `${y + 12}px` });
+  // the pointer rests on a point: ask the server for its card (id, thumbnail, every score)
+  S.rest = setTimeout(() => { if (S.hovered === i && S.sentHover !== i) { S.sentHover = i; S.setStateValue("hovered", i); } }, S.restMs);
+}
+
+async function update(S, data) {
+  S.height = data.height;
+  S.restMs = data.rest_ms;
+  const W = Math.floor(S.root.clientWidth);
+  if (W >= 300 && (W !== S.canvas.width || S.canvas.height !== S.height)) {
+    S.canvas.width = W;
+    S.canvas.height = S.height;
+    resetView(S);
+  }
+  if (S.posUrl !== data.pos_url) {
+    S.status.textContent = `loading ${data.n.toLocaleString()} positions…`;
+    const buf = await fetchBytes(data.pos_url);
+    const all = new Uint16Array(buf), n = data.n;
+    if (all.length !== n * POS_FIELDS) throw new Error(`map positions: ${all.length} values for ${n} points`);
+    S.u = new Float32Array(n);
+    S.v = new Float32Array(n);
+    for (let i = 0; i < n; i++) { S.u[i] = all[i] / 65535; S.v[i] = all[n + i] / 65535; }
+    S.cls = all.subarray(2 * n, 3 * n);
+    S.cluster = all.subarray(3 * n, 4 * n);
+    S.n = n;
+    S.bounds = data.bounds;
+    S.classNames = data.class_names || [];
+    buildGrid(S);
+    S.posUrl = data.pos_url;
+  }
+  if (S.colUrl !== data.col_url) {
+    const buf = await fetchBytes(data.col_url), n = data.n;
+    S.codes = new Uint8Array(buf, 0, n);
+    const off = Math.ceil(n / 4) * 4;
+    S.scores = data.has_scores ? new Float32Array(buf, off, n) : null;
+    S.colUrl = data.col_url;
+  }
+  S.palette32 = new Uint32Array(256);
+  data.palette.forEach((h, i) => { S.palette32[i] = hexToABGR(h); });
+  S.topCode = data.top_code;
+  S.legend = data.legend;
+  S.scoreName = data.score_name;
+  S.region = data.region;
+  draw(S);
+  S.status.textContent = `${data.n.toLocaleString()} points, ${data.title} · drawn in ${S.drawMs.toFixed(0)} ms · ` +
+    "drag: pan · wheel: zoom · shift-drag or ▭: select a box · click a point: its card";
+  S.root.dataset.title = data.title;
+  S.root.dataset.n = String(data.n);
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  // the element stays mounted between reruns (a stable key): keep the decoded arrays and the view on it
+  const S = parentElement.__mapCanvas || (parentElement.__mapCanvas = { posUrl: null, colUrl: null, hovered: -1 });
+  S.setStateValue = setStateValue;
+  if (!S.root) { S.height = data.height; setup(S, parentElement, setStateValue); }
+  S.queue = (S.queue || Promise.resolve()).then(() => update(S, data)).catch((e) => {
+    S.status.textContent = `map error: ${e.message}`;
+  });
+}
