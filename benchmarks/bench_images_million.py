@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     report["end_to_end_images_per_s"] = round(args.n / res["wall_s"], 1)
     report["embed_pass_memory"] = embed_phase(res["samples"], log.read_text(errors="replace"))
     step = max(1, len(res["samples"]) // 120)
-    report["rss_series_every_%ds" % step] = [s[:4] for s in res["samples"][::step]]
+    report[f"rss_series_every_{step}_samples"] = [s[:4] for s in res["samples"][::step]]  # (s, main, tree RSS, PSS kB)
     if res["rc"] != 0:
         report["output_tail"] = log.read_text(errors="replace")[-3000:]
     out = Path(args.out)
