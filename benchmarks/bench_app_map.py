@@ -146,14 +146,16 @@ def _title_has(pg, text: str, timeout_ms: int) -> None:
     )
 
 
-def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int, shot: Path | None = None) -> dict:
+def measure_plotly(
+    pg, url: str, colours: list[str], timeout_ms: int, shot: Path | None = None, *, path: str = "/map"
+) -> dict:
     """The app's Map page: first paint, re-colour (each of ``colours``), box selection, hover."""
     out: dict = {}
     frames: list[tuple[float, int]] = []  # (time, bytes) of every websocket message the page receives
     pg.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append((time.perf_counter(), len(f)))))
 
     def first(tmo):
-        pg.goto(url + "/map")
+        pg.goto(url + path)
         _title_has(pg, "2-D map of", tmo)
         pg.wait_for_selector(".js-plotly-plot canvas", timeout=tmo)
 
@@ -217,6 +219,146 @@ def measure_plotly(pg, url: str, colours: list[str], timeout_ms: int, shot: Path
     out["box_select_s"] = _timed(select, timeout_ms)
     try:
         out["selection_text"] = pg.locator("text=/selected in the box|selected, hardest first/").first.text_content()
+    except Exception:  # noqa: BLE001
+        out["selection_text"] = None
+    out["select_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+    if shot is not None:
+        pg.screenshot(path=str(shot))
+    return out
+
+
+CANVAS_ROOT = (
+    "() => { for (const h of document.querySelectorAll('[data-testid=stBidiComponentIsolated]')) {"
+    " const r = h.shadowRoot && h.shadowRoot.querySelector('.mc-root'); if (r) return r; } return null; }"
+)
+
+
+def _canvas_has(pg, attr: str, text: str, timeout_ms: int) -> None:
+    pg.wait_for_function(
+        f"([a, t]) => {{ const r = ({CANVAS_ROOT})(); return r && (r.dataset[a] || '').includes(t); }}",
+        arg=[attr, text],
+        timeout=timeout_ms,
+    )
+
+
+def _canvas_state(pg) -> dict:
+    return pg.evaluate(
+        f"() => {{ const r = ({CANVAS_ROOT})(); const S = r && r.getRootNode().__mapCanvas;"
+        " return S ? {draw_ms: S.drawMs, n: S.n, tip: S.tip.style.display === 'block' ? S.tip.textContent : null}"
+        " : null; }"
+    )
+
+
+def measure_canvas(pg, url: str, colours: list[str], timeout_ms: int, shot: Path | None = None) -> dict:
+    """The Map page with the canvas viewer (``?viewer=canvas``): first paint, re-colour, pan, zoom, hover
+    (tooltip, then the side card), box selection; the bytes each step moved (websocket + media fetches)."""
+    out: dict = {}
+    frames: list[tuple[float, int]] = []
+    media: list[tuple[float, int, str]] = []
+    pg.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append((time.perf_counter(), len(f)))))
+
+    def on_response(r):
+        if "/media/" in r.url:
+            try:
+                media.append((time.perf_counter(), len(r.body()), r.url.rsplit("/", 1)[-1][:12]))
+            except Exception:  # noqa: BLE001 - a response whose body is gone: not counted
+                pass
+
+    pg.on("response", on_response)
+
+    def moved(t0: float) -> dict:
+        return {
+            "websocket_mb": round(sum(n for t, n in frames if t >= t0) / 1e6, 3),
+            "fetched_mb": round(sum(n for t, n, _ in media if t >= t0) / 1e6, 3),
+        }
+
+    t0 = time.perf_counter()
+
+    def first(tmo):
+        pg.goto(url + "/map?viewer=canvas")
+        _canvas_has(pg, "title", "2-D map of", tmo)
+
+    out["first_paint_s"] = _timed(first, timeout_ms)
+    out["first_paint_bytes"] = moved(t0)
+    _settle(pg, timeout_ms)
+    st0 = _canvas_state(pg) or {}
+    out["n_drawn"] = st0.get("n")
+    out["draw_ms"] = st0.get("draw_ms")
+    out["recolour_s"], out["recolour_bytes"], out["recolour_settled_s"] = {}, {}, {}
+    for c in colours:
+        t_click = time.perf_counter()
+
+        def recolour(tmo, c=c):
+            pg.locator('[data-testid="stRadio"] label', has_text=c).first.click()
+            _canvas_has(pg, "title", f"coloured by {c}", tmo)
+
+        out["recolour_s"][c] = _timed(recolour, timeout_ms)
+        out["recolour_settled_s"][c] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+        out["recolour_bytes"][c] = moved(t_click)
+    canvas = pg.locator(".mc-canvas").first
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    def zoom(tmo):
+        pg.mouse.move(cx, cy)
+        for _ in range(3):
+            pg.mouse.wheel(0, -240)
+            time.sleep(0.05)
+        pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+    out["zoom_3_wheel_steps_s"] = _timed(zoom, timeout_ms)
+    out["zoom_draw_ms"] = (_canvas_state(pg) or {}).get("draw_ms")
+
+    def pan(tmo):
+        pg.mouse.move(cx, cy)
+        pg.mouse.down()
+        pg.mouse.move(cx + 120, cy + 60, steps=6)
+        pg.mouse.up()
+        pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+    out["pan_6_moves_s"] = _timed(pan, timeout_ms)
+    out["pan_draw_ms"] = (_canvas_state(pg) or {}).get("draw_ms")
+    pg.locator(".mc-tool[data-mode=reset]").first.click()
+    t_hover = [0.0]
+
+    def hover(tmo):
+        deadline = time.time() + tmo / 1000
+        i = 0
+        while time.time() < deadline:
+            fx, fy = 0.3 + 0.4 * ((i * 37) % 11) / 10, 0.3 + 0.4 * ((i * 53) % 7) / 6
+            t_hover[0] = time.perf_counter()
+            pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            st = _canvas_state(pg) or {}
+            if st.get("tip"):
+                out["hover_text"] = st["tip"]
+                return
+            i += 1
+        raise TimeoutError("no tooltip")
+
+    out["hover_tooltip_s"] = _timed(hover, timeout_ms)
+
+    def card(tmo):
+        pg.wait_for_selector('[data-testid="stMarkdownContainer"]:has-text("· cluster")', timeout=tmo)
+
+    out["hover_card_s"] = _timed(card, timeout_ms)  # includes the viewer's rest delay before it asks
+    out["hover_rest_ms"] = 350
+    _settle(pg, timeout_ms)
+    pg.locator(".mc-tool[data-mode=select]").first.click()
+    t_sel = time.perf_counter()
+
+    def select(tmo):
+        x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+        x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+        pg.mouse.move(x0, y0)
+        pg.mouse.down()
+        pg.mouse.move(x1, y1, steps=8)
+        pg.mouse.up()
+        pg.wait_for_selector("text=/examples inside the box/", timeout=tmo)
+
+    out["box_select_s"] = _timed(select, timeout_ms)
+    out["box_select_bytes"] = moved(t_sel)
+    try:
+        out["selection_text"] = pg.locator("text=/examples inside the box/").first.text_content()
     except Exception:  # noqa: BLE001
         out["selection_text"] = None
     out["select_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
@@ -369,7 +511,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", required=True, help="a workdir with a finished run (its latest run is used)")
     ap.add_argument("--label", help="key in the results file (default: 60k / 1M from the row count)")
-    ap.add_argument("--viewers", default="plotly,atlas", help="comma list of plotly, atlas")
+    ap.add_argument("--viewers", default="canvas,plotly", help="comma list of canvas, plotly, atlas")
     ap.add_argument("--atlas-path", default="", help="a folder holding the embedding_atlas package (pip --target)")
     ap.add_argument("--colours", default="", help="colours to try (default: two scores, then class / cluster)")
     ap.add_argument("--plotly-floor", default="", help="comma list of sizes: plotly.js alone at each (e.g. 60000)")
@@ -421,16 +563,24 @@ def main(argv=None) -> int:
             finally:
                 stop(proc)
             print(json.dumps({"plotly_baseline": report["plotly_baseline"]}, indent=1), flush=True)
-        if "plotly" in args.viewers:
+        if "plotly" in args.viewers or "canvas" in args.viewers:
+            # both viewers of the app, on one server, one after the other (each in a fresh browser)
             proc, url = start_streamlit(Path(args.app), workdir, tmp / "app.log")
             try:
-                shot = Path(args.shots) / f"bench_{label}_plotly.png" if args.shots else None
-                res, outbound = run_browser(url, lambda pg: measure_plotly(pg, url, colours, tmo, shot))
-                res["outbound_requests"] = outbound
-                report["plotly"] = res
+                for viewer, fn in (("canvas", measure_canvas), ("plotly", measure_plotly)):
+                    if viewer not in args.viewers:
+                        continue
+                    shot = Path(args.shots) / f"bench_{label}_{viewer}.png" if args.shots else None
+                    kw = {"path": "/map?viewer=plotly"} if viewer == "plotly" else {}
+                    res, outbound = run_browser(
+                        url, lambda pg, fn=fn, shot=shot, kw=kw: fn(pg, url, colours, tmo, shot, **kw)
+                    )
+                    res["outbound_requests"] = outbound
+                    res["loadavg_after_viewer"] = [round(v, 2) for v in os.getloadavg()]
+                    report[viewer] = res
+                    print(json.dumps({viewer: report[viewer]}, indent=1), flush=True)
             finally:
                 stop(proc)
-            print(json.dumps({"plotly": report["plotly"]}, indent=1), flush=True)
         if "atlas" in args.viewers:
             extra = args.atlas_path
             probe = subprocess.run(

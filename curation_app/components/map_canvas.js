@@ -59,7 +59,9 @@ function draw(S) {
   buf.fill(S.background);
   if (S.u && S.codes) {
     const n = S.n, u = S.u, v = S.v, codes = S.codes, pal = S.palette32, k = S.scale * S.side;
-    const ox = S.ox, oy = S.oy, size = S.n > 250000 ? (S.scale > 3 ? 2 : 1) : S.scale > 3 ? 3 : 2;
+    // bigger points where there are few (a small run) or when zoomed in; 1 pixel at a million
+    const base = S.n <= 5000 ? 4 : S.n <= 250000 ? 2 : 1;
+    const ox = S.ox, oy = S.oy, size = base + (S.scale > 3 ? 1 : 0);
     const top = S.topCode;
     for (let pass = 0; pass < (top >= 0 ? 2 : 1); pass++) {
       for (let i = 0; i < n; i++) {
@@ -202,10 +204,15 @@ function hover(S, x, y) {
   if (i < 0) { S.tip.style.display = "none"; return; }
   const cls = S.classNames.length ? S.classNames[S.cls[i]] : null;
   let text = `#${i}` + (cls !== null ? ` · ${cls}` : "") + ` · cluster ${S.cluster[i]}`;
+  if (S.legend && S.legend[S.codes[i]] && !["cluster", "class"].includes(S.legendTitle))
+    text += `\n${S.legend[S.codes[i]]}`;
   if (S.scores) text += `\n${S.scoreName} ${S.scores[i].toFixed(3)}`;
-  else if (S.legend && S.legend[S.codes[i]]) text += `\n${S.legend[S.codes[i]]}`;
   S.tip.textContent = text;
-  Object.assign(S.tip.style, { display: "block", left: `${x + 12}px`, top: `${y + 12}px` });
+  S.tip.style.display = "block";
+  // keep the tooltip inside the canvas: to the left of the pointer near the right edge, above it near the bottom
+  const tw = S.tip.offsetWidth, th = S.tip.offsetHeight;
+  S.tip.style.left = `${x + 12 + tw > S.canvas.width ? x - 12 - tw : x + 12}px`;
+  S.tip.style.top = `${y + 12 + th > S.canvas.height ? y - 12 - th : y + 12}px`;
   // the pointer rests on a point: ask the server for its card (id, thumbnail, every score)
   S.rest = setTimeout(() => { if (S.hovered === i && S.sentHover !== i) { S.sentHover = i; S.setStateValue("hovered", i); } }, S.restMs);
 }
@@ -246,6 +253,7 @@ async function update(S, data) {
   data.palette.forEach((h, i) => { S.palette32[i] = hexToABGR(h); });
   S.topCode = data.top_code;
   S.legend = data.legend;
+  S.legendTitle = data.legend_title;
   S.scoreName = data.score_name;
   S.region = data.region;
   draw(S);

@@ -104,12 +104,21 @@ def viridis(levels: int = LEVELS) -> list[str]:
     return out
 
 
-def colour_payload(c: map_data.Colouring, *, palette: list[str], top_colour: str) -> tuple[bytes, dict]:
+def colour_payload(
+    c: map_data.Colouring,
+    *,
+    palette: list[str],
+    top_colour: str,
+    scores: np.ndarray | None = None,
+    score_name: str | None = None,
+) -> tuple[bytes, dict]:
     """(bytes, JSON part) of one colouring for the canvas.
 
     Category: palette index = group code modulo the palette (as the Plotly viewer cycles it), the kept group
     (two groups, "kept" last) drawn on top.  Value: the score's level on Viridis, the float32 score travels
-    along for the tooltip; an overlay (near-duplicates removed) is palette index 255, drawn on top."""
+    along for the tooltip; an overlay (near-duplicates removed) is palette index 255, drawn on top.
+    ``scores`` (float per point, named ``score_name``): the score a category's tooltip shows (the current metric).
+    """
     if c.kind == "category":
         assert c.codes is not None
         codes = np.asarray(c.codes, np.int64)
@@ -119,12 +128,13 @@ def colour_payload(c: map_data.Colouring, *, palette: list[str], top_colour: str
         pal = cols[:n_col]
         top = 1 if len(c.names) == 2 and c.colours else -1  # kept over pruned
         legend = [c.names[i] if i < len(c.names) else "" for i in range(n_col)] if len(c.names) <= n_col else None
-        return colour_bytes(idx), {
+        return colour_bytes(idx, scores), {
             "palette": pal,
             "top_code": top,
-            "has_scores": False,
+            "has_scores": scores is not None,
             "legend": legend,
-            "score_name": None,
+            "legend_title": c.legend_title,
+            "score_name": score_name if scores is not None else None,
         }
     assert c.values is not None
     levels, lo, hi = score_levels(c.values)
@@ -138,6 +148,7 @@ def colour_payload(c: map_data.Colouring, *, palette: list[str], top_colour: str
         "top_code": TOP if c.overlay is not None else -1,
         "has_scores": True,
         "legend": None,
+        "legend_title": c.legend_title,
         "score_name": c.legend_title,
         "range": [2.0**lo, 2.0**hi] if c.log_values else [lo, hi],
     }
@@ -163,8 +174,8 @@ HTML = """<div class="mc-root">
 <div class="mc-bar"><button class="mc-tool" data-mode="pan" title="drag to pan">✥ pan</button>
 <button class="mc-tool" data-mode="select" title="drag a box to select (or shift-drag)">▭ select</button>
 <button class="mc-tool" data-mode="reset" title="whole map">⟲ reset view</button>
-<button class="mc-tool" data-mode="clear" title="clear the selection">✕ clear selection</button>
-<span class="mc-status"></span></div>
+<button class="mc-tool" data-mode="clear" title="clear the selection">✕ clear selection</button></div>
+<div class="mc-status"></div>
 <div class="mc-stage"><canvas class="mc-canvas"></canvas><div class="mc-box"></div><div class="mc-tip"></div></div>
 </div>"""
 
@@ -174,7 +185,8 @@ CSS = """
 .mc-tool { border: 1px solid #c9ccd1; background: #fff; border-radius: 6px; padding: 2px 8px; cursor: pointer;
   font-size: 13px; }
 .mc-tool.on { background: #1f6fb4; color: #fff; border-color: #1f6fb4; }
-.mc-status { color: #6b7280; font-size: 12px; }
+.mc-status { color: #6b7280; font-size: 12px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+  height: 18px; }
 .mc-stage { position: relative; border: 1px solid #e5e7eb; border-radius: 6px; overflow: hidden; }
 .mc-canvas { display: block; touch-action: none; }
 .mc-box { position: absolute; display: none; border: 1.5px dashed #d62728; background: rgba(214,39,40,0.08);
@@ -237,7 +249,7 @@ def canvas_map(
     return _component()(
         key=key,
         data=data,
-        height=height + 40,
+        height=height + 70,  # the tool bar and the status line above the canvas
         on_region_change=lambda: None,
         on_hovered_change=lambda: None,
     )

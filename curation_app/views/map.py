@@ -272,14 +272,21 @@ def _legend(c: map_data.Colouring, js: dict) -> None:
 def _canvas_view(colour: str) -> None:
     """Every example on the canvas; the legend and the pointed example's card beside it, the selection below."""
     every = np.arange(len(t))
-    c = _colouring(colour, every) or _colouring(map_data.CLUSTER, every)
-    assert c is not None
-    if c.note:
-        st.caption(c.note)
+    # one slot above the map whatever the colour says there: the canvas keeps its place in the page, so the
+    # browser updates it in place (its positions and zoom kept) instead of mounting a new one
+    with st.container():
+        c = _colouring(colour, every) or _colouring(map_data.CLUSTER, every)
+        assert c is not None
+        if c.note:
+            st.caption(c.note)
     pos_bytes, box, class_names = _positions()
-    col_bytes, js = map_canvas.colour_payload(c, palette=list(figures.PALETTE), top_colour=figures.CUT_COLOUR)
+    metric = state.get("metric")
+    extra = services.score_array(rd, metric)[0] if c.kind == "category" and metric in run.score_columns else None
+    col_bytes, js = map_canvas.colour_payload(
+        c, palette=list(figures.PALETTE), top_colour=figures.CUT_COLOUR, scores=extra, score_name=metric
+    )
     region = st.session_state.get("map.canvas_region")
-    left, right = st.columns([4, 1])
+    left, right = st.columns([3, 1])
     with left:
         res = map_canvas.canvas_map(
             positions=pos_bytes,

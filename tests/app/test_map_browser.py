@@ -1,5 +1,5 @@
-"""The Map page and the Clusters member view in a real Chromium: open the map, re-colour it by a score and by
-duplicate-group size, hover a point (id, class, scores), click one (its image), drag a box (the examples
+"""The Map page and the Clusters member view in a real Chromium: the canvas viewer (re-colour, hover tooltip and
+card, zoom, box); the Plotly viewer: open the map, re-colour it by a score and by duplicate-group size, hover a point (id, class, scores), click one (its image), drag a box (the examples
 inside); open a cluster's members (kept / pruned marks).  Screenshots go to $CURATE_ARTIFACTS/screenshots
 (or artifacts/screenshots) for a person to look at.
 
@@ -88,11 +88,95 @@ def page(app_workdir, app_run, start_streamlit, chromium_args):
         browser.close()
 
 
+CANVAS_STATE = (
+    "() => { for (const h of document.querySelectorAll('[data-testid=stBidiComponentIsolated]')) {"
+    " const S = h.shadowRoot && h.shadowRoot.__mapCanvas; if (S && S.root) return {title: S.root.dataset.title || '',"
+    " n: S.n, tip: S.tip.style.display === 'block' ? S.tip.textContent : null, draw: S.drawMs}; } return null; }"
+)
+
+
+def _canvas(pg) -> dict:
+    return pg.evaluate(CANVAS_STATE) or {}
+
+
+def _canvas_title_has(pg, text: str) -> None:
+    pg.wait_for_function(
+        f"t => {{ const s = ({CANVAS_STATE})(); return s && s.title.includes(t); }}", arg=text, timeout=90_000
+    )
+
+
+def _canvas_hover(pg) -> str:
+    box = pg.locator(".mc-canvas").first.bounding_box()
+    for i in range(80):
+        fx, fy = 0.2 + 0.6 * ((i * 37) % 13) / 12, 0.2 + 0.6 * ((i * 53) % 11) / 10
+        pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        tip = _canvas(pg).get("tip")
+        if tip:
+            return tip
+    pytest.fail("no tooltip appeared anywhere over the canvas map")
+
+
+def test_canvas_map_recolour_hover_card_and_box(page, app_run):
+    """The default viewer: every example drawn; a re-colour changes the pixels, the tooltip shows class and
+    score at once and the pointed example's card (id, image, every score) follows; a box selects from all."""
+    pg = page
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(pg.base_url + "/map?viewer=canvas")
+    _canvas_title_has(pg, "coloured by cluster")
+    _settle(pg)
+    t = app_run.table
+    assert _canvas(pg)["n"] == len(t)
+    canvas = pg.locator(".mc-canvas").first
+    before = canvas.screenshot()
+    other = app_run.score_columns[1]
+    pg.locator('[data-testid="stRadio"] label', has_text=other).first.click()
+    _canvas_title_has(pg, f"coloured by {other}")
+    _settle(pg)
+    assert canvas.screenshot() != before  # the pixels changed colour
+    tip = _canvas_hover(pg)
+    assert any(c in tip for c in set(t["label"].astype(str))), tip
+    assert other in tip and re.search(r"\d\.\d{3}", tip), tip
+    # the pointer rests: the card beside the map (id, class, cluster, image, every score)
+    pg.wait_for_selector("text=/ · class .+ · cluster \\d+/", timeout=60_000)
+    pg.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
+    card = pg.get_by_text(re.compile(r" · class .+ · cluster \d+")).first.text_content()
+    assert any(i in card for i in set(t["example_id"].astype(str))), card
+    _settle(pg)
+    _shot(pg, "map_canvas_hover_card.png")
+
+    # zoom with the wheel, redraw in the browser (no rerun: the title stays, nothing is fetched)
+    box = canvas.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    pg.mouse.wheel(0, -600)
+    time.sleep(0.5)
+    assert _canvas(pg)["draw"] is not None
+
+    pg.locator('[data-testid="stRadio"] label', has_text="duplicate group size").first.click()
+    _canvas_title_has(pg, "coloured by duplicate group size")
+    _settle(pg)
+    pg.locator(".mc-tool[data-mode=reset]").first.click()
+    pg.locator(".mc-tool[data-mode=select]").first.click()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    pg.mouse.move(x1, y1, steps=8)
+    pg.mouse.up()
+    pg.wait_for_selector("text=/examples inside the box/", timeout=60_000)
+    pg.wait_for_selector("text=selected, hardest first", timeout=60_000)
+    _settle(pg)
+    _shot(pg, "map_canvas_box.png")
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert not errors, errors
+
+
 def test_map_recolour_hover_click_and_box(page, app_run):
     pg = page
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(pg.base_url + "/map")
+    pg.goto(pg.base_url + "/map?viewer=plotly")
     _title_has(pg, "coloured by cluster")
     _settle(pg)
 

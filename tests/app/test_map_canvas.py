@@ -54,6 +54,10 @@ def test_categories_kept_on_top_and_overlay():
     raw, js = map_canvas.colour_payload(c, palette=list(figures.PALETTE), top_colour="#d62728")
     assert list(np.frombuffer(raw, np.uint8, 4)) == [1, 0, 1, 0] and js["top_code"] == 1
     assert js["palette"] == ["#eeeeee", "#111111"] and not js["has_scores"]
+    raw, js = map_canvas.colour_payload(
+        c, palette=list(figures.PALETTE), top_colour="#d62728", scores=np.arange(4.0), score_name="el2n"
+    )
+    assert js["has_scores"] and js["score_name"] == "el2n" and len(raw) == 4 + 16
     many = map_data.categorical(np.arange(300), [str(i) for i in range(300)], what="cluster")
     raw, js = map_canvas.colour_payload(many, palette=list(figures.PALETTE), top_colour="#d62728")
     codes = np.frombuffer(raw, np.uint8, 300)
