@@ -136,7 +136,9 @@ def close_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.n
     """
     h = np.ascontiguousarray(hashes, np.uint64)
     n, words = h.shape
-    found_i, found_j, found_d = [], [], []
+    found_i: list[np.ndarray] = []
+    found_j: list[np.ndarray] = []
+    found_d: list[np.ndarray] = []
     for bits in _segments(64 * words, max_distance + 1):
         key = _segment_keys(h, bits)
         order = np.argsort(key, kind="stable")

@@ -15,6 +15,7 @@ stays O(N * 2 + sample).  At or below ``fit_sample`` rows UMAP sees every point
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -295,7 +296,7 @@ def place_by_neighbours(
     if len(ref) >= 20000:  # a flat search of 1M x 50k x 50 dims is ~2.5e12 flops: an IVF index is ~20x less
         nlist = int(min(1024, max(64, np.sqrt(len(ref)) * 2)))
         nprobe = 16
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        index: Any = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
         index.cp.seed = seed
         index.train(ref)
         index.add(ref)
