@@ -134,7 +134,8 @@ def run_config(cfg: PipelineConfig, workdir: str | Path, *, reporter: Reporter |
     timings["scores"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    map2d = map_stage.run(wd, emb, pool, cfg, rep)
+    # the clusters stratify the map's fit sample above the exact-UMAP size (every cluster is drawn)
+    map2d = map_stage.run(wd, emb, pool, cfg, rep, clusters=clusters.assign)
     timings["map"] = time.perf_counter() - t
 
     run_dir = table_stage.run(

@@ -6,6 +6,7 @@ sampled, the fit sample size, the placement method); :attr:`Map.info` reads it b
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..io import write_npy
 from ..progress import Reporter
+from ..projection.map2d import FIT_SAMPLE
 from ..store import Stage, fingerprint
 from .embed_stage import Embeddings
 
@@ -25,6 +27,10 @@ class Map:
     key: str
     coords: np.ndarray  # (len(pool), 2) float32
     info: dict = field(default_factory=dict)  # how it was made: Projector2D.info_ (path, fit_sample, placement)
+
+
+def _strata_key(clusters) -> str:
+    return hashlib.sha256(np.ascontiguousarray(clusters, np.int64).tobytes()).hexdigest()[:16]
 
 
 def run(
@@ -48,7 +54,8 @@ def run(
             "rows": fingerprint(pool.tolist()),
             "method": cfg.map_method,
             "seed": cfg.seed,
-            "strata": None if clusters is None else fingerprint(np.asarray(clusters).tolist()),
+            # the strata only change a sampled map: an exact one keeps its key whatever k is
+            "strata": None if clusters is None or len(pool) <= FIT_SAMPLE else _strata_key(clusters),
         },
     )
     with st.lock(on_wait=rep.info):  # a second run on this workdir waits here, then finds it done
