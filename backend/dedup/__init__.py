@@ -42,7 +42,7 @@ may keep a few more).  The ``dup_distance`` metric (backend/scores/
 dup_similarity.py) is ``1 - max_sim``: higher = harder, as every score here.
 """
 
-from .copies import CopyGroups, copy_groups, near_copies
+from .copies import CopyGroups, copy_groups, hashes_cached, near_copies
 from .core import (
     DedupIndex,
     DedupResult,
@@ -57,6 +57,7 @@ from .export import write_dedup
 __all__ = [
     "CopyGroups",
     "copy_groups",
+    "hashes_cached",
     "near_copies",
     "DedupIndex",
     "DedupResult",

@@ -174,16 +174,25 @@ def _images(run, table: pd.DataFrame):
             yield None
 
 
+def _hash_stage(run) -> Stage:
+    return Stage(
+        run.dir.parent.parent,
+        STAGE,
+        VERSION,
+        {"source": run.config["source"]["fingerprint"], "ids": _ids_key(run.table), "hash_size": HASH_SIZE},
+    )
+
+
+def hashes_cached(run) -> bool:
+    """Whether the run's perceptual hashes are computed (so :func:`near_copies` takes seconds, not minutes)."""
+    return _hash_stage(run).done
+
+
 def run_hashes(run, *, reporter: Reporter | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The perceptual hashes of a run's examples (table order), cached under ``<workdir>/phash/<key>/``."""
     rep = reporter or Reporter()
     t = run.table
-    st = Stage(
-        run.dir.parent.parent,
-        STAGE,
-        VERSION,
-        {"source": run.config["source"]["fingerprint"], "ids": _ids_key(t), "hash_size": HASH_SIZE},
-    )
+    st = _hash_stage(run)
     if st.done:
         rep.stage("phash", cached=True, detail=str(st.dir))
         d = st.dir

@@ -146,7 +146,11 @@ def test_near_copies_of_a_run_and_the_cli(tmp_path, fashion_arrays, fast_kwargs,
         Image.fromarray(x[i * 3]).resize((56, 56), Image.Resampling.BICUBIC).save(d / f"big_{name}")
         _jpeg(Image.fromarray(x[i * 3]), 90).save(d / f"jpeg_{name[:-4]}.jpg", quality=90)
     run = run_pipeline(str(root), tmp_path / "w", **fast_kwargs, metrics=("random",), k=4)
+    from backend.dedup import hashes_cached
+
+    assert not hashes_cached(run)
     cp = near_copies(run)
+    assert hashes_cached(run)
     ids = run.table["example_id"].astype(str).to_numpy()
     assert cp.n_groups == 2 and cp.n_copies == 4
     for name in copy_of:
