@@ -206,11 +206,7 @@ def _show_region(region: dict) -> None:
 
 
 def _viewer() -> str:
-    """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS);
-    ``?viewer=canvas`` / ``?viewer=plotly`` in the URL picks one."""
-    q = st.query_params.get("viewer")
-    if q in ("canvas", "plotly") and "w.map.viewer" not in st.session_state:
-        st.session_state["s.map_viewer"] = CANVAS if q == "canvas" else PLOTLY
+    """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS)."""
     if st.session_state.get("s.map_viewer") not in (CANVAS, PLOTLY):
         st.session_state["s.map_viewer"] = DEFAULT_VIEWER
     state.fill("w.map.viewer", st.session_state["s.map_viewer"])

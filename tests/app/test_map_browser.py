@@ -122,7 +122,7 @@ def test_canvas_map_recolour_hover_card_and_box(page, app_run):
     pg = page
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(pg.base_url + "/map?viewer=canvas")
+    pg.goto(pg.base_url + "/map")  # the canvas is the default viewer
     _canvas_title_has(pg, "coloured by cluster")
     _settle(pg)
     t = app_run.table
@@ -176,7 +176,10 @@ def test_map_recolour_hover_click_and_box(page, app_run):
     pg = page
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(pg.base_url + "/map?viewer=plotly")
+    pg.goto(pg.base_url + "/map")
+    _canvas_title_has(pg, "coloured by")
+    _settle(pg)
+    pg.locator('[data-testid="stRadio"] label', has_text="plotly").first.click()
     _title_has(pg, "coloured by cluster")
     _settle(pg)
 
