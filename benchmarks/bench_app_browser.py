@@ -208,13 +208,18 @@ def redundancy_threshold(pg, timer: Timer, moves: int) -> dict:
         thumb.focus()
         t0 = time.perf_counter()
         thumb.press("ArrowLeft" if (i // 4) % 2 == 0 else "ArrowRight")
+        # the count is drawn before the curve; it changes only when an example lies between the two thresholds
+        either = f"([b, m]) => ({METRIC_CHANGED})(['Removed', b]) || ({CURVE_CHANGED})(m)"
+        t_first = timer.until(either, [before, mark])
+        seen = _metric(pg, "Removed") != before
+        if seen:
+            count.append(1e3 * (t_first - t0))
         t_curve = timer.until(CURVE_CHANGED, mark)
         curve.append(1e3 * (t_curve - t0))
-        try:  # the count changes unless no example lies between the two thresholds
-            t_count = timer.until(METRIC_CHANGED, ["Removed", before])
-            count.append(1e3 * (t_count - t0))
-        except Exception:  # noqa: BLE001
+        if _metric(pg, "Removed") == before:
             unchanged += 1
+        elif not seen:  # it changed between the first wait and the curve
+            count.append(1e3 * (t_curve - t0))
         settled.append(1e3 * (timer.settle() - t0))
     return {
         "removed_count": _stats(count),
