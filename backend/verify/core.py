@@ -392,7 +392,8 @@ def _judge(kept_err, rnd_err, predicted, holdout_size, model, wrong=None) -> tup
         return f" ± {100 * sd:.1f}" if n > 1 and sd > 0 else ""
 
     measured = (
-        f"Measured with a {what}, from scratch, {len(kept_err)} seed(s): the kept subset{note} "
+        f"Measured with {'an' if what[0] in 'AEIOU' else 'a'} {what}, from scratch, {len(kept_err)} seed(s): "
+        f"the kept subset{note} "
         f"{100 * km:.1f}%{spread(ks, len(kept_err))}, random subsets of the same size {100 * rm:.1f}%"
         f"{spread(rs, len(rnd_err))} held-out error (difference {100 * d_mean:+.1f} ± {100 * d_se:.1f} pp, "
         f"the spread over seeds floored by the hold-out's noise, {how})."
