@@ -1,9 +1,16 @@
 #!/usr/bin/env python
 """Benchmark: the Map page in a real browser (Playwright driving /usr/bin/chromium), at 60,000 and 1,000,000.
 
-Two map viewers are measured on the same run, in the same process, one after the other:
+The map viewers are measured on the same run, in the same process, one after the other:
 
-* ``plotly``: the app's own Map page (``curate app``: Streamlit + Plotly ``scattergl``), opened at
+* ``canvas``: the app's Map page with its default viewer (``components/map_canvas.py``, a Streamlit v2 component
+  drawing pixels on a <canvas>): first paint (``page.goto`` until every point is drawn), re-colour (a click on a
+  "Colour by" option until the canvas names the new colour), zoom (3 wheel steps) and pan (a drag), both drawn
+  in the browser, with the draw time the viewer records; hover (the tooltip, then the side card the page fills
+  after the pointer rests 350 ms); box selection (its select tool, until the page shows "N of M examples inside
+  the box"); the bytes each step moved (websocket frames, media fetches);
+* ``plotly``: the app's own Map page with "Viewer: plotly" (reached by a click on that option, so its first
+  paint is ``first_paint_after_switch_s``) (``curate app``: Streamlit + Plotly ``scattergl``), opened at
   ``/map``.  First paint = ``page.goto`` until the chart's title and WebGL canvas are drawn;
   re-colour = a click on a "Colour by" option until the chart's title names the new colour;
   selection = a mouse drag of a box over the middle of the chart until the page shows the
