@@ -73,7 +73,7 @@ def sidebar() -> None:
         if run is not None:
             from backend.jobs import current_run_key
 
-            st.markdown(state.describe(run))
+            state.show_description(run)  # a slot the Prune page's slider fragment redraws
             current = " (the workdir's current run)" if current_run_key(services.workdir()) == run.key else ""
             st.caption(f"run `{run.key}`{current} · {run.n_examples:,} examples · k={run.k:,}")
             st.caption(f"encoder: {summaries.encoder_text(run.encoder)}")

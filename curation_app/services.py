@@ -323,3 +323,15 @@ def redundancy_curve(run_dir: str, run_key: str, by: str) -> pd.DataFrame:
     t = load_run(run_dir).table
     codes = t["label"].astype(str).to_numpy() if by == "class" else t["cluster"].to_numpy() if by == "cluster" else None
     return dedup_index(run_dir, run_key).redundancy_curve(np.asarray(REDUNDANCY_CURVE), by=codes)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def near_copies(run_dir: str, run_key: str, max_distance: int = 20):
+    """Exact near-copies by perceptual hash, or None while the hashes are not computed (a job computes them)."""
+    from backend.dedup import hashes_cached
+    from backend.dedup import near_copies as _near
+
+    run = load_run(run_dir)
+    if not hashes_cached(run):
+        return None
+    return _near(run, max_distance=max_distance)

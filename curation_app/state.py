@@ -49,9 +49,14 @@ def init() -> None:
     st.session_state["s._init"] = True
 
 
+# a page's own part of the address (the Clusters member view: ?cluster=7), kept as it is
+PAGE_QUERY_KEYS = ("cluster",)
+
+
 def sync_url() -> None:
     """Write the settings into the URL (only when they changed) so a link brings the view back."""
     want = S.to_query(current())
+    want.update({k: st.query_params[k] for k in PAGE_QUERY_KEYS if k in st.query_params})
     have = {k: st.query_params.get(k) for k in st.query_params}
     if want != have:
         st.query_params.from_dict(want)

@@ -367,12 +367,23 @@ def _verify_box(run) -> None:
     """Train from scratch on the current selection and on random subsets of its size (``curate verify``)."""
     with st.expander("Check the current selection by training from scratch"):
         st.caption(
-            "Trains the estimate's linear probe (seconds) or a small CNN on the images (minutes on a CPU) "
-            "on the kept subset and on random subsets of the same size, and compares both with what the "
-            "estimate predicted. Cached: the same selection again is instant."
+            "Trains the estimate's linear or MLP probe (seconds) or a small CNN on the images (minutes on a "
+            "CPU) on the kept subset and on random subsets of the same size, and compares both with what the "
+            "estimate predicted (paired over the same held-out examples). Cached: the same selection again "
+            "is instant."
         )
         c1, c2 = st.columns([1, 1])
-        model = c1.radio("Model", ("probe", "cnn"), horizontal=True, key="verify.model")
+        models = {"probe": "linear probe", "mlp": "MLP probe", "cnn": "CNN on the images"}
+        # by default, check the estimate with the probe that made it
+        default = "mlp" if st.session_state.get("scaling.probe") == "mlp" else "probe"
+        model = c1.radio(
+            "Model",
+            tuple(models),
+            index=tuple(models).index(default),
+            format_func=models.__getitem__,
+            horizontal=True,
+            key="verify.model",
+        )
         seeds = int(c2.number_input("Seeds", min_value=1, max_value=10, value=3, key="verify.seeds"))
         job_key = f"prune.verify.{run.key}"
         job = jobs_panel.show(job_key)

@@ -11,6 +11,7 @@ from backend.dedup import pairwise_similarity
 from backend.dedup.export import removed_path, render
 from curation_app import services, state
 from curation_app.components import gallery, metric_figures
+from curation_app.components import jobs as jobs_panel
 
 EXACT = 0.999  # similarity at or above which two examples count as near-exact copies
 GROUPS_PER_PAGE = 6
@@ -44,6 +45,7 @@ def live() -> None:
         key="redundancy.threshold",
         help="examples more similar than this to an earlier member of their cluster are removed",
     )
+    st.session_state["s.dedup_threshold"] = float(threshold)  # the Map page marks what this threshold removes
     res = services.dedup_at(rd, run.key, float(threshold))
     n = len(t)
     exact = services.dedup_at(rd, run.key, EXACT)
@@ -136,7 +138,7 @@ def live() -> None:
     groups = res.groups_frame()
     c1, c2 = st.columns([1.2, 2])
     order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
-    only_exact = c2.toggle(f"Near-exact copies only (similarity ≥ {EXACT})", key="redundancy.exact")
+    only_exact = c2.toggle(f"Near-exact neighbours only (similarity ≥ {EXACT})", key="redundancy.exact")
     if only_exact:
         groups, res_shown = exact.groups_frame(), exact
     else:
@@ -213,3 +215,78 @@ def live() -> None:
 
 
 live()
+
+
+def copies_section() -> None:
+    """The same picture re-saved, resized or re-encoded, by perceptual hash: independent of the threshold."""
+    st.subheader("Exact copies (perceptual hash)")
+    if not run.has_images:
+        st.caption("This run was made from precomputed embeddings: exact copies need the image files.")
+        return
+    job_key = f"redundancy.copies.{run.key}"
+    jobs_panel.show(job_key, on_finish=lambda job: services.near_copies.clear(), final=False)
+    copies = services.near_copies(rd, run.key)
+    if copies is None:
+        st.caption(
+            "The same image saved twice, resized or re-encoded, found from a 256-bit perceptual hash (pHash) "
+            "of every image, apart from the semantic neighbours above; hashing takes about a minute per 60,000 "
+            "images on a CPU and is cached."
+        )
+        if st.button(
+            "Find exact copies",
+            icon=":material/fingerprint:",
+            key="redundancy.copies_go",
+            disabled=jobs_panel.active(job_key) is not None,
+        ):
+            out = run.dir.parent.parent / "dedup" / "app" / f"{run.key}.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # the semantic list at the default threshold comes with it (the same command as in a terminal)
+            argv = ["dedup", "--workdir", str(run.dir), "--eps", "0.05", "--out", str(out), "--copies", "--force"]
+            jobs_panel.start(argv, label="Hashing every image (exact copies)", key=job_key)
+            st.rerun()
+        return
+    s = copies.summary()
+    c = st.columns(3)
+    c[0].metric(
+        "Exact copies",
+        f"{s['copies']:,}",
+        f"{s['copies'] / max(len(t), 1):.2%} of the data",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    c[1].metric("Copy groups", f"{s['groups']:,}")
+    c[2].metric("Images in groups", f"{s['in_groups']:,}")
+    st.caption(
+        f"Hashes differ in at most {s['max_distance']} of {s['hash_bits']} bits; each group "
+        "keeps its largest image. pHash does not survive crops of small images: the semantic groups above "
+        "cover those."
+    )
+    groups = copies.groups_frame()
+    if groups.empty:
+        st.caption("No exact copies.")
+        return
+    pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
+    page = (
+        int(
+            st.number_input(
+                f"Page (of {pages:,}; {len(groups):,} copy groups)",
+                min_value=1,
+                max_value=pages,
+                step=1,
+                key="redundancy.copies_page",
+            )
+        )
+        if pages > 1
+        else 1
+    )
+    for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE].itertuples():
+        mem = copies.members(int(g.group))  # table positions, kept first
+        with st.container(border=True):
+            st.markdown(
+                f"**Copy group {g.group}** · {g.size} images · kept `{g.representative_id}` (the largest) · "
+                f"hashes differ in ≤ {g.max_hamming} of {s['hash_bits']} bits"
+            )
+            gallery.strip(run, mem[:SHOWN_MEMBERS])
+
+
+copies_section()

@@ -99,3 +99,26 @@ def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, m
     assert not at.exception
     at.radio(key="redundancy.by").set_value("cluster").run()
     assert not at.exception
+
+
+def test_redundancy_page_finds_exact_copies_as_a_job(work_copy, monkeypatch):
+    from backend import load_run
+    from backend.jobs import latest_job, wait_job
+
+    run = load_run(work_copy)
+    at = _goto(_app(work_copy, monkeypatch), "redundancy")
+    if not run.has_images:
+        assert any("need the image files" in str(c.value) for c in at.caption)
+        return
+    assert not [m for m in at.metric if m.label == "Exact copies"]  # not hashed yet: a button, not a wait
+    at.button(key="redundancy.copies_go").click().run()
+    assert wait_job(latest_job(work_copy, f"redundancy.copies.{run.key}")).state == "succeeded"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    from backend.dedup import near_copies
+
+    cp = near_copies(run)
+    shown = [m for m in at.metric if m.label == "Exact copies"]
+    assert shown and shown[0].value == f"{cp.n_copies:,}"
+    if cp.n_groups:
+        assert any("Copy group" in str(md.value) for md in at.markdown)
