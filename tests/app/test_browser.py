@@ -52,7 +52,8 @@ def page(server, chromium_args):
         browser.close()
 
 
-from browser_helpers import box_select, goto_page, settle, shot  # noqa: E402
+from browser_helpers import goto_page, settle, shot  # noqa: E402
+from map_canvas_helpers import canvas_box_select  # noqa: E402
 
 
 def kept_text(pg) -> str:
@@ -74,8 +75,8 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     assert pg.get_by_text("Examples (pool)").count() >= 1
     shot(pg, shots / "1_data.png")
 
-    goto_page(pg, "Map")
-    box_select(pg)
+    goto_page(pg, "Map", chart_pages=frozenset())  # the canvas viewer (the default) has no plotly chart
+    canvas_box_select(pg)
     pg.wait_for_selector("text=selected, hardest first", timeout=30_000)
     pg.wait_for_selector('[data-testid="stImage"] img', timeout=30_000)  # the gallery of the selection
     settle(pg)

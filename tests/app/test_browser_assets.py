@@ -17,6 +17,7 @@ from browser_helpers import goto_page, settle, shot
 CHROMIUM = "/usr/bin/chromium"
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "screenshots"
 PAGES = ["Map", "Clusters", "Difficulty", "Prune", "Metrics", "Redundancy", "Export"]
+CHART_PAGES = frozenset({"difficulty", "prune"})  # pages whose plotly charts to wait for (the map is a canvas)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -41,7 +42,7 @@ def test_screenshot_every_page(start_streamlit, chromium_args, tmp_path):
         settle(pg, charts=True)
         shot(pg, ASSETS / "data.png")
         for title in PAGES:
-            goto_page(pg, title)
+            goto_page(pg, title, chart_pages=CHART_PAGES)
             assert pg.locator('[data-testid="stException"]').count() == 0, f"the {title} page raised"
             if title == "Prune":  # the estimate's curves, when the workdir has a cached estimate
                 tab = pg.get_by_role("tab", name=re.compile("Estimated on your data"))

@@ -33,6 +33,9 @@ def make_app(workdir, monkeypatch, *, allowed=None, query=None) -> AppTest:
 
 
 def goto(at: AppTest, page: str) -> AppTest:
+    # the Map page's tests here read the Plotly figure (the second viewer); tests/app/test_map_canvas.py
+    # covers the canvas viewer, the default
+    at.session_state["s.map_viewer"] = "plotly"
     at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [(e.message, e.stack_trace[-5:]) for e in at.exception]
     return at
