@@ -347,7 +347,8 @@ def _where(he: dict) -> str:
         where.append(f"keep easy is lower at {_fracs(easy, he['fractions'])} kept")
     n_tied = len(he["fractions"]) - len(hard) - len(easy)
     if n_tied:
-        where.append(f"{n_tied} of {len(he['fractions'])} keep fractions are within the noise")
+        verb = "is" if n_tied == 1 else "are"
+        where.append(f"{n_tied} of {len(he['fractions'])} keep fractions {verb} within the noise")
     return "; ".join(where)
 
 

@@ -17,6 +17,7 @@ from browser_helpers import goto_page, settle, shot
 CHROMIUM = "/usr/bin/chromium"
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "screenshots"
 PAGES = ["Map", "Clusters", "Difficulty", "Prune", "Metrics", "Redundancy", "Export"]
+MAX_HEIGHT = 2700  # px: a README picture shows the top of a long page (the rest repeats: more groups, more cards)
 CHART_PAGES = frozenset({"difficulty", "prune"})  # pages whose plotly charts to wait for (the map is a canvas)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -26,6 +27,16 @@ if not os.environ.get("CURATE_ASSETS_WORKDIR"):
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+def _crop(png: Path) -> None:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        if im.height <= MAX_HEIGHT:
+            return
+        top = im.crop((0, 0, im.width, MAX_HEIGHT))
+    top.save(png)
 
 
 def test_screenshot_every_page(start_streamlit, chromium_args, tmp_path):
@@ -38,7 +49,8 @@ def test_screenshot_every_page(start_streamlit, chromium_args, tmp_path):
         pg.set_default_timeout(120_000)
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(url + "/")
+        # the setting the demo's estimate recommends (make demo-run estimates el2n with the MLP probe)
+        pg.goto(url + "/?" + os.environ.get("CURATE_ASSETS_QUERY", "metric=el2n&strategy=hard&keep=0.5"))
         settle(pg, charts=True)
         shot(pg, ASSETS / "data.png")
         for title in PAGES:
@@ -49,6 +61,12 @@ def test_screenshot_every_page(start_streamlit, chromium_args, tmp_path):
                 if tab.count():
                     tab.first.click()
                     settle(pg, charts=True)
+                mlp = pg.get_by_text("MLP (one hidden layer)")
+                if mlp.count():  # the probe that made the demo's estimate
+                    mlp.first.click()
+                    settle(pg, charts=True)
             shot(pg, ASSETS / f"{title.lower()}.png")
         browser.close()
+    for png in ASSETS.glob("*.png"):
+        _crop(png)
     assert not errors, errors
