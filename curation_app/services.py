@@ -140,32 +140,18 @@ def image_size(run_dir: str, run_key: str) -> str:
     Array data sets record their exact size; for image files the run records "varies", so the
     headers are read here (every file up to 10,000 images, a seeded sample of 2,000 above).
     """
-    from PIL import Image
-
-    from backend.sources.confine import is_allowed
+    from backend.sources.image_size import measure_image_size
 
     run = load_run(run_dir)
     recorded = str(run.config["source"].get("image_size") or "")
-    if recorded and recorded != "varies":
+    if recorded and recorded != "varies":  # runs made before the table stage read the headers say "varies"
         return recorded
     if not run.has_images:
         return "n/a (precomputed embeddings)"
     files = run.table["path"].dropna().astype(str).to_numpy()
     if len(files) == 0:
         return recorded or "unknown"
-    if len(files) > summaries.IMAGE_SIZE_ALL_UP_TO:
-        pick = np.random.default_rng(0).choice(len(files), summaries.IMAGE_SIZE_SAMPLE, replace=False)
-        files = files[np.sort(pick)]
-    sizes = []
-    for f in files:
-        if not is_allowed(f):
-            continue
-        try:
-            with Image.open(f) as im:  # the header only: no pixels are decoded
-                sizes.append((int(im.size[0]), int(im.size[1]), str(im.mode)))
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue
-    return summaries.image_size_text(sizes, run.n_examples)
+    return measure_image_size(files, run.n_examples)
 
 
 @st.cache_data(max_entries=20_000, show_spinner=False)

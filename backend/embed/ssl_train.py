@@ -325,7 +325,8 @@ class _Training:
         step_times: list[float] = []
         self.rep.info(
             f"training {p['method']} / {self.spec['name']} at {self.spec['image_size']} px on {dev}: "
-            f"{len(self.pool)} images, {p['epochs']} epochs of {steps_per_epoch} steps "
+            f"{len(self.pool)} images, {p['epochs']} epochs of {steps_per_epoch} "
+            f"step{'s' if steps_per_epoch != 1 else ''} "
             f"(batch {p['batch_size']}), workers {self.num_workers}"
         )
         previous = self._catch_sigint()

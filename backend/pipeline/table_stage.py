@@ -135,7 +135,7 @@ def run(
                 "description": src.description,
                 "fingerprint": src_full.fingerprint,
                 "limited_fingerprint": src.fingerprint,
-                "image_size": src.image_size,
+                "image_size": _image_size(src, pool),
                 "classes": src.classes,
                 "has_files": src.has_files,
             },
@@ -166,3 +166,13 @@ def run(
         rep.end_stage()
         write_json(workdir / LATEST, {"run": str(st.dir.relative_to(workdir))})
         return st.dir
+
+
+def _image_size(src: Source, pool: np.ndarray) -> str:
+    """The source's image size; for files ("varies" until opened) read from the pool's image headers."""
+    if src.image_size != "varies" or not src.has_files or "path" not in src.index:
+        return src.image_size
+    from ..sources.image_size import measure_image_size
+
+    paths = src.index["path"].to_numpy(object)[pool]
+    return measure_image_size([p for p in paths if isinstance(p, str) and p], len(pool))

@@ -196,30 +196,6 @@ def theory_reading(alphas: np.ndarray, curves: dict, fs: tuple, theta_deg: float
 # ---------------------------------------------------------------------------
 # what made the run: image sizes, the encoder
 
-MODE_WORDS = {"L": "grey", "LA": "grey", "1": "black and white", "P": "palette", "RGB": "RGB", "RGBA": "RGBA"}
-IMAGE_SIZE_ALL_UP_TO = 10_000  # read every header up to this many images, a seeded sample above
-IMAGE_SIZE_SAMPLE = 2_000
-
-
-def image_size_text(sizes: list[tuple[int, int, str]], n_total: int) -> str:
-    """What sizes ``sizes`` ((width, height, PIL mode) per checked image) show, and how many were checked.
-
-    "28x28 grey (all 200 checked)"; "varies: 24x24 to 640x480, most often 28x28 (80%) (a sample of ...)".
-    """
-    if not sizes:
-        return "unknown (no image could be read)"
-    n = len(sizes)
-    checked = f"all {n:,} checked" if n >= n_total else f"a sample of {n:,} of {n_total:,} checked"
-    dims = pd.Series([f"{w}x{h}" for w, h, _ in sizes])
-    modes = sorted({MODE_WORDS.get(m, m) for _, _, m in sizes})
-    mode = " and ".join(modes)
-    counts = dims.value_counts()
-    if len(counts) == 1:
-        return f"{counts.index[0]} {mode} ({checked})"
-    areas = sorted(((w * h, f"{w}x{h}") for w, h, _ in sizes))
-    top = counts.index[0]
-    return f"varies: {areas[0][1]} to {areas[-1][1]}, most often {top} ({counts.iloc[0] / n:.0%}), {mode} ({checked})"
-
 
 def encoder_text(encoder: dict) -> str:
     """One line naming the encoder that made a run's embeddings and its identity (weights hash, training)."""

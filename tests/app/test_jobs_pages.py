@@ -179,7 +179,7 @@ def test_input_errors_show_under_the_input_and_nothing_starts(emb_workdir, monke
 
 def test_image_size_is_read_from_the_files_and_counts_have_separators(base_run, image_folder, monkeypatch):
     work = base_run.dir.parent.parent
-    assert base_run.config["source"]["image_size"] == "varies"  # what the folder source records
+    assert base_run.config["source"]["image_size"] == "28x28 grey (all 200 checked)"  # the run reads the headers
     at = _app(work, monkeypatch, allowed=f"{work}:{image_folder}")
     md = _texts(at, "markdown")
     assert "**Image size:** 28x28 grey (all 200 checked)" in md, md
