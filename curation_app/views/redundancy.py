@@ -32,6 +32,16 @@ st.caption(
 idx = services.dedup_index(rd, run.key)
 
 
+def page_of(groups: pd.DataFrame, what: str, *, key: str) -> pd.DataFrame:
+    """The groups of the page the user picked (a page number input when there is more than one page)."""
+    pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
+    page = 1
+    if pages > 1:
+        label = f"Page (of {pages:,}; {len(groups):,} {what})"
+        page = int(st.number_input(label, min_value=1, max_value=pages, step=1, key=key))
+    return groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE]
+
+
 @st.fragment
 def live() -> None:
     """Everything that depends on the threshold: a move of its slider reruns only this, not the page."""
@@ -148,21 +158,7 @@ def live() -> None:
     if groups.empty:
         st.caption("No duplicates at this threshold.")
     else:
-        pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
-        page = (
-            int(
-                st.number_input(
-                    f"Page (of {pages:,}; {len(groups):,} groups)",
-                    min_value=1,
-                    max_value=pages,
-                    step=1,
-                    key="redundancy.page",
-                )
-            )
-            if pages > 1
-            else 1
-        )
-        for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE].itertuples():
+        for g in page_of(groups, "groups", key="redundancy.page").itertuples():
             mem = res_shown.members(int(g.group))
             shown = mem[:SHOWN_MEMBERS]  # only these: a 1,500-member group's full matrix costs ~0.4 s per move
             sim = pairwise_similarity(run.embeddings, t["row"].iloc[shown].to_numpy())
@@ -265,21 +261,7 @@ def copies_section() -> None:
     if groups.empty:
         st.caption("No exact copies.")
         return
-    pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
-    page = (
-        int(
-            st.number_input(
-                f"Page (of {pages:,}; {len(groups):,} copy groups)",
-                min_value=1,
-                max_value=pages,
-                step=1,
-                key="redundancy.copies_page",
-            )
-        )
-        if pages > 1
-        else 1
-    )
-    for g in groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE].itertuples():
+    for g in page_of(groups, "copy groups", key="redundancy.copies_page").itertuples():
         mem = copies.members(int(g.group))  # table positions, kept first
         with st.container(border=True):
             st.markdown(
