@@ -50,7 +50,7 @@ def init() -> None:
 
 
 # a page's own part of the address (the Clusters member view: ?cluster=7), kept as it is
-PAGE_QUERY_KEYS = ("cluster",)
+PAGE_QUERY_KEYS = ("cluster", "viewer")  # ?viewer=: the Map page's viewer
 
 
 def sync_url() -> None:

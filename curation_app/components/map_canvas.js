@@ -2,8 +2,11 @@
 // ImageData (fast in software rendering, also for 1,000,000 points); pan (drag) and zoom (wheel) redraw in the
 // browser without a server round trip.  The positions come once per run from a URL (an octet file Streamlit
 // serves from memory), the colouring from a second, smaller URL; both are kept here between reruns, so a
-// re-colour fetches only the colour file.  A box selection is sent back as a region in map coordinates; the
-// hovered point's index is sent after the pointer rests on it, so the server can show its card.
+// re-colour fetches only the colour file; the example ids come once per run from a third URL (fetched after the
+// first draw).  A box or a free-hand lasso is sent back as a region in map coordinates (never a list of points);
+// the hovered point's index is sent after the pointer rests on it, so the server can show its card (and send
+// back its thumbnail for the tooltip).
+const LASSO_MAX = 400; // vertices a lasso is thinned to before it is sent (the server accepts up to 2000)
 const POS_FIELDS = 4; // x, y, class code, cluster (uint16 each)
 
 async function fetchBytes(url) {
@@ -91,9 +94,27 @@ function toUnit(S, px, py) {
   return [(px - S.ox) / k, 1 - (py - S.oy) / k];
 }
 
+function mapToScreen(S, x, y) {
+  const b = S.bounds;
+  return toScreen(S, (x - b[0]) / (b[1] - b[0]), (y - b[2]) / (b[3] - b[2]));
+}
+
+function drawLasso(S, pts) {
+  // pts: screen points (while drawing) or null (hide)
+  if (!pts || pts.length < 2) { S.lassoEl.style.display = "none"; return; }
+  S.lassoPoly.setAttribute("points", pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+  S.lassoEl.style.display = "block";
+}
+
 function drawRegion(S) {
   const box = S.boxEl, r = S.region;
-  if (!r || !S.bounds) { box.style.display = "none"; return; }
+  if (!r || !S.bounds) { box.style.display = "none"; drawLasso(S, null); return; }
+  if (r.kind === "lasso") {
+    box.style.display = "none";
+    drawLasso(S, r.x.map((x, i) => mapToScreen(S, x, r.y[i])));
+    return;
+  }
+  drawLasso(S, null);
   const b = S.bounds;
   const [ax, ay] = toScreen(S, (r.x0 - b[0]) / (b[1] - b[0]), (r.y1 - b[2]) / (b[3] - b[2]));
   const [bx, by] = toScreen(S, (r.x1 - b[0]) / (b[1] - b[0]), (r.y0 - b[2]) / (b[3] - b[2]));
@@ -117,6 +138,10 @@ function setup(S, parent, setStateValue) {
   S.ctx = S.canvas.getContext("2d");
   S.tip = root.querySelector(".mc-tip");
   S.boxEl = root.querySelector(".mc-box");
+  S.lassoEl = root.querySelector(".mc-lasso");
+  S.lassoPoly = S.lassoEl.querySelector("polygon");
+  S.tipText = root.querySelector(".mc-text");
+  S.tipImg = root.querySelector(".mc-thumb");
   S.status = root.querySelector(".mc-status");
   S.mode = "pan";
   S.background = hexToABGR("#ffffff");
@@ -142,13 +167,20 @@ function setup(S, parent, setStateValue) {
   S.canvas.addEventListener("pointerdown", (e) => {
     S.canvas.setPointerCapture(e.pointerId);
     const [x, y] = local(e);
-    drag = { x, y, ox: S.ox, oy: S.oy, select: S.mode === "select" || e.shiftKey, moved: false };
+    const lasso = S.mode === "lasso" && !e.shiftKey;
+    drag = { x, y, ox: S.ox, oy: S.oy, select: !lasso && (S.mode === "select" || e.shiftKey), lasso, moved: false,
+      pts: [[x, y]] };
   });
   S.canvas.addEventListener("pointermove", (e) => {
     const [x, y] = local(e);
     if (drag) {
       drag.moved = drag.moved || Math.abs(x - drag.x) + Math.abs(y - drag.y) > 3;
-      if (drag.select) {
+      if (drag.lasso) {
+        const [lx, ly] = drag.pts[drag.pts.length - 1];
+        if (Math.abs(x - lx) + Math.abs(y - ly) >= 3) drag.pts.push([x, y]);
+        S.boxEl.style.display = "none";
+        drawLasso(S, drag.pts);
+      } else if (drag.select) {
         Object.assign(S.boxEl.style, {
           display: "block", left: `${Math.min(x, drag.x)}px`, top: `${Math.min(y, drag.y)}px`,
           width: `${Math.abs(x - drag.x)}px`, height: `${Math.abs(y - drag.y)}px`,
@@ -168,7 +200,21 @@ function setup(S, parent, setStateValue) {
     const d = drag;
     drag = null;
     if (!d) return;
-    if (d.select && d.moved && S.bounds) {
+    if (d.lasso && d.moved && d.pts.length >= 3 && S.bounds) {
+      d.pts.push([x, y]);
+      const step = Math.ceil(d.pts.length / LASSO_MAX), b = S.bounds, xs = [], ys = [];
+      for (let k = 0; k < d.pts.length; k += step) {
+        const [u, v] = toUnit(S, d.pts[k][0], d.pts[k][1]);
+        xs.push(b[0] + u * (b[1] - b[0]));
+        ys.push(b[2] + v * (b[3] - b[2]));
+      }
+      if (xs.length >= 3) {
+        S.region = { kind: "lasso", x: xs, y: ys };
+        drawRegion(S);
+        S.setStateValue("region", S.region);
+      } else drawRegion(S);
+    } else if (d.lasso && d.moved) drawRegion(S);
+    else if (d.select && d.moved && S.bounds) {
       const b = S.bounds;
       const [u0, v1] = toUnit(S, Math.min(x, d.x), Math.min(y, d.y));
       const [u1, v0] = toUnit(S, Math.max(x, d.x), Math.max(y, d.y));
@@ -202,19 +248,56 @@ function hover(S, x, y) {
   S.hovered = i;
   clearTimeout(S.rest);
   if (i < 0) { S.tip.style.display = "none"; return; }
+  S.tipAt = [x, y];
+  showTip(S, i);
+  // the pointer rests on a point: ask the server for its card (id, thumbnail, every score)
+  S.rest = setTimeout(() => { if (S.hovered === i && S.sentHover !== i) { S.sentHover = i; S.setStateValue("hovered", i); } }, S.restMs);
+}
+
+function exampleId(S, i) {
+  if (S.idStart && i + 1 < S.idStart.length) {
+    const end = S.idStart[i + 1] - 1; // before the newline that ends every id (start[n]: as if the last had one)
+    return S.idPrefix + S.idDecoder.decode(S.idBytes.subarray(S.idStart[i], end));
+  }
+  if (S.card && S.card.index === i) return S.card.id;
+  return "(loading the id…)";
+}
+
+function showTip(S, i) {
+  // id · class, cluster, the colour's group, the current score; the thumbnail once the server sent this card
   const cls = S.classNames.length ? S.classNames[S.cls[i]] : null;
-  let text = `#${i}` + (cls !== null ? ` · ${cls}` : "") + ` · cluster ${S.cluster[i]}`;
+  let text = exampleId(S, i) + (cls !== null && cls !== undefined ? ` · ${cls}` : "") + `\ncluster ${S.cluster[i]}`;
   if (S.legend && S.legend[S.codes[i]] && !["cluster", "class"].includes(S.legendTitle))
     text += `\n${S.legend[S.codes[i]]}`;
   if (S.scores) text += `\n${S.scoreName} ${S.scores[i].toFixed(3)}`;
-  S.tip.textContent = text;
+  const card = S.card && S.card.index === i ? S.card : null;
+  if (card && card.score && card.score[0] !== S.scoreName) text += `\n${card.score[0]} ${card.score[1].toFixed(3)}`;
+  S.tipText.textContent = text;
+  const thumb = card && card.thumb;
+  if (thumb && S.tipImg.getAttribute("src") !== thumb) S.tipImg.setAttribute("src", thumb);
+  S.tip.classList.toggle("has-thumb", !!thumb);
+  S.tip.dataset.index = String(i);
   S.tip.style.display = "block";
   // keep the tooltip inside the canvas: to the left of the pointer near the right edge, above it near the bottom
-  const tw = S.tip.offsetWidth, th = S.tip.offsetHeight;
-  S.tip.style.left = `${x + 12 + tw > S.canvas.width ? x - 12 - tw : x + 12}px`;
-  S.tip.style.top = `${y + 12 + th > S.canvas.height ? y - 12 - th : y + 12}px`;
-  // the pointer rests on a point: ask the server for its card (id, thumbnail, every score)
-  S.rest = setTimeout(() => { if (S.hovered === i && S.sentHover !== i) { S.sentHover = i; S.setStateValue("hovered", i); } }, S.restMs);
+  const [x, y] = S.tipAt, tw = S.tip.offsetWidth, th = S.tip.offsetHeight;
+  S.tip.style.left = `${Math.max(0, x + 12 + tw > S.canvas.width ? x - 12 - tw : x + 12)}px`;
+  S.tip.style.top = `${Math.max(0, y + 12 + th > S.canvas.height ? y - 12 - th : y + 12)}px`;
+}
+
+async function loadIds(S, url, prefix, n) {
+  // the ids once per run, after the first draw (the map does not wait for them); one line each
+  const bytes = new Uint8Array(await fetchBytes(url));
+  const start = new Uint32Array(n + 1);
+  let k = 1;
+  for (let o = 0; o < bytes.length && k < n; o++) if (bytes[o] === 10) start[k++] = o + 1;
+  start[n] = bytes.length + 1; // as if the last id ended with a newline too
+  if (k !== n) throw new Error(`map ids: ${k} lines for ${n} points`);
+  if (S.idsUrl !== url) return;
+  S.idBytes = bytes;
+  S.idStart = start;
+  S.idPrefix = prefix;
+  S.idDecoder = S.idDecoder || new TextDecoder();
+  S.root.dataset.ids = String(n);
 }
 
 async function update(S, data) {
@@ -256,9 +339,19 @@ async function update(S, data) {
   S.legendTitle = data.legend_title;
   S.scoreName = data.score_name;
   S.region = data.region;
+  S.card = data.card || null;
   draw(S);
+  if (data.ids_url && S.idsUrl !== data.ids_url) {
+    S.idsUrl = data.ids_url;
+    S.idStart = null;
+    loadIds(S, data.ids_url, data.ids_prefix || "", data.n).catch((e) => {
+      S.status.textContent = `map error: ${e.message}`;
+    });
+  }
+  // the rested point's card came back: its thumbnail in the tooltip, if the pointer is still there
+  if (S.card && S.tip.style.display === "block" && S.hovered === S.card.index && S.tipAt) showTip(S, S.hovered);
   S.status.textContent = `${data.n.toLocaleString()} points, ${data.title} · drawn in ${S.drawMs.toFixed(0)} ms · ` +
-    "drag: pan · wheel: zoom · shift-drag or ▭: select a box · click a point: its card";
+    "drag: pan · wheel: zoom · shift-drag or ▭: select a box · ◌: draw a lasso · click a point: its card";
   S.root.dataset.title = data.title;
   S.root.dataset.n = String(data.n);
 }

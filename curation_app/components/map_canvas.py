@@ -10,16 +10,23 @@ Why not Plotly at this size: a re-colour there resends the whole figure (positio
 * a re-colour sends only :func:`colour_bytes` (a uint8 palette index per point, plus the float32 score per
   point when the colour is a score, for the tooltip) at a URL of its own, and a small JSON message (palette,
   legend, title);
-* pan and zoom happen in the browser; a box selection comes back as a region in map coordinates
-  (``{"x0", "x1", "y0", "y1"}``), resolved on the server over every example
-  (``map_data.region_positions``); the hovered or clicked point comes back as its index (position in the
-  run's table), for the page's card.
+* the example ids are sent once per run the same way (:func:`id_bytes`: one UTF-8 line each, their common
+  prefix once), fetched after the first draw: the tooltip shows the hovered example's id, class, cluster and
+  the current score at once; when the pointer rests, the page's card for that point comes back
+  (:func:`card_payload`) and the tooltip shows its thumbnail too;
+* pan and zoom happen in the browser; a box or a lasso selection comes back as a region in map coordinates
+  (``{"x0", "x1", "y0", "y1"}``, or ``{"kind": "lasso", "x": [...], "y": [...]}``), resolved on the server over
+  every example (``map_data.region_positions``), never a list of points; the hovered or clicked point comes
+  back as its index (position in the run's table), for the page's card;
+* the media URLs carry ``server.baseUrlPath`` (:func:`with_base_path`): a component's ``fetch`` is not
+  rewritten by Streamlit's frontend the way its own images are.
 
 Pure encoding functions first (tested without a browser), the Streamlit mount last.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +39,7 @@ LEVELS = 255  # colour levels of a score (palette indices 0..254)
 TOP = 255  # palette index drawn on top of the others (near-duplicates removed, or the kept examples)
 HEIGHT = 620  # canvas height, CSS pixels
 REST_MS = 350  # the pointer rests this long on a point before the page is asked for its card
+LASSO_MAX_VERTICES = 2000  # the browser thins a free-hand lasso to a few hundred; more is not a lasso it sent
 
 
 def bounds(x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -155,9 +163,25 @@ def colour_payload(
 
 
 def region_of(value) -> dict | None:
-    """The component's region state ({"x0", "x1", "y0", "y1"}) as ``map_data``'s box region (None: none)."""
+    """The component's region state as ``map_data``'s region (None: none, or not a valid region).
+
+    A box: ``{"x0", "x1", "y0", "y1"}`` (``"kind": "box"`` optional); a lasso: ``{"kind": "lasso", "x": [...],
+    "y": [...]}``, the polygon's vertices in map coordinates (at most :data:`LASSO_MAX_VERTICES`)."""
     if not isinstance(value, dict):
         return None
+    if value.get("kind") == "lasso":
+        xs, ys = value.get("x"), value.get("y")
+        if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
+            return None
+        if not 3 <= len(xs) <= LASSO_MAX_VERTICES:
+            return None
+        try:
+            px, py = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        except (TypeError, ValueError):
+            return None
+        if not (np.all(np.isfinite(px)) and np.all(np.isfinite(py))):
+            return None
+        return {"kind": "lasso", "x": px.tolist(), "y": py.tolist()}
     try:
         x0, x1, y0, y1 = (float(value[k]) for k in ("x0", "x1", "y0", "y1"))
     except (KeyError, TypeError, ValueError):
@@ -173,10 +197,14 @@ def region_of(value) -> dict | None:
 HTML = """<div class="mc-root">
 <div class="mc-bar"><button class="mc-tool" data-mode="pan" title="drag to pan">✥ pan</button>
 <button class="mc-tool" data-mode="select" title="drag a box to select (or shift-drag)">▭ select</button>
+<button class="mc-tool" data-mode="lasso" title="draw around the examples to select">◌ lasso</button>
 <button class="mc-tool" data-mode="reset" title="whole map">⟲ reset view</button>
 <button class="mc-tool" data-mode="clear" title="clear the selection">✕ clear selection</button></div>
 <div class="mc-status"></div>
-<div class="mc-stage"><canvas class="mc-canvas"></canvas><div class="mc-box"></div><div class="mc-tip"></div></div>
+<div class="mc-stage"><canvas class="mc-canvas"></canvas><div class="mc-box"></div>
+<svg class="mc-lasso"><polygon></polygon></svg>
+<div class="mc-tip"><img class="mc-thumb" alt=""><div class="mc-text"></div></div>
+</div>
 </div>"""
 
 CSS = """
@@ -191,8 +219,15 @@ CSS = """
 .mc-canvas { display: block; touch-action: none; }
 .mc-box { position: absolute; display: none; border: 1.5px dashed #d62728; background: rgba(214,39,40,0.08);
   pointer-events: none; }
-.mc-tip { position: absolute; display: none; white-space: pre; background: rgba(17,24,39,0.92); color: #fff;
+.mc-lasso { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; display: none; }
+.mc-lasso polygon { fill: rgba(214,39,40,0.08); stroke: #d62728; stroke-width: 1.5; stroke-dasharray: 5 3; }
+.mc-tip { position: absolute; display: none; background: rgba(17,24,39,0.92); color: #fff;
   padding: 4px 7px; border-radius: 4px; pointer-events: none; font-size: 12px; z-index: 2; }
+.mc-tip.has-thumb { display: flex; gap: 7px; align-items: flex-start; }
+.mc-thumb { display: none; width: 72px; height: 72px; object-fit: contain; image-rendering: pixelated;
+  background: #fff; border-radius: 3px; }
+.mc-tip.has-thumb .mc-thumb { display: block; }
+.mc-text { white-space: pre; }
 """
 
 
@@ -204,19 +239,75 @@ def _component():
     return st.components.v2.component("curation_map_canvas", html=HTML, css=CSS, js=js)
 
 
-def _url(data: bytes, coordinates: str) -> str:
+def with_base_path(url: str, base_url_path: str) -> str:
+    """``url`` as the browser must fetch it when the app is served under ``server.baseUrlPath``.
+
+    The media store hands out server-absolute paths (``/media/<id>.bin``) and Streamlit's own frontend
+    prefixes them with the app's base before it loads an image; a component's ``fetch`` gets the bare path,
+    which misses the app under ``--server.baseUrlPath studio`` (served at ``/studio/media/...``)."""
+    base = (base_url_path or "").strip("/")
+    if not base or not url.startswith("/") or url.startswith("//"):
+        return url
+    return f"/{base}{url}"
+
+
+def _url(data: bytes, coordinates: str, mimetype: str = "application/octet-stream") -> str:
     """A URL the browser fetches ``data`` from: Streamlit's in-memory media store (same origin, id = hash of
     the bytes, so identical bytes keep their URL across reruns); a data URL when no server runs (AppTest)."""
-    from streamlit import runtime
+    from streamlit import config, runtime
 
     if runtime.exists():
         try:
-            return runtime.get_instance().media_file_mgr.add(data, "application/octet-stream", coordinates)
+            # above 1 MiB the store's file id hashes only the length, head, middle and tail (64 KiB each): a
+            # colouring that differs elsewhere (one more example kept at 1,000,000) would keep its URL and the
+            # browser would not fetch it; a digest of every byte as the (never shown) file name tells them apart
+            name = hashlib.blake2b(data, digest_size=16).hexdigest() if len(data) > 1 << 20 else None
+            url = runtime.get_instance().media_file_mgr.add(data, mimetype, coordinates, file_name=name)
+            return with_base_path(url, config.get_option("server.baseUrlPath"))
         except Exception:  # noqa: BLE001 - no session (bare script): fall back to inline data
             pass
     import base64
 
-    return "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+    return f"data:{mimetype};base64," + base64.b64encode(data).decode()
+
+
+def id_bytes(example_ids) -> tuple[bytes, str]:
+    """(bytes, prefix): every example id once per run, for the tooltip.  The ids' common prefix is sent once
+    (``train/``, ``ex0``), the rest as UTF-8 lines (a newline inside an id becomes a space): at 1,000,000
+    ids such as ``ex0000123`` that is 7 MB, fetched once per run like the positions, never per rerun."""
+    ids = [str(v) for v in example_ids]
+    if not ids:
+        return b"", ""
+    import os
+
+    prefix = os.path.commonprefix([min(ids), max(ids)])  # the lexicographic extremes share what all share
+    cut = len(prefix)
+    text = "\n".join(ids)
+    if text.count("\n") != len(ids) - 1:
+        text = "\n".join(v.replace("\n", " ") for v in ids)
+    if cut:
+        text = "\n".join(v[cut:] for v in text.split("\n"))
+    return text.encode("utf-8"), prefix
+
+
+def decode_ids(raw: bytes, prefix: str, n: int) -> list[str]:
+    """The ``n`` ids :func:`id_bytes` sent (what the browser decodes per hovered point)."""
+    if n == 0:
+        return []
+    return [prefix + v for v in raw.decode("utf-8").split("\n")]
+
+
+def card_payload(card: dict, *, thumb: bytes | None, key: str, score_name: str | None) -> dict:
+    """The rested point's card, for the tooltip: its position, id, class, the current score, the thumbnail's
+    URL (the same PNG the card beside the map shows)."""
+    scores = card.get("scores") or {}
+    return {
+        "index": int(card["position"]),
+        "id": card["example_id"],
+        "class": card.get("class"),
+        "score": [score_name, scores[score_name]] if score_name in scores else None,
+        "thumb": _url(thumb, f"{key}.thumb", "image/png") if thumb else None,
+    }
 
 
 def canvas_map(
@@ -229,12 +320,19 @@ def canvas_map(
     colour_json: dict,
     title: str,
     key: str,
+    ids: tuple[bytes, str] | None = None,
+    card: dict | None = None,
     region: dict | None = None,
     height: int = HEIGHT,
 ):
-    """Mount the viewer; its result has ``.region`` (the box) and ``.hovered`` (the index rested on or clicked)."""
+    """Mount the viewer; its result has ``.region`` (the box or lasso) and ``.hovered`` (the index rested on or
+    clicked).  ``ids``: :func:`id_bytes` of the run (the tooltip's example ids); ``card``: :func:`card_payload`
+    of the rested point (its thumbnail in the tooltip)."""
     data = {
         "pos_url": _url(positions, f"{key}.positions"),
+        "ids_url": _url(ids[0], f"{key}.ids") if ids is not None else None,
+        "ids_prefix": ids[1] if ids is not None else "",
+        "card": card,
         "col_url": _url(colours, f"{key}.colours"),
         "n": int(n),
         "bounds": [float(v) for v in box],
@@ -242,7 +340,8 @@ def canvas_map(
         "title": title,
         "height": int(height),
         "rest_ms": REST_MS,
-        # the selected box, drawn again after a rerun ({"x0", "x1", "y0", "y1"} in map coordinates)
+        # the selection, drawn again after a rerun: a box {"x0", "x1", "y0", "y1"} or a lasso
+        # {"kind": "lasso", "x": [...], "y": [...]}, in map coordinates
         "region": region,
         **colour_json,
     }

@@ -208,27 +208,36 @@ def example_card(table: pd.DataFrame, position: int, score_columns: list[str]) -
 
 
 def points_in_polygon(x: np.ndarray, y: np.ndarray, px, py) -> np.ndarray:
-    """Boolean per point: inside the polygon (even-odd rule; the polygon closes itself)."""
+    """Boolean per point: inside the polygon (even-odd rule; the polygon closes itself).
+
+    The classic crossing test, vectorised: an edge from (xi, yi) to (xj, yj) toggles exactly the points with
+    ``min(yi, yj) <= y < max(yi, yj)`` left of it.  With the candidates sorted by y those are one contiguous
+    slice (two binary searches), so each edge touches only the points in its own height band: a free-hand
+    lasso of a few hundred short edges costs a few passes over the points inside its bounding box, not one
+    pass per edge.
+    """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     px = np.asarray(px, np.float64)
     py = np.asarray(py, np.float64)
     inside = np.zeros(len(x), bool)
-    if len(px) < 3:
+    if len(px) < 3 or len(px) != len(py) or not (np.all(np.isfinite(px)) and np.all(np.isfinite(py))):
         return inside
-    # only points in the polygon's bounding box can be inside: test those (a lasso is small on a 1M map)
+    # only points in the polygon's bounding box can be inside (NaN positions fail these comparisons)
     cand = np.flatnonzero((x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max()))
-    cx, cy = x[cand], y[cand]
-    hit = np.zeros(len(cand), bool)
-    j = len(px) - 1
-    for i in range(len(px)):
-        xi, yi, xj, yj = px[i], py[i], px[j], py[j]
-        crosses = (yi > cy) != (yj > cy)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            at = (xj - xi) * (cy - yi) / (yj - yi) + xi
-        hit ^= crosses & (cx < at)
-        j = i
-    inside[cand] = hit
+    order = cand[np.argsort(y[cand], kind="stable")]
+    cx, cy = x[order], y[order]
+    hit = np.zeros(len(order), bool)
+    for xi, yi, xj, yj in zip(px, py, np.roll(px, 1), np.roll(py, 1)):
+        if yi == yj:  # horizontal: (yi > y) != (yj > y) never holds
+            continue
+        a = np.searchsorted(cy, min(yi, yj), "left")
+        b = np.searchsorted(cy, max(yi, yj), "left")
+        if a == b:
+            continue
+        band = slice(a, b)
+        hit[band] ^= cx[band] < (xj - xi) * (cy[band] - yi) / (yj - yi) + xi
+    inside[order] = hit
     return inside
 
 

@@ -14,6 +14,8 @@ DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
 DRAWN_AT_SCALE = 50_000  # points drawn for a run larger than summaries.MAP_MAX_POINTS
 FEW = 3  # a selection of at most this many shows each example's card (image, id, class, every score)
 CANVAS, PLOTLY = "fast canvas", "plotly"
+VIEWER_QUERY = "viewer"  # ?viewer=canvas|plotly: the Map page's own part of the address (state.PAGE_QUERY_KEYS)
+VIEWER_IN_URL = {CANVAS: "canvas", PLOTLY: "plotly"}
 DEFAULT_VIEWER = CANVAS  # measured in benchmarks/bench_app_map.py (canvas vs plotly, same run)
 LEGEND_MAX = 40  # groups listed next to the canvas; more: their count only
 
@@ -25,8 +27,8 @@ method = run.config["params"].get("map_method", "map")
 st.title("Map")
 st.caption(
     f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its class "
-    "and score (rest on it, or click it, for its image, id and every score). Select a box to see every example "
-    "inside (a small box around one point shows its image and all its scores)."
+    "and score (rest on it, or click it, for its image, id and every score). Select a box or draw a lasso to see "
+    "every example inside (a small box around one point shows its image and all its scores)."
 )
 
 # plotly redraws the whole chart on every re-colour, and a box sends back every drawn point inside it:
@@ -206,11 +208,24 @@ def _show_region(region: dict) -> None:
 
 
 def _viewer() -> str:
-    """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS)."""
+    """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS).
+
+    Mirrored into the address as ``?viewer=canvas|plotly``; a value there that is neither is said here, in the
+    page, and dropped from the address (the session's viewer stays)."""
+    from_url = {v: k for k, v in VIEWER_IN_URL.items()}
+    raw = st.query_params.get(VIEWER_QUERY)
+    if raw is not None and raw in from_url:
+        st.session_state["s.map_viewer"] = from_url[raw]
+    elif raw is not None:
+        st.warning(
+            f"ignored {VIEWER_QUERY}={raw!r}: the map viewer is one of {', '.join(from_url)}",
+            icon=":material/link_off:",
+        )
+        del st.query_params[VIEWER_QUERY]
     if st.session_state.get("s.map_viewer") not in (CANVAS, PLOTLY):
         st.session_state["s.map_viewer"] = DEFAULT_VIEWER
     state.fill("w.map.viewer", st.session_state["s.map_viewer"])
-    return st.radio(
+    viewer = st.radio(
         "Viewer",
         (CANVAS, PLOTLY),
         horizontal=True,
@@ -218,15 +233,26 @@ def _viewer() -> str:
         help="fast canvas: every example drawn in the browser, pan and zoom without a round trip; "
         "plotly: the chart with its toolbar and lasso (a sample above "
         f"{summaries.MAP_MAX_POINTS:,} examples)",
-        on_change=lambda: st.session_state.update({"s.map_viewer": st.session_state["w.map.viewer"]}),
+        on_change=_viewer_changed,
     )
+    if st.query_params.get(VIEWER_QUERY) != VIEWER_IN_URL[viewer]:
+        st.query_params[VIEWER_QUERY] = VIEWER_IN_URL[viewer]  # a link brings this viewer back
+    return viewer
 
 
-_POSITIONS: dict[str, tuple[bytes, list[float], list[str]]] = {}
+def _viewer_changed() -> None:
+    """The radio moved: the session's viewer and the address follow (the address is read before the radio)."""
+    viewer = st.session_state["w.map.viewer"]
+    st.session_state["s.map_viewer"] = viewer
+    st.query_params[VIEWER_QUERY] = VIEWER_IN_URL[viewer]
 
 
-def _positions() -> tuple[bytes, list[float], list[str]]:
-    """(bytes, bounds, class names) of every example, once per run: the canvas fetches them once."""
+_POSITIONS: dict[str, tuple[bytes, list[float], list[str], tuple[bytes, str]]] = {}
+
+
+def _positions() -> tuple[bytes, list[float], list[str], tuple[bytes, str]]:
+    """(bytes, bounds, class names, id bytes and prefix) of every example, once per run: the canvas fetches
+    the positions and the ids once."""
     if run.key not in _POSITIONS:
         _POSITIONS.clear()
         x, y = t["map_x"].to_numpy(), t["map_y"].to_numpy()
@@ -235,8 +261,18 @@ def _positions() -> tuple[bytes, list[float], list[str]]:
         else:
             cls, names = np.zeros(len(t), np.int64), []
         box = map_canvas.bounds(x, y)
-        _POSITIONS[run.key] = (map_canvas.position_bytes(x, y, cls, t["cluster"].to_numpy(), box), box, list(names))
+        pos_bytes = map_canvas.position_bytes(x, y, cls, t["cluster"].to_numpy(), box)
+        _POSITIONS[run.key] = (pos_bytes, box, list(names), map_canvas.id_bytes(t["example_id"].to_numpy()))
     return _POSITIONS[run.key]
+
+
+def _pointed() -> int | None:
+    """The point the pointer rested on (or clicked) in the canvas, as the browser last said (None: none)."""
+    try:
+        p = (st.session_state.get("map.canvas") or {}).get("hovered")
+    except AttributeError:
+        return None
+    return int(p) if isinstance(p, int) and 0 <= p < len(t) else None
 
 
 def _legend(c: map_data.Colouring, js: dict) -> None:
@@ -275,13 +311,20 @@ def _canvas_view(colour: str) -> None:
         assert c is not None
         if c.note:
             st.caption(c.note)
-    pos_bytes, box, class_names = _positions()
+    pos_bytes, box, class_names, ids = _positions()
     metric = state.get("metric")
     extra = services.score_array(rd, metric)[0] if c.kind == "category" and metric in run.score_columns else None
     col_bytes, js = map_canvas.colour_payload(
         c, palette=list(figures.PALETTE), top_colour=figures.CUT_COLOUR, scores=extra, score_name=metric
     )
     region = st.session_state.get("map.canvas_region")
+    pointed = _pointed()
+    card = None
+    if pointed is not None:  # its id, class, score and thumbnail in the tooltip (the card beside the map too)
+        thumb = services.thumbnail(rd, run.key, pointed, 192) if run.has_images else None
+        card = map_canvas.card_payload(
+            map_data.example_card(t, pointed, run.score_columns), thumb=thumb, key="map.canvas", score_name=metric
+        )
     left, right = st.columns([3, 1])
     with left:
         res = map_canvas.canvas_map(
@@ -293,19 +336,20 @@ def _canvas_view(colour: str) -> None:
             colour_json=js,
             title=f"2-D map of {len(t):,} examples ({method}), {c.title}",
             key="map.canvas",
+            ids=ids,
+            card=card,
             region=region,
         )
     with right:
         _legend(c, js)
-        pointed = res.get("hovered")
-        if isinstance(pointed, int) and 0 <= pointed < len(t):
+        if pointed is not None:
             st.markdown("---")
             _show_example(int(pointed), side=st.container())
     region = map_canvas.region_of(res.get("region"))
     st.session_state["map.canvas_region"] = res.get("region") if region is not None else None
     if region is None:
         st.subheader("Selected images")
-        st.caption("Nothing selected yet: drag a box with ▭ select (or shift-drag) on the map.")
+        st.caption("Nothing selected yet: drag a box with ▭ select (or shift-drag), or draw a lasso with ◌ lasso.")
         return
     _show_region(region)
 

@@ -118,3 +118,178 @@ def test_canvas_page_every_colour_and_a_region(app_workdir, app_run, monkeypatch
     assert f"{inside:,} of {len(t):,} examples inside the box" in texts(at, "caption")
     at.run()  # the next rerun draws the box again
     assert _canvas(at)["region"] == region
+
+
+# ---------------------------------------------------------------------------
+# lasso, ids, card, base path, the viewer in the address
+
+
+def _brute_force_inside(x, y, px, py) -> np.ndarray:
+    """The textbook even-odd crossing test, one point and one edge at a time (the reference)."""
+    out = np.zeros(len(x), bool)
+    n = len(px)
+    for k in range(len(x)):
+        inside, j = False, n - 1
+        for i in range(n):
+            if (py[i] > y[k]) != (py[j] > y[k]):
+                at = (px[j] - px[i]) * (y[k] - py[i]) / (py[j] - py[i]) + px[i]
+                if x[k] < at:
+                    inside = not inside
+            j = i
+        out[k] = inside
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_points_in_polygon_matches_the_brute_force_test(seed):
+    rng = np.random.default_rng(seed)
+    # points on a coarse grid (many exactly on vertices and on horizontal edges) and random ones
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 21), np.linspace(-1, 1, 21)), -1).reshape(-1, 2)
+    pts = np.concatenate([grid, rng.uniform(-1.2, 1.2, (1500, 2))])
+    x, y = pts[:, 0], pts[:, 1]
+    m = int(rng.integers(3, 40))
+    if seed % 3 == 0:  # a free-hand-like star (concave)
+        th = np.sort(rng.uniform(0, 2 * np.pi, m))
+        r = rng.uniform(0.3, 1.0, m)
+        px, py = r * np.cos(th), r * np.sin(th)
+    elif seed % 3 == 1:  # self-intersecting, vertices snapped to the grid (horizontal edges, shared y)
+        px, py = np.round(rng.uniform(-1, 1, m) * 10) / 10, np.round(rng.uniform(-1, 1, m) * 10) / 10
+    else:  # random vertices anywhere
+        px, py = rng.uniform(-1, 1, m), rng.uniform(-1, 1, m)
+    got = map_data.points_in_polygon(x, y, px, py)
+    want = _brute_force_inside(x, y, px, py)
+    assert np.array_equal(got, want)
+    assert 0 < got.sum() < len(x) or seed % 3 == 1  # the test means something: some inside, some not
+
+
+def test_points_in_polygon_degenerate_input():
+    x, y = np.array([0.0, 0.8, np.nan]), np.array([0.0, 0.3, 0.5])
+    assert not map_data.points_in_polygon(x, y, [0, 1], [0, 1]).any()  # two vertices: no area
+    assert not map_data.points_in_polygon(x, y, [0, 1, 2], [0, 0, 0]).any()  # flat
+    assert map_data.points_in_polygon(x, y, [0.2, 1, 1], [0.1, 0.1, 1]).tolist() == [False, True, False]
+    assert not map_data.points_in_polygon(x, y, [0, 1, np.nan], [0, 1, 1]).any()
+
+
+def test_lasso_region_from_the_browser():
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-1, 1, 50_000), rng.uniform(-1, 1, 50_000)
+    lasso = {"kind": "lasso", "x": [0, 1, 0.0], "y": [0, 0, 1]}
+    r = map_canvas.region_of(lasso)
+    assert r == {"kind": "lasso", "x": [0.0, 1.0, 0.0], "y": [0.0, 0.0, 1.0]}
+    got = map_data.region_positions(x, y, r)
+    assert np.array_equal(got, np.flatnonzero(_brute_force_inside(x, y, r["x"], r["y"])))
+    assert np.array_equal(got, np.flatnonzero((x >= 0) & (y >= 0) & (x + y < 1)))  # no point lies on an edge
+    for bad in (
+        {"kind": "lasso", "x": [0, 1], "y": [0, 1]},
+        {"kind": "lasso", "x": [0, 1, 2], "y": [0, 1]},
+        {"kind": "lasso", "x": [0, 1, "a"], "y": [0, 1, 2]},
+        {"kind": "lasso", "x": [0, 1, float("inf")], "y": [0, 1, 2]},
+        {"kind": "lasso", "x": "012", "y": [0, 1, 2]},
+        {"kind": "lasso", "x": list(range(map_canvas.LASSO_MAX_VERTICES + 1)), "y": [0] * 2001},
+    ):
+        assert map_canvas.region_of(bad) is None, bad
+
+
+def test_ids_sent_once_as_lines_with_their_common_prefix():
+    ids = [f"train/{i}" for i in range(1000)]
+    raw, prefix = map_canvas.id_bytes(ids)
+    assert prefix == "train/" and raw.count(b"\n") == 999
+    assert map_canvas.decode_ids(raw, prefix, 1000) == ids
+    odd = ["a\nb", "ünï/1", "ünï/2", ""]
+    raw, prefix = map_canvas.id_bytes(odd)
+    assert prefix == "" and map_canvas.decode_ids(raw, prefix, 4) == ["a b", "ünï/1", "ünï/2", ""]
+    raw, prefix = map_canvas.id_bytes(["x7"])
+    assert map_canvas.decode_ids(raw, prefix, 1) == ["x7"]
+    assert map_canvas.id_bytes([]) == (b"", "") and map_canvas.decode_ids(b"", "", 0) == []
+    # 1,000,000 ids like the million-example demo's: well under the 8 bytes a point the positions cost
+    raw, prefix = map_canvas.id_bytes(np.char.add("ex", np.char.zfill(np.arange(1_000_000).astype(str), 7)))
+    assert prefix == "ex0" and len(raw) == 7 * 1_000_000 - 1
+
+
+def test_media_urls_carry_the_base_path():
+    assert map_canvas.with_base_path("/media/ab.bin", "") == "/media/ab.bin"
+    assert map_canvas.with_base_path("/media/ab.bin", "studio") == "/studio/media/ab.bin"
+    assert map_canvas.with_base_path("/media/ab.bin", "/a/b/") == "/a/b/media/ab.bin"
+    assert map_canvas.with_base_path("data:application/octet-stream;base64,AA", "studio").startswith("data:")
+
+
+def _record_media(monkeypatch) -> dict[str, bytes]:
+    """Every file the page hands the component, by its URL (AppTest's media store goes with each run)."""
+    seen: dict[str, bytes] = {}
+    real = map_canvas._url
+
+    def recording(data: bytes, *args, **kw) -> str:
+        url = real(data, *args, **kw)
+        seen[url] = data
+        return url
+
+    monkeypatch.setattr(map_canvas, "_url", recording)
+    return seen
+
+
+def test_large_media_files_that_differ_anywhere_get_their_own_url(monkeypatch):
+    """The media store fingerprints files above 1 MiB by their head, middle and tail only: two colourings of
+    1,000,000 points that differ in one example must still get two URLs (else the browser keeps the old one)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    mgr = MediaFileManager(MemoryMediaFileStorage("/media"))
+
+    class Runtime:
+        media_file_mgr = mgr
+
+    monkeypatch.setattr("streamlit.runtime.exists", lambda: True)
+    monkeypatch.setattr("streamlit.runtime.get_instance", lambda: Runtime)
+    monkeypatch.setattr(mgr, "add", lambda data, mimetype, coordinates, file_name=None: (
+        "/media/" + __import__("streamlit.runtime.memory_media_file_storage", fromlist=["x"])
+        ._calculate_file_id(data, mimetype, file_name) + ".bin"))  # fmt: skip
+    codes = np.zeros(1_000_000, np.uint8)
+    a = map_canvas.colour_bytes(codes, np.zeros(1_000_000))
+    codes[300_000] = 1  # outside the sampled head, middle and tail
+    b = map_canvas.colour_bytes(codes, np.zeros(1_000_000))
+    assert map_canvas._url(a, "c") != map_canvas._url(b, "c")
+    assert map_canvas._url(a, "c") == map_canvas._url(a, "c")  # same bytes, same URL: fetched once
+
+
+def test_canvas_page_lasso_card_and_ids(app_workdir, app_run, monkeypatch):
+    t = app_run.table
+    media = _record_media(monkeypatch)
+    at = goto(make_app(app_workdir, monkeypatch), "map", viewer="fast canvas")
+    data = _canvas(at)
+    raw = media[data["ids_url"]]
+    assert map_canvas.decode_ids(raw, data["ids_prefix"], len(t)) == t["example_id"].astype(str).tolist()
+    assert data["card"] is None
+    x, y = t["map_x"].to_numpy(), t["map_y"].to_numpy()
+    cx, cy, rx, ry = np.median(x), np.median(y), np.std(x), np.std(y)
+    th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    lasso = {"kind": "lasso", "x": (cx + rx * np.cos(th)).tolist(), "y": (cy + ry * np.sin(th)).tolist()}
+    at.session_state["map.canvas"] = {"region": lasso, "hovered": 17}
+    at.run()
+    assert not at.exception
+    inside = int(_brute_force_inside(x, y, lasso["x"], lasso["y"]).sum())
+    assert 0 < inside < len(t)
+    assert f"{inside:,} of {len(t):,} examples inside the lasso" in texts(at, "caption")
+    at.run()  # the next rerun draws the lasso again, and the rested point's card travels to the tooltip
+    data = _canvas(at)
+    assert data["region"] == lasso
+    card = data["card"]
+    assert card["index"] == 17 and card["id"] == str(t["example_id"].iloc[17])
+    assert card["class"] == str(t["label"].iloc[17]) and media[card["thumb"]].startswith(b"\x89PNG")
+    metric = at.session_state["s.metric"]
+    assert card["score"] == [metric, pytest.approx(float(t[metric].iloc[17]))]
+
+
+def test_the_viewer_is_in_the_address(app_workdir, app_run, monkeypatch):
+    at = make_app(app_workdir, monkeypatch, query={"viewer": "plotly"})
+    at.switch_page("views/map.py").run()
+    assert not at.exception
+    assert at.radio(key="w.map.viewer").value == "plotly" and len(at.get("plotly_chart")) == 1
+    assert at.query_params["viewer"] == ["plotly"] or at.query_params["viewer"] == "plotly"
+    at.radio(key="w.map.viewer").set_value("fast canvas").run()
+    assert not at.exception and len(at.get("bidi_component")) == 1
+    assert "canvas" in str(at.query_params["viewer"])
+    bad = make_app(app_workdir, monkeypatch, query={"viewer": "webgl"})
+    bad.switch_page("views/map.py").run()
+    assert not bad.exception
+    assert "ignored viewer='webgl': the map viewer is one of canvas, plotly" in texts(bad, "warning")
+    assert len(bad.get("bidi_component")) == 1  # the default viewer
