@@ -1,5 +1,5 @@
 """The Map page and the Clusters member view in a real Chromium: the canvas viewer (re-colour, hover tooltip and
-card, zoom, box); the Plotly viewer: open the map, re-colour it by a score and by duplicate-group size, hover a point (id, class, scores), click one (its image), drag a box (the examples
+card, zoom, box; the tooltip's id and thumbnail, a lasso); the Plotly viewer: open the map, re-colour it by a score and by duplicate-group size, hover a point (id, class, scores), click one (its image), drag a box (the examples
 inside); open a cluster's members (kept / pruned marks).  Screenshots go to $CURATE_ARTIFACTS/screenshots
 (or artifacts/screenshots) for a person to look at.
 
@@ -105,10 +105,11 @@ def _canvas_title_has(pg, text: str) -> None:
     )
 
 
-def _canvas_hover(pg) -> str:
+def _canvas_hover(pg, *, lo: float = 0.2, span: float = 0.6) -> str:
+    """Move over the canvas (the middle ``span`` of it from ``lo``) until the tooltip shows; its text."""
     box = pg.locator(".mc-canvas").first.bounding_box()
     for i in range(80):
-        fx, fy = 0.2 + 0.6 * ((i * 37) % 13) / 12, 0.2 + 0.6 * ((i * 53) % 11) / 10
+        fx, fy = lo + span * ((i * 37) % 13) / 12, lo + span * ((i * 53) % 11) / 10
         pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
         tip = _canvas(pg).get("tip")
         if tip:
@@ -168,6 +169,86 @@ def test_canvas_map_recolour_hover_card_and_box(page, app_run):
     pg.wait_for_selector("text=selected, hardest first", timeout=60_000)
     _settle(pg)
     _shot(pg, "map_canvas_box.png")
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert not errors, errors
+
+
+TIP_THUMB = (
+    "() => { for (const h of document.querySelectorAll('[data-testid=stBidiComponentIsolated]')) {"
+    " const S = h.shadowRoot && h.shadowRoot.__mapCanvas; if (S && S.root) return S.tip.style.display === 'block'"
+    " && S.tip.classList.contains('has-thumb') && S.tipImg.complete && S.tipImg.naturalWidth > 0"
+    " && S.tip.dataset.index === String(S.card && S.card.index); } return false; }"
+)
+LASSO_SHOWN = (
+    "() => { for (const h of document.querySelectorAll('[data-testid=stBidiComponentIsolated]')) {"
+    " const S = h.shadowRoot && h.shadowRoot.__mapCanvas; if (S && S.root) return !!(S.region && S.region.kind === "
+    "'lasso' && S.lassoEl.style.display === 'block' && S.lassoPoly.points.length >= 3); } return false; }"
+)
+
+
+def _lasso(pg, *, centre=(0.5, 0.5), radius=0.25, n=48) -> None:
+    """Draw a free-hand loop (a wobbly circle) with the viewer's lasso tool."""
+    import math
+
+    pg.locator(".mc-tool[data-mode=lasso]").first.click()
+    box = pg.locator(".mc-canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] * centre[0], box["y"] + box["height"] * centre[1]
+    r = box["height"] * radius
+    pts = [(cx + r * math.cos(a) * (1 + 0.25 * math.sin(3 * a)), cy + r * math.sin(a)) for a in
+           (k * 2 * math.pi / n for k in range(n + 1))]  # fmt: skip
+    pg.mouse.move(*pts[0])
+    pg.mouse.down()
+    for q in pts[1:]:
+        pg.mouse.move(*q, steps=2)
+    pg.mouse.up()
+
+
+def test_canvas_tooltip_id_thumbnail_and_lasso(page, app_run):
+    """The tooltip names the example (its id, class, cluster, the current score) and, once the pointer rests, shows
+    its thumbnail; a lasso comes back as a polygon, selects every example inside it and is drawn again."""
+    pg = page
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(pg.base_url + "/map")
+    _canvas_title_has(pg, "coloured by")
+    _settle(pg)
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')].some(h => h.shadowRoot"
+        " && h.shadowRoot.__mapCanvas && h.shadowRoot.__mapCanvas.root.dataset.ids)",
+        timeout=60_000,
+    )  # the ids arrive after the first draw
+    t = app_run.table
+    tip = _canvas_hover(pg)
+    first = tip.split("\n")[0]
+    example_id, _, cls = first.partition(" · ")
+    assert example_id in set(t["example_id"].astype(str)), tip
+    assert cls == str(t.loc[t["example_id"].astype(str) == example_id, "label"].iloc[0]), tip
+    assert re.search(r"cluster \d+", tip) and re.search(r"\d\.\d{3}", tip), tip
+    pg.wait_for_function(TIP_THUMB, timeout=60_000)  # rested: the server's card brought the thumbnail
+
+    _lasso(pg)
+    pg.wait_for_selector("text=/examples inside the lasso/", timeout=60_000)
+    _settle(pg)
+    pg.wait_for_function(LASSO_SHOWN, timeout=30_000)  # drawn again after the rerun
+    caption = pg.get_by_text(re.compile(r"examples inside the lasso")).first.text_content()
+    region = pg.evaluate(
+        "() => { for (const h of document.querySelectorAll('[data-testid=stBidiComponentIsolated]')) {"
+        " const S = h.shadowRoot && h.shadowRoot.__mapCanvas; if (S && S.root) return S.region; } }"
+    )
+    from curation_app.components import map_data
+
+    inside = map_data.points_in_polygon(t["map_x"].to_numpy(), t["map_y"].to_numpy(), region["x"], region["y"])
+    assert f"{int(inside.sum()):,} of {len(t):,} examples inside the lasso" in caption, caption
+    # the pointer over a point inside the lasso: tooltip and selection in one picture (the canvas and the
+    # selection's caption inside the viewport)
+    pg.set_viewport_size({"width": 1440, "height": 1400})
+    time.sleep(0.5)
+    pg.locator(".mc-tool[data-mode=pan]").first.click()
+    _canvas_hover(pg, lo=0.4, span=0.2)
+    pg.wait_for_function(TIP_THUMB, timeout=60_000)
+    time.sleep(0.3)
+    pg.screenshot(path=str(_screens() / "map_canvas_tooltip_lasso.png"))
+    pg.set_viewport_size({"width": 1440, "height": 1000})
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert not errors, errors
 
