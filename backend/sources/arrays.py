@@ -45,7 +45,7 @@ def array_source(spec, kind, description, splits: dict, classes) -> Source:
         imgs.append(x)
         ids.extend(f"{split}/{i}" for i in range(len(x)))
         names = classes if classes else [str(c) for c in range(int(y.max()) + 1)]
-        labels.extend(names[int(c)] for c in y)
+        labels.extend(np.asarray(names, dtype=object)[y].tolist())
         split_col.extend([split] * len(x))
         h.update(split.encode())
         h.update(hashlib.sha256(x.tobytes()).digest())
