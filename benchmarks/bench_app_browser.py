@@ -64,10 +64,17 @@ CHROMIUM_ARGS = [
 TARGETS_MS = {"slider": 300, "switch": 1000, "first_paint": 2000, "threshold": 300, "redundancy_open_1m": 2000}
 
 # JS helpers evaluated in the page
-RUNNING = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
-SETTLED = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+# the app root's script state ("running" while the server runs the page or a fragment): the status widget alone
+# is not enough, Streamlit shows it only after a delay, so a run that still works behind drawn content looked settled
+SCRIPT_STATE = "(document.querySelector('[data-testid=\"stApp\"]') || {dataset: {}}).dataset.testScriptState"
+RUNNING = "() => " + SCRIPT_STATE + " === 'running' || !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+SETTLED = (
+    "() => "
+    + SCRIPT_STATE
+    + """ === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
   && [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))
   && !document.querySelector('[data-stale="true"]')"""
+)
 METRIC_TEXT = """(label) => { const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
   .find(e => (e.querySelector('[data-testid="stMetricLabel"]') || {}).innerText?.trim().startsWith(label));
   return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null; }"""
@@ -101,15 +108,17 @@ def _stats(ms: list[float]) -> dict:
 
 
 def start_server(
-    workdir: Path, log_path: Path, *, repo: Path = REPO, timeout: float = 180
+    workdir: Path, log_path: Path, *, repo: Path = REPO, timeout: float = 180, extra_env: dict | None = None
 ) -> tuple[subprocess.Popen, str]:
     """The app of the checkout ``repo`` (its curation_app and backend first on the path) on a free port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir), PYTHONPATH=str(repo))
+    env.update(extra_env or {})
     app = repo / "curation_app" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port"]
+    # curation_app.serve: what `curate app` runs (streamlit run, no outbound lookups, the cache warm-up)
+    cmd = [sys.executable, "-m", "curation_app.serve", "run", str(app), "--server.headless", "true", "--server.port"]
     cmd += [str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=str(REPO))
     url = f"http://127.0.0.1:{port}"
@@ -229,12 +238,15 @@ def redundancy_threshold(pg, timer: Timer, moves: int) -> dict:
     }
 
 
-def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api) -> dict:
+def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api, extra_env: dict | None = None) -> dict:
     log = Path(args.logdir) / f"streamlit_{name}.log"
-    res: dict = {"workdir": str(workdir), "app": str(repo), "loadavg_start": _loadavg()}
+    res: dict = {"workdir": str(workdir), "app": str(repo), "env": extra_env or {}, "loadavg_start": _loadavg()}
     t0 = time.perf_counter()
-    proc, url = start_server(workdir, log, repo=repo)
+    proc, url = start_server(workdir, log, repo=repo, extra_env=extra_env)
     res["server_start_s"] = round(time.perf_counter() - t0, 1)
+    if args.cold_delay:  # a user reads the URL `curate app` printed before the browser opens it
+        time.sleep(args.cold_delay)
+    res["cold_delay_s"] = args.cold_delay
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -341,9 +353,16 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--variant",
         action="append",
-        metavar="LABEL=CHECKOUT",
+        metavar="LABEL=CHECKOUT[;ENV=VALUE...]",
         help="serve the app of this checkout (e.g. before=/tmp/old, a `git archive` of an older commit) under "
-        "LABEL; repeatable, interleaved per workdir so that both see the same load (default: current=this repo)",
+        "LABEL, with these environment variables (e.g. 'off=.;CURATE_PREWARM=0'); repeatable, interleaved per "
+        "workdir so that both see the same load (default: current=this repo)",
+    )
+    ap.add_argument(
+        "--cold-delay",
+        type=float,
+        default=0.0,
+        help="seconds between the server's health check and the first (cold) visit (default 0: at once)",
     )
     ap.add_argument("--moves", type=int, default=16, help="slider moves per kind (default 16)")
     ap.add_argument("--switches", type=int, default=3, help="page switches each way (default 3)")
@@ -376,13 +395,17 @@ def main(argv=None) -> int:
             "targets_ms": TARGETS_MS,
         }
     }
-    variants = [v.partition("=")[::2] for v in (args.variant or [f"current={REPO}"])]
-    by_label: dict = {label: {"_meta": results["_meta"]} for label, _ in variants}
+    variants = []
+    for v in args.variant or [f"current={REPO}"]:
+        label, _, rest = v.partition("=")
+        repo, *env = rest.split(";")
+        variants.append((label, repo, dict(e.split("=", 1) for e in env if e)))
+    by_label: dict = {label: {"_meta": results["_meta"]} for label, _, _ in variants}
     for spec in args.workdir:
         name, _, d = spec.partition("=")
         args.skip_threshold = name in skip
-        for label, repo in variants:
-            r = bench_workdir(f"{name}_{label}", Path(d).resolve(), Path(repo).resolve(), args, sync_api)
+        for label, repo, env in variants:
+            r = bench_workdir(f"{name}_{label}", Path(d).resolve(), Path(repo).resolve(), args, sync_api, env)
             by_label[label][name] = r
             print(table(label, {name: r}), flush=True)
     out = Path(args.out)

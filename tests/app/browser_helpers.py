@@ -20,15 +20,20 @@ def step(name: str) -> None:
     T0[0] = now
 
 
+# the app root's script state, not only the status widget (which Streamlit shows after a delay, if at all)
+NOT_RUNNING = """() => (document.querySelector('[data-testid="stApp"]') || {dataset: {}}).dataset.testScriptState
+  === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')"""
+
+
 def settle(pg, charts: bool = False) -> None:
     """Wait until the script run finished (and the plotly charts drew)."""
     pg.wait_for_selector('[data-testid="stApp"]')
     time.sleep(0.3)
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    pg.wait_for_function(NOT_RUNNING, timeout=60_000)
     if charts:
         pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
         time.sleep(0.8)  # plotly draws lazily
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    pg.wait_for_function(NOT_RUNNING, timeout=60_000)
 
 
 def shot(pg, path: Path) -> None:  # noqa: D401
