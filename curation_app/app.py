@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation_app import services, state
+from curation_app import prewarm, services, state
 from curation_app.components import paths, summaries
 from curation_app.components import settings as S
 
@@ -72,6 +72,8 @@ def sidebar() -> None:
             return
         if run is not None:
             from backend.jobs import current_run_key
+
+            prewarm.prewarm(str(run.dir), run.key)  # once per process and run: the other pages' caches
 
             state.show_description(run)  # a slot the Prune page's slider fragment redraws
             current = " (the workdir's current run)" if current_run_key(services.workdir()) == run.key else ""

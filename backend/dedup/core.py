@@ -316,6 +316,15 @@ def dedup_index(
     )
 
 
+def _index_stage(run) -> Stage:
+    return Stage(run.dir.parent.parent, STAGE, VERSION, {"run": run.key, "n": len(run.table)})
+
+
+def index_cached(run) -> bool:
+    """Whether :func:`run_index` of this run would only read its cache (no search)."""
+    return _index_stage(run).done
+
+
 def run_index(run, *, device: str = "cpu", reporter: Reporter | None = None) -> DedupIndex:
     """The :class:`DedupIndex` of a run's pool, cached under ``<workdir>/dedup/<key>/``."""
     from .. import load_run
@@ -324,7 +333,7 @@ def run_index(run, *, device: str = "cpu", reporter: Reporter | None = None) -> 
     run = run if isinstance(run, Run) else load_run(run)
     rep = reporter or Reporter()
     t = run.table
-    st = Stage(run.dir.parent.parent, STAGE, VERSION, {"run": run.key, "n": len(t)})
+    st = _index_stage(run)
     ids = t["example_id"].astype(str).to_numpy(object)
     cluster = t["cluster"].to_numpy(np.int64)
     if st.done:

@@ -10,7 +10,7 @@ import streamlit as st
 from backend.dedup import pairwise_similarity
 from backend.dedup.export import removed_path, render
 from curation_app import services, state
-from curation_app.components import gallery, metric_figures
+from curation_app.components import gallery, html_table, metric_figures
 from curation_app.components import jobs as jobs_panel
 
 EXACT = 0.999  # similarity at or above which two examples count as near-exact copies
@@ -170,8 +170,8 @@ def live() -> None:
                 )
                 gallery.strip(run, shown)
                 names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].iloc[shown])]
-                # a static table: eight interactive data grids per page cost more in the browser than the rest
-                st.table(pd.DataFrame(sim, index=names, columns=names).map("{:.4f}".format))
+                # one HTML block: six st.table grids per page cost the browser more than the rest of a move
+                st.html(html_table.similarity_table(sim, names, low=min(0.8, float(threshold))))
 
     st.subheader("Export the deduplicated list")
     st.caption(

@@ -1,0 +1,42 @@
+"""The cache warm-up fills the caches the pages read first; the similarity table is escaped and shaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation_app import prewarm, services
+from curation_app.components.html_table import similarity_table
+
+
+def test_warm_fills_the_page_caches_and_runs_once(app_workdir, app_run, monkeypatch):
+    monkeypatch.setenv("CURATE_WORKDIR", str(app_workdir))
+    run_dir, key = str(app_run.dir), app_run.key
+    done = prewarm.warm(run_dir, key)
+    # every step that applies to a labelled image run ran (dedup only reads an index on disk: none here yet)
+    assert {"run", "imports", "ranking", "images", "scaling", "theory", "dedup"} <= set(done)
+    # the values are in the pages' caches: the same objects come back without recomputing
+    assert services.load_run(run_dir) is services.load_run(run_dir)
+    assert services.load_run(run_dir).__dict__.get("source") is not None  # the images were decoded
+    # at most one warm-up per process and run; CURATE_PREWARM=0 switches it off
+    monkeypatch.setattr(prewarm, "_started", set())
+    th = prewarm.prewarm(run_dir, key)
+    assert th is not None
+    th.join(timeout=120)
+    assert prewarm.prewarm(run_dir, key) is None
+    monkeypatch.setattr(prewarm, "_started", set())
+    monkeypatch.setenv("CURATE_PREWARM", "0")
+    assert prewarm.prewarm(run_dir, key) is None
+
+
+def test_similarity_table_escapes_names_and_shades_by_similarity():
+    sim = np.array([[1.0, 0.9], [0.9, 1.0]])
+    out = similarity_table(sim, ["kept <a>", "b&c"], low=0.8)
+    assert "<a>" not in out and "kept &lt;a&gt;" in out and "b&amp;c" in out
+    assert out.count("<td") == 4 and "0.9000" in out and "1.0000" in out
+    # 1.0 gets the strongest shade, 0.9 half of it, below `low` none
+    assert "rgba(214,39,40,0.45)" in out
+    assert "rgba(214,39,40,0.22)" in out or "rgba(214,39,40,0.23)" in out
+    assert "rgba(214,39,40,0.00)" in similarity_table(np.array([[0.5]]), ["x"], low=0.8)
+    with pytest.raises(ValueError, match="2 names"):
+        similarity_table(np.eye(3), ["a", "b"])
