@@ -7,8 +7,10 @@ The map viewers are measured on the same run, in the same process, one after the
   drawing pixels on a <canvas>): first paint (``page.goto`` until every point is drawn), re-colour (a click on a
   "Colour by" option until the canvas names the new colour), zoom (3 wheel steps) and pan (a drag), both drawn
   in the browser, with the draw time the viewer records; hover (the tooltip, then the side card the page fills
-  after the pointer rests 350 ms); box selection (its select tool, until the page shows "N of M examples inside
-  the box"); the bytes each step moved (websocket frames, media fetches);
+  after the pointer rests 350 ms, then the thumbnail in the tooltip); the ids for the tooltip (fetched once after
+  the first paint); box selection (its select tool, until the page shows "N of M examples inside the box"); lasso
+  selection (a 60-move loop with its lasso tool, until "N of M examples inside the lasso"); the bytes each step
+  moved (websocket frames, media fetches);
 * ``plotly``: the app's own Map page with "Viewer: plotly" (reached by a click on that option, so its first
   paint is ``first_paint_after_switch_s``) (``curate app``: Streamlit + Plotly ``scattergl``), opened at
   ``/map``.  First paint = ``page.goto`` until the chart's title and WebGL canvas are drawn;
@@ -297,6 +299,15 @@ def measure_canvas(pg, url: str, colours: list[str], timeout_ms: int, shot: Path
 
     out["first_paint_s"] = _timed(first, timeout_ms)
     out["first_paint_bytes"] = moved(t0)
+
+    def ids(tmo):  # the example ids for the tooltip: fetched once per run, after the first draw
+        pg.wait_for_function(f"() => {{ const r = ({CANVAS_ROOT})(); return r && !!r.dataset.ids; }}", timeout=tmo)
+
+    out["ids_after_first_paint_s"] = _timed(ids, timeout_ms)
+    out["ids_mb"] = pg.evaluate(
+        f"() => {{ const r = ({CANVAS_ROOT})(); const S = r && r.getRootNode().__mapCanvas;"
+        " return S && S.idBytes ? Math.round(S.idBytes.length / 1e3) / 1e3 : null; }"
+    )  # the file's size as the viewer holds it (a media fetch can finish before the step's clock starts)
     _settle(pg, timeout_ms)
     st0 = _canvas_state(pg) or {}
     out["n_drawn"] = st0.get("n")
@@ -370,6 +381,19 @@ def measure_canvas(pg, url: str, colours: list[str], timeout_ms: int, shot: Path
 
     out["hover_card_s"] = _timed(card, timeout_ms)  # from the tooltip; includes the viewer's rest delay
     out["hover_rest_ms"] = 350
+
+    def thumb(tmo):  # the rested point's thumbnail in the tooltip (a run with images only)
+        pg.wait_for_function(
+            f"() => {{ const r = ({CANVAS_ROOT})(); const S = r && r.getRootNode().__mapCanvas; return !!(S &&"
+            " S.tip.classList.contains('has-thumb') && S.tipImg.complete && S.tipImg.naturalWidth > 0); }",
+            timeout=tmo,
+        )
+
+    if pg.locator('[data-testid="stCaptionContainer"]:has-text("no image (precomputed")').count():
+        out["hover_thumbnail_s"] = "n/a: precomputed embeddings, no images"
+    elif out.get("hover_text"):
+        res = _timed(thumb, 10_000)  # from the tooltip (like hover_card_s)
+        out["hover_thumbnail_s"] = round(time.perf_counter() - t_hover[0], 3) if isinstance(res, float) else res
     _settle(pg, timeout_ms)
     pg.locator(".mc-tool[data-mode=select]").first.click()
     t_sel = time.perf_counter()
@@ -390,6 +414,33 @@ def measure_canvas(pg, url: str, colours: list[str], timeout_ms: int, shot: Path
     except Exception:  # noqa: BLE001
         out["selection_text"] = None
     out["select_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
+    pg.locator(".mc-tool[data-mode=lasso]").first.click()
+    t_lasso = time.perf_counter()
+
+    def lasso(tmo):  # a free-hand loop (a wobbly circle of 60 moves) around the middle of the map
+        import math
+
+        r = box["height"] * 0.15
+        pts = [(cx + r * math.cos(a) * (1 + 0.25 * math.sin(3 * a)), cy + r * math.sin(a))
+               for a in (k * 2 * math.pi / 60 for k in range(61))]  # fmt: skip
+        pg.mouse.move(*pts[0])
+        pg.mouse.down()
+        for q in pts[1:]:
+            pg.mouse.move(*q)
+        t_up[0] = time.perf_counter()
+        pg.mouse.up()
+        pg.wait_for_selector("text=/examples inside the lasso/", timeout=tmo)
+
+    t_up = [0.0]
+    res = _timed(lasso, timeout_ms)
+    out["lasso_draw_and_select_s"] = res  # from the first move: includes the 60 moves of the loop
+    out["lasso_select_s"] = round(time.perf_counter() - t_up[0], 3) if isinstance(res, float) else res  # from release
+    out["lasso_select_bytes"] = moved(t_lasso)
+    try:
+        out["lasso_text"] = pg.locator("text=/examples inside the lasso/").first.text_content()
+    except Exception:  # noqa: BLE001
+        out["lasso_text"] = None
+    out["lasso_settled_s"] = _timed(lambda tmo: _settle(pg, tmo), timeout_ms)
     if shot is not None:
         pg.screenshot(path=str(shot))
     return out
