@@ -43,9 +43,12 @@ import numpy as np
 
 BLOCK = 16384  # rows per full product: the score block is BLOCK x K float32
 _EPS = 1e-6  # added to every drift: covers fp32 rounding of the similarities
-_BOUNDS_PAY = 0.5  # the bounds are used when at most this share of the rows fails them; else one full pass
+_BOUNDS_TRY = 0.95  # estimated share of the rows failing the bounds (before tightening) above which: a full pass
+_BOUNDS_PAY = 0.7  # after tightening: re-scoring this share of the rows (gathered) still costs less than a full pass
+_GATHER = 2048  # rows per gathered chunk (4 MB at D = 512: stays in L2)
 _FRESH_BOUNDS = 0.1  # a full pass computes fresh bounds for a block where at most this share of rows moved
 _WILD_SHARES = (0.0, 0.02, 0.05, 0.1, 0.2)  # wild centroids tried, as shares of K (see _choose_wild)
+_WILD_FIXED = 0.04  # a wild pass also costs this share of a full pass whatever W (its own pass over N rows)
 
 
 class BlockSearch:
@@ -131,6 +134,7 @@ def spherical_lloyd(
     warm: bool = False,
     stats: dict | None = None,
     labels_out: dict | None = None,
+    carry: dict | None = None,
 ):
     """Lloyd's algorithm for unit rows ``x`` from ``init`` (K x D unit rows): (centroids, iterations run, objective).
 
@@ -148,6 +152,11 @@ def spherical_lloyd(
     ``sim``: every row's nearest returned centroid and its similarity, exact,
     from one more assignment step that reuses the bounds (scikit-learn's final
     E-step; a fraction of a full pass once the centroids have settled).
+    ``carry`` (a dict, in and out): on return it holds the assignment and the
+    bounds of every row (valid for the centroids of the last assignment step);
+    given to the next sample stage, whose ``x`` starts with these rows, it
+    replaces the first full pass over them by one bounded step (only the new
+    rows are scored in full).
     """
     n, _ = x.shape
     k = len(init)
@@ -156,11 +165,24 @@ def spherical_lloyd(
     assign = np.empty(n, np.int32)
     own = np.empty(n, np.float32)  # lower bound on x . c_own
     up = np.empty(n, np.float32)  # upper bound on x . c_j for every j != own
-    _full_pass(x, search, assign, own, up, first=True, fresh=warm)
+    m0 = _carried_rows(carry, n, k)
+    first_work = 1.0
+    if m0:  # the previous sample stage's rows lead x: their bounds move to these centroids, only new rows in full
+        assign[:m0], own[:m0], up[:m0] = carry["assign"], carry["own"], carry["up"]
+        drift = np.linalg.norm(cent - carry["cent"], axis=1).astype(np.float32) + np.float32(_EPS)
+        step = _bounded_step(x[:m0], cent, drift, search, assign[:m0], own[:m0], up[:m0])
+        if step is None:
+            _full_pass(x[:m0], search, assign[:m0], own[:m0], up[:m0], first=True, fresh=True)
+        else:
+            first_work = (step[1] + (n - m0)) / n + step[2] / k * m0 / n
+        if m0 < n:
+            _full_pass(x[m0:], search, assign[m0:], own[m0:], up[m0:], first=True, fresh=True)
+    else:
+        _full_pass(x, search, assign, own, up, first=True, fresh=warm)
     n_fresh, backoff, wait, misses = (n if warm else 0), 1, 0, 0
     sums = _cluster_sums(x, assign, k)
     _reseed_empty(sums, assign, x, own, up, rng)
-    rescored, wild_counts, work = [n], [0], [1.0]
+    rescored, wild_counts, work = [n], [0], [round(first_work, 4)]
     objective = float(np.linalg.norm(sums, axis=1).sum()) / n
     it = 1
     for it in range(2, n_iter + 1):  # noqa: B007 - the count is returned
@@ -168,9 +190,8 @@ def spherical_lloyd(
         drift = np.linalg.norm(new - cent, axis=1).astype(np.float32) + np.float32(_EPS)
         cent = new
         search.set_centroids(cent)
-        own -= drift[assign]
-        wild, tame, cost = _choose_wild(drift, own, up)
-        if cost > _BOUNDS_PAY:
+        step = _bounded_step(x, cent, drift, search, assign, own, up)
+        if step is None:
             # most rows may move (early iterations): one pass over all of them beats gathering most of them
             if n_fresh >= 0.9 * n:  # even fresh bounds did not hold for one step
                 misses += 1
@@ -183,18 +204,10 @@ def spherical_lloyd(
             wild_counts.append(0)
             work.append(1.0)
         else:
-            up += tame
-            if len(wild):
-                _fold_wild(x, cent, wild, assign, own, up)
-            cand = np.flatnonzero(own <= up)
-            if len(cand):  # tighten: the exact similarity to the own centroid
-                with single_blas_thread():  # a memory-bound gather: a second thread brings nothing
-                    own[cand] = np.einsum("nd,nd->n", x[cand], cent[assign[cand]])
-                cand = cand[own[cand] <= up[cand]]
-            changed = _rescore(x, cand, search, assign, own, up)
-            rescored.append(len(cand))
-            wild_counts.append(len(wild))
-            work.append(round((len(cand) / n) + len(wild) / k, 4))
+            changed, n_cand, n_wild = step
+            rescored.append(n_cand)
+            wild_counts.append(n_wild)
+            work.append(round((n_cand / n) + n_wild / k, 4))
             n_fresh = misses = 0
         if len(changed[0]):
             _move_rows(sums, x, *changed)
@@ -205,6 +218,9 @@ def spherical_lloyd(
         if early_stop and objective - previous <= tol * max(1.0 - objective, 1e-12):
             break
     final = _normalise(sums)
+    if carry is not None:  # bounds valid for ``cent``: what the next sample stage starts from
+        carry.clear()
+        carry.update(assign=assign, own=own, up=up, cent=cent)
     if labels_out is not None:
         labels_out["assign"], labels_out["sim"] = _final_assignment(x, final, cent, search, assign, own, up)
     if stats is not None:
@@ -214,24 +230,67 @@ def spherical_lloyd(
     return final, it, objective
 
 
+def _carried_rows(carry: dict | None, n: int, k: int) -> int:
+    """How many leading rows of x have bounds in ``carry`` (0: none usable)."""
+    if not carry or "assign" not in carry:
+        return 0
+    m0 = len(carry["assign"])
+    return m0 if 0 < m0 <= n and len(carry["cent"]) == k else 0
+
+
+def _bounded_step(x, cent, drift, search, assign, own, up):
+    """One assignment step from the bounds after the centroids moved by ``drift`` (``search`` already holds
+    ``cent``): ((rows moved, new ids, old ids), rows re-scored, wild centroids), or None when a full pass
+    would cost less (``own``/``up`` are then stale: the full pass overwrites them).
+
+    The decision is taken twice: before any work on the estimate of :func:`_choose_wild`, and after the
+    cheap tightening (the exact own similarity of the rows failing the loose bound), on the rows that still
+    fail, which are often half as many.
+    """
+    n = len(x)
+    own -= drift[assign]
+    wild, tame, cost = _choose_wild(drift, own, up)
+    if cost > _BOUNDS_TRY:
+        return None
+    up += tame
+    if len(wild):
+        _fold_wild(x, cent, wild, assign, own, up)
+    cand = np.flatnonzero(own <= up)
+    if len(cand):  # tighten: the exact similarity to the own centroid
+        own[cand] = _own_similarity(x, cent, cand, assign)
+        cand = cand[own[cand] <= up[cand]]
+    if len(cand) > _BOUNDS_PAY * n:
+        return None
+    return _rescore(x, cand, search, assign, own, up), len(cand), len(wild)
+
+
+def _own_similarity(x, cent, rows, assign) -> np.ndarray:
+    """x[r] . cent[assign[r]] for the rows ``rows``: gathered in cache-sized chunks into reused buffers (a
+    gather of all of them at once writes and page-faults two fresh N x D temporaries)."""
+    out = np.empty(len(rows), np.float32)
+    step = _GATHER
+    xb = np.empty((min(step, len(rows)), x.shape[1]), x.dtype)
+    cb = np.empty((len(xb), cent.shape[1]), cent.dtype)
+    with single_blas_thread():  # memory-bound: a second thread brings nothing
+        for s in range(0, len(rows), step):
+            r = rows[s : s + step]
+            m = len(r)
+            np.take(x, r, axis=0, out=xb[:m], mode="clip")
+            np.take(cent, assign[r], axis=0, out=cb[:m], mode="clip")
+            out[s : s + m] = np.einsum("nd,nd->n", xb[:m], cb[:m])
+    return out
+
+
 def _final_assignment(x, final, cent, search, assign, own, up):
     """(id int32, exact similarity float32) of each row to its nearest centroid of ``final``, from the
     bounds the last iteration left (valid for ``cent``), without changing any centroid."""
     drift = np.linalg.norm(final - cent, axis=1).astype(np.float32) + np.float32(_EPS)
     search.set_centroids(final)
-    own -= drift[assign]
-    wild, tame, cost = _choose_wild(drift, own, up)
-    if cost > _BOUNDS_PAY:
+    if _bounded_step(x, final, drift, search, assign, own, up) is None:
         _full_pass(x, search, assign, own, up, fresh=False)
         return assign, own
-    up += tame
-    if len(wild):
-        _fold_wild(x, final, wild, assign, own, up)
-    cand = np.flatnonzero(own <= up)
-    _rescore(x, cand, search, assign, own, up)
-    with single_blas_thread():  # the rows that kept their centroid: their exact similarity (a lower bound so far)
-        for s in range(0, len(x), BLOCK):
-            own[s : s + BLOCK] = np.einsum("nd,nd->n", x[s : s + BLOCK], final[assign[s : s + BLOCK]])
+    # the rows that kept their centroid: their exact similarity (a lower bound so far)
+    own[:] = _own_similarity(x, final, np.arange(len(x)), assign)
     return assign, own
 
 
@@ -239,8 +298,9 @@ def _choose_wild(drift: np.ndarray, own: np.ndarray, up: np.ndarray):
     """(wild centroid ids, the drift the bound grows by, estimated cost as a share of a full pass).
 
     Scoring the W centroids that moved the most costs W/K of a full pass and
-    lets the other-centroid bound grow by the (W+1)-th largest drift only; the
-    rows failing the bound then cost their share of a full pass.  The W among
+    lets the other-centroid bound grow by the (W+1)-th largest drift only, plus
+    :data:`_WILD_FIXED` (measured: W = 20 costs 0.07 of a full pass, W = 200
+    0.21); the rows failing the bound then cost their share of a full pass.  The W among
     :data:`_WILD_SHARES` with the smallest sum is kept (failures estimated
     before tightening: an upper estimate).
     """
@@ -253,7 +313,7 @@ def _choose_wild(drift: np.ndarray, own: np.ndarray, up: np.ndarray):
         if w >= k or (share and w == 0):
             continue
         tame = np.float32(drift[order[w]])
-        cost = w / k + np.count_nonzero(gap <= tame) / max(n, 1)
+        cost = (w / k + _WILD_FIXED if w else 0.0) + np.count_nonzero(gap <= tame) / max(n, 1)
         if cost < best[2]:
             best = (order[:w], tame, cost)
     return best
@@ -265,8 +325,11 @@ def _fold_wild(x, cent, wild, assign, own, up) -> None:
     pos = np.full(len(cent), -1, np.int64)
     pos[wild] = np.arange(len(wild))
     cw = np.ascontiguousarray(cent[wild])
+    buf = np.empty((min(BLOCK, len(x)), len(wild)), np.float32)
     for s in range(0, len(x), BLOCK):
-        sw = x[s : s + BLOCK] @ cw.T
+        xb = x[s : s + BLOCK]
+        sw = buf[: len(xb)]
+        np.matmul(xb, cw.T, out=sw)
         p = pos[assign[s : s + BLOCK]]
         r = np.flatnonzero(p >= 0)
         own[s + r] = sw[r, p[r]]
@@ -392,17 +455,19 @@ def single_blas_thread():
 
 
 def _rescore(x, cand, search, assign, own, up):
-    """Re-score the rows ``cand`` whose bounds failed against every centroid (gathered, one dense product
-    per block); update assign/own/up in place.  Returns (rows that changed centroid, new ids, old ids)."""
+    """Re-score the rows ``cand`` whose bounds failed against every centroid (gathered into one reused
+    buffer, one dense product per block); update assign/own/up in place.  Returns (rows that changed
+    centroid, new ids, old ids)."""
     if not len(cand):
         empty = np.empty(0, np.int64)
         return empty, empty, empty
     old = assign[cand].copy()
+    xb = np.empty((min(BLOCK, len(cand)), x.shape[1]), x.dtype)
     for s in range(0, len(cand), BLOCK):
         r = cand[s : s + BLOCK]
-        a, b = search.top1(x[r], keep_scores=True)
-        assign[r], own[r] = a, b
-        up[r] = search.second(a)
+        xr = np.take(x, r, axis=0, out=xb[: len(r)], mode="clip")
+        a, b, second = search.top2(xr)
+        assign[r], own[r], up[r] = a, b, second
     new = assign[cand]
     ch = np.flatnonzero(new != old)
     return cand[ch], new[ch].astype(np.int64), old[ch].astype(np.int64)
