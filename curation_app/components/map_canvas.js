@@ -102,7 +102,8 @@ function mapToScreen(S, x, y) {
 function drawLasso(S, pts) {
   // pts: screen points (while drawing) or null (hide)
   if (!pts || pts.length < 2) { S.lassoEl.style.display = "none"; return; }
-  S.lassoPoly.setAttribute("points", pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+  const attr = pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ");
+  S.lassoEl.querySelectorAll("polygon").forEach((p) => p.setAttribute("points", attr)); // white halo, red line
   S.lassoEl.style.display = "block";
 }
 
@@ -139,7 +140,7 @@ function setup(S, parent, setStateValue) {
   S.tip = root.querySelector(".mc-tip");
   S.boxEl = root.querySelector(".mc-box");
   S.lassoEl = root.querySelector(".mc-lasso");
-  S.lassoPoly = S.lassoEl.querySelector("polygon");
+  S.lassoPoly = S.lassoEl.querySelector(".mc-line");
   S.tipText = root.querySelector(".mc-text");
   S.tipImg = root.querySelector(".mc-thumb");
   S.status = root.querySelector(".mc-status");

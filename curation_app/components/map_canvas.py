@@ -202,7 +202,7 @@ HTML = """<div class="mc-root">
 <button class="mc-tool" data-mode="clear" title="clear the selection">✕ clear selection</button></div>
 <div class="mc-status"></div>
 <div class="mc-stage"><canvas class="mc-canvas"></canvas><div class="mc-box"></div>
-<svg class="mc-lasso"><polygon></polygon></svg>
+<svg class="mc-lasso"><polygon class="mc-halo"></polygon><polygon class="mc-line"></polygon></svg>
 <div class="mc-tip"><img class="mc-thumb" alt=""><div class="mc-text"></div></div>
 </div>
 </div>"""
@@ -220,7 +220,8 @@ CSS = """
 .mc-box { position: absolute; display: none; border: 1.5px dashed #d62728; background: rgba(214,39,40,0.08);
   pointer-events: none; }
 .mc-lasso { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; display: none; }
-.mc-lasso polygon { fill: rgba(214,39,40,0.08); stroke: #d62728; stroke-width: 1.5; stroke-dasharray: 5 3; }
+.mc-lasso .mc-halo { fill: rgba(214,39,40,0.10); stroke: #fff; stroke-width: 4; stroke-opacity: 0.9; }
+.mc-lasso .mc-line { fill: none; stroke: #d62728; stroke-width: 2; stroke-dasharray: 6 3; }
 .mc-tip { position: absolute; display: none; background: rgba(17,24,39,0.92); color: #fff;
   padding: 4px 7px; border-radius: 4px; pointer-events: none; font-size: 12px; z-index: 2; }
 .mc-tip.has-thumb { display: flex; gap: 7px; align-items: flex-start; }
