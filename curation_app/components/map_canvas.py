@@ -252,6 +252,23 @@ def with_base_path(url: str, base_url_path: str) -> str:
     return f"/{base}{url}"
 
 
+_DIGESTS: dict[int, tuple[bytes, str]] = {}  # id(bytes) -> (the bytes, kept alive so the id stays theirs; digest)
+
+
+def _digest(data: bytes) -> str:
+    """A digest of every byte; remembered for the last few bytes objects (the run's positions and ids are the
+    same object on every rerun: 15 MB at 1,000,000 points is not hashed again per rerun)."""
+    hit = _DIGESTS.pop(id(data), None)
+    if hit is not None and hit[0] is data:
+        _DIGESTS[id(data)] = hit  # most recently used last: a new colouring evicts an old colouring first
+        return hit[1]
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    while len(_DIGESTS) >= 4:
+        _DIGESTS.pop(next(iter(_DIGESTS)))
+    _DIGESTS[id(data)] = (data, digest)
+    return digest
+
+
 def _url(data: bytes, coordinates: str, mimetype: str = "application/octet-stream") -> str:
     """A URL the browser fetches ``data`` from: Streamlit's in-memory media store (same origin, id = hash of
     the bytes, so identical bytes keep their URL across reruns); a data URL when no server runs (AppTest)."""
@@ -262,7 +279,7 @@ def _url(data: bytes, coordinates: str, mimetype: str = "application/octet-strea
             # above 1 MiB the store's file id hashes only the length, head, middle and tail (64 KiB each): a
             # colouring that differs elsewhere (one more example kept at 1,000,000) would keep its URL and the
             # browser would not fetch it; a digest of every byte as the (never shown) file name tells them apart
-            name = hashlib.blake2b(data, digest_size=16).hexdigest() if len(data) > 1 << 20 else None
+            name = _digest(data) if len(data) > 1 << 20 else None
             url = runtime.get_instance().media_file_mgr.add(data, mimetype, coordinates, file_name=name)
             return with_base_path(url, config.get_option("server.baseUrlPath"))
         except Exception:  # noqa: BLE001 - no session (bare script): fall back to inline data

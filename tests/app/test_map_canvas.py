@@ -293,3 +293,15 @@ def test_the_viewer_is_in_the_address(app_workdir, app_run, monkeypatch):
     assert not bad.exception
     assert "ignored viewer='webgl': the map viewer is one of canvas, plotly" in texts(bad, "warning")
     assert len(bad.get("bidi_component")) == 1  # the default viewer
+
+
+def test_the_digest_of_the_same_bytes_is_remembered_and_never_confused():
+    big = bytes(2 << 20)
+    first = map_canvas._digest(big)
+    assert map_canvas._digest(big) == first and map_canvas._DIGESTS[id(big)][0] is big
+    for i in range(6):  # other colourings come and go; the positions stay remembered while in use
+        map_canvas._digest(bytes([i]) * (2 << 20))
+        assert map_canvas._digest(big) == first
+    other = bytearray(big)
+    other[123_456] = 1
+    assert map_canvas._digest(bytes(other)) != first
