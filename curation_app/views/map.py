@@ -26,8 +26,8 @@ method = run.config["params"].get("map_method", "map")
 
 st.title("Map")
 st.caption(
-    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its class "
-    "and score (rest on it, or click it, for its image, id and every score). Select a box or draw a lasso to see "
+    f"Every example placed by a 2-D {method.upper()} projection of its embedding. Hover a point for its id, class "
+    "and score (rest on it, or click it, for its image and every score). Select a box or draw a lasso to see "
     "every example inside (a small box around one point shows its image and all its scores)."
 )
 
