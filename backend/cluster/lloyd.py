@@ -30,6 +30,18 @@ rest.  On 100k x 512 at K=1000 the bounds then skip 65-90% of the rows from the
 sixth iteration on.  The result is the same assignment as plain Lloyd (up to
 fp32 rounding ties).
 
+Why a runner-up: in high dimensions most rows sit nearly as close to a second
+centroid as to their own (on 100k x 512 at K=1000, 5-9% of the rows have their
+two best similarities within 0.03-0.05, the typical drift bound), but the
+third-best is much further (0.6-1.5% within the same margin).  So each row also
+keeps its runner-up centroid with its own upper bound (grown by that
+centroid's drift alone), and the bound on every other centroid is taken from
+the third-best similarity.  A row failing its bounds is first settled between
+its own centroid and the runner-up (two gathered dot products); only when the
+third-best bound is not beaten is it re-scored against all centroids.  Sample
+stages (see :func:`.kmeans.sample_stages`) hand their rows' bounds on to the
+next stage (``carry``), so only the new rows are scored in full.
+
 The centroid sums are kept in float64 and updated with the rows that change
 cluster only, so an iteration where few rows move costs little.
 """
@@ -74,7 +86,7 @@ class BlockSearch:
     def top1(self, xb: np.ndarray, *, keep_scores: bool = False):
         """(id int32, similarity float32) of the most similar centroid of each row (ties: smallest id).
 
-        ``keep_scores``: the score block stays for :meth:`second` (until the next call).
+        ``keep_scores``: the score block stays for :meth:`second` / :meth:`runners_up` (until the next call).
         """
         s = self._scores(xb)
         a = s.argmax(axis=1)
@@ -91,10 +103,66 @@ class BlockSearch:
         s[r, best] = -np.inf
         return s.max(axis=1)
 
+    def runners_up(self, best: np.ndarray):
+        """(second-best id int32, its similarity, third-best similarity) of each row of the last
+        :meth:`top1` block (similarities -inf where K is too small; the id is then ``best``)."""
+        s, self._last = self._last, None
+        assert s is not None, "runners_up() needs top1(..., keep_scores=True) first"
+        n, k = s.shape
+        if k == 1:
+            inf = np.full(n, -np.inf, np.float32)
+            return best.astype(np.int32), inf, inf.copy()
+        r = np.arange(n)
+        s[r, best] = -np.inf
+        a2 = s.argmax(axis=1)
+        s2 = s[r, a2]
+        if k == 2:
+            return a2.astype(np.int32), s2, np.full(n, -np.inf, np.float32)
+        s[r, a2] = -np.inf
+        return a2.astype(np.int32), s2, s.max(axis=1)
+
     def top2(self, xb: np.ndarray):
         """(best id int32, best similarity, second-best similarity) of each row (second = -inf when K = 1)."""
         a, b = self.top1(xb, keep_scores=True)
         return a, b, self.second(a)
+
+    def top3(self, xb: np.ndarray):
+        """(best id, best similarity, second-best id, its similarity, third-best similarity) of each row."""
+        a, b = self.top1(xb, keep_scores=True)
+        return (a, b, *self.runners_up(a))
+
+
+class _Bounds:
+    """Per-row state of the bounded Lloyd: own centroid ``assign`` with a lower bound ``own`` on x.c_own,
+    runner-up centroid ``run`` with an upper bound ``up2`` on x.c_run, and ``up3``, an upper bound on x.c_j
+    for every other centroid.  ``up3 = +inf`` means "unknown": the row is re-scored in full."""
+
+    __slots__ = ("assign", "own", "run", "up2", "up3")
+
+    def __init__(self, n: int = 0, parts: tuple | None = None):
+        if parts is None:
+            parts = (
+                np.zeros(n, np.int32),
+                np.full(n, -np.inf, np.float32),
+                np.zeros(n, np.int32),
+                np.full(n, np.inf, np.float32),
+                np.full(n, np.inf, np.float32),
+            )
+        self.assign, self.own, self.run, self.up2, self.up3 = parts
+
+    def __len__(self) -> int:
+        return len(self.assign)
+
+    def rows(self, lo: int, hi: int) -> _Bounds:
+        """A view of rows ``lo:hi`` (writes go through)."""
+        return _Bounds(parts=tuple(a[lo:hi] for a in (self.assign, self.own, self.run, self.up2, self.up3)))
+
+    def copy_from(self, other: _Bounds) -> None:
+        for mine, theirs in zip(
+            (self.assign, self.own, self.run, self.up2, self.up3),
+            (other.assign, other.own, other.run, other.up2, other.up3),
+        ):
+            mine[...] = theirs
 
 
 def _cluster_sums(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
@@ -162,26 +230,26 @@ def spherical_lloyd(
     k = len(init)
     cent = np.ascontiguousarray(init, np.float32)
     search = BlockSearch(cent)
-    assign = np.empty(n, np.int32)
-    own = np.empty(n, np.float32)  # lower bound on x . c_own
-    up = np.empty(n, np.float32)  # upper bound on x . c_j for every j != own
+    b = _Bounds(n)
     m0 = _carried_rows(carry, n, k)
     first_work = 1.0
     if m0:  # the previous sample stage's rows lead x: their bounds move to these centroids, only new rows in full
-        assign[:m0], own[:m0], up[:m0] = carry["assign"], carry["own"], carry["up"]
+        assert carry is not None
+        head = b.rows(0, m0)
+        head.copy_from(carry["bounds"])
         drift = np.linalg.norm(cent - carry["cent"], axis=1).astype(np.float32) + np.float32(_EPS)
-        step = _bounded_step(x[:m0], cent, drift, search, assign[:m0], own[:m0], up[:m0])
+        step = _bounded_step(x[:m0], cent, drift, search, head)
         if step is None:
-            _full_pass(x[:m0], search, assign[:m0], own[:m0], up[:m0], first=True, fresh=True)
+            _full_pass(x[:m0], search, head, first=True, fresh=True)
         else:
             first_work = (step[1] + (n - m0)) / n + step[2] / k * m0 / n
         if m0 < n:
-            _full_pass(x[m0:], search, assign[m0:], own[m0:], up[m0:], first=True, fresh=True)
+            _full_pass(x[m0:], search, b.rows(m0, n), first=True, fresh=True)
     else:
-        _full_pass(x, search, assign, own, up, first=True, fresh=warm)
+        _full_pass(x, search, b, first=True, fresh=warm)
     n_fresh, backoff, wait, misses = (n if warm else 0), 1, 0, 0
-    sums = _cluster_sums(x, assign, k)
-    _reseed_empty(sums, assign, x, own, up, rng)
+    sums = _cluster_sums(x, b.assign, k)
+    _reseed_empty(sums, b, x, rng)
     rescored, wild_counts, work = [n], [0], [round(first_work, 4)]
     objective = float(np.linalg.norm(sums, axis=1).sum()) / n
     it = 1
@@ -190,16 +258,16 @@ def spherical_lloyd(
         drift = np.linalg.norm(new - cent, axis=1).astype(np.float32) + np.float32(_EPS)
         cent = new
         search.set_centroids(cent)
-        step = _bounded_step(x, cent, drift, search, assign, own, up)
+        step = _bounded_step(x, cent, drift, search, b)
         if step is None:
             # most rows may move (early iterations): one pass over all of them beats gathering most of them
             if n_fresh >= 0.9 * n:  # even fresh bounds did not hold for one step
                 misses += 1
-                if misses >= 3:  # noisy data, they never will: skip computing them (the second-best pass)
+                if misses >= 3:  # noisy data, they never will: skip computing them (the runner-up pass)
                     backoff *= 2  # for 2, 4, 8, ... iterations after each further failure
                     wait = backoff
             wait -= 1
-            changed, n_fresh = _full_pass(x, search, assign, own, up, fresh=wait < 0)
+            changed, n_fresh = _full_pass(x, search, b, fresh=wait < 0)
             rescored.append(n)
             wild_counts.append(0)
             work.append(1.0)
@@ -211,7 +279,7 @@ def spherical_lloyd(
             n_fresh = misses = 0
         if len(changed[0]):
             _move_rows(sums, x, *changed)
-        _reseed_empty(sums, assign, x, own, up, rng)
+        _reseed_empty(sums, b, x, rng)
         previous, objective = objective, float(np.linalg.norm(sums, axis=1).sum()) / n
         if not len(changed[0]):
             break  # fixed point: the next centroids are the current ones
@@ -220,9 +288,9 @@ def spherical_lloyd(
     final = _normalise(sums)
     if carry is not None:  # bounds valid for ``cent``: what the next sample stage starts from
         carry.clear()
-        carry.update(assign=assign, own=own, up=up, cent=cent)
+        carry.update(bounds=b, cent=cent)
     if labels_out is not None:
-        labels_out["assign"], labels_out["sim"] = _final_assignment(x, final, cent, search, assign, own, up)
+        labels_out["assign"], labels_out["sim"] = _final_assignment(x, final, cent, search, b)
     if stats is not None:
         stats["rescored_rows"] = rescored
         stats["wild_centroids"] = wild_counts
@@ -232,40 +300,69 @@ def spherical_lloyd(
 
 def _carried_rows(carry: dict | None, n: int, k: int) -> int:
     """How many leading rows of x have bounds in ``carry`` (0: none usable)."""
-    if not carry or "assign" not in carry:
+    if not carry or "bounds" not in carry:
         return 0
-    m0 = len(carry["assign"])
+    m0 = len(carry["bounds"])
     return m0 if 0 < m0 <= n and len(carry["cent"]) == k else 0
 
 
-def _bounded_step(x, cent, drift, search, assign, own, up):
-    """One assignment step from the bounds after the centroids moved by ``drift`` (``search`` already holds
-    ``cent``): ((rows moved, new ids, old ids), rows re-scored, wild centroids), or None when a full pass
-    would cost less (``own``/``up`` are then stale: the full pass overwrites them).
+_NO_MOVES = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
 
-    The decision is taken twice: before any work on the estimate of :func:`_choose_wild`, and after the
-    cheap tightening (the exact own similarity of the rows failing the loose bound), on the rows that still
-    fail, which are often half as many.
+
+def _bounded_step(x, cent, drift, search, b: _Bounds):
+    """One assignment step from the bounds after the centroids moved by ``drift`` (``search`` already holds
+    ``cent``): ((rows moved, new ids, old ids), rows re-scored in full, wild centroids), or None when a full
+    pass would cost less (the bounds are then stale and no row has moved: the full pass overwrites them).
+
+    A row that fails its bounds is tightened (exact own similarity), then settled between its own centroid
+    and the runner-up (exact runner-up similarity) when the best of the two beats the bound on all the
+    others; only the rest is re-scored against every centroid.  The decision is taken twice: before any
+    work on the estimate of :func:`_choose_wild`, and on the rows left to re-score in full.
     """
     n = len(x)
-    own -= drift[assign]
-    wild, tame, cost = _choose_wild(drift, own, up)
+    b.own -= drift[b.assign]
+    b.up2 += drift[b.run]
+    wild, tame, cost = _choose_wild(drift, b)
     if cost > _BOUNDS_TRY:
         return None
-    up += tame
+    b.up3 += tame
     if len(wild):
-        _fold_wild(x, cent, wild, assign, own, up)
-    cand = np.flatnonzero(own <= up)
+        _fold_wild(x, cent, wild, b)
+    cand = np.flatnonzero(b.own <= np.maximum(b.up2, b.up3))
     if len(cand):  # tighten: the exact similarity to the own centroid
-        own[cand] = _own_similarity(x, cent, cand, assign)
-        cand = cand[own[cand] <= up[cand]]
-    if len(cand) > _BOUNDS_PAY * n:
+        b.own[cand] = _own_similarity(x, cent, cand, b.assign)
+        cand = cand[b.own[cand] <= np.maximum(b.up2[cand], b.up3[cand])]
+    settle = cand[b.up3[cand] < np.inf]  # bounds known: try the runner-up before a full re-score
+    if len(settle):
+        s_run = _own_similarity(x, cent, settle, b.run)
+        s_own = b.own[settle]
+        swap = (s_run > s_own) | ((s_run == s_own) & (b.run[settle] < b.assign[settle]))  # ties: smallest id
+        done = np.maximum(s_own, s_run) > b.up3[settle]
+        full = np.ones(len(cand), bool)
+        full[np.searchsorted(cand, settle[done])] = False
+        rest = cand[full]
+    else:
+        rest = cand
+    if len(rest) > _BOUNDS_PAY * n:
         return None
-    return _rescore(x, cand, search, assign, own, up), len(cand), len(wild)
+    moved = _NO_MOVES
+    if len(settle):
+        ok = settle[done]
+        b.up2[ok] = np.where(swap[done], s_own[done], s_run[done])  # the loser is the new runner-up, exact
+        b.own[ok] = np.where(swap[done], s_run[done], s_own[done])
+        sw = settle[done & swap]
+        if len(sw):
+            old, new = b.assign[sw].copy(), b.run[sw].copy()
+            b.assign[sw], b.run[sw] = new, old
+            moved = (sw.astype(np.int64), new.astype(np.int64), old.astype(np.int64))
+    changed = _rescore(x, rest, search, b)
+    if len(moved[0]):
+        changed = tuple(np.concatenate([m, c]) for m, c in zip(moved, changed))
+    return changed, len(rest), len(wild)
 
 
-def _own_similarity(x, cent, rows, assign) -> np.ndarray:
-    """x[r] . cent[assign[r]] for the rows ``rows``: gathered in cache-sized chunks into reused buffers (a
+def _own_similarity(x, cent, rows, ids) -> np.ndarray:
+    """x[r] . cent[ids[r]] for the rows ``rows``: gathered in cache-sized chunks into reused buffers (a
     gather of all of them at once writes and page-faults two fresh N x D temporaries)."""
     out = np.empty(len(rows), np.float32)
     step = _GATHER
@@ -276,52 +373,61 @@ def _own_similarity(x, cent, rows, assign) -> np.ndarray:
             r = rows[s : s + step]
             m = len(r)
             np.take(x, r, axis=0, out=xb[:m], mode="clip")
-            np.take(cent, assign[r], axis=0, out=cb[:m], mode="clip")
+            np.take(cent, ids[r], axis=0, out=cb[:m], mode="clip")
             out[s : s + m] = np.einsum("nd,nd->n", xb[:m], cb[:m])
     return out
 
 
-def _final_assignment(x, final, cent, search, assign, own, up):
+def _final_assignment(x, final, cent, search, b: _Bounds):
     """(id int32, exact similarity float32) of each row to its nearest centroid of ``final``, from the
     bounds the last iteration left (valid for ``cent``), without changing any centroid."""
     drift = np.linalg.norm(final - cent, axis=1).astype(np.float32) + np.float32(_EPS)
     search.set_centroids(final)
-    if _bounded_step(x, final, drift, search, assign, own, up) is None:
-        _full_pass(x, search, assign, own, up, fresh=False)
-        return assign, own
+    if _bounded_step(x, final, drift, search, b) is None:
+        _full_pass(x, search, b, fresh=False)
+        return b.assign, b.own
     # the rows that kept their centroid: their exact similarity (a lower bound so far)
-    own[:] = _own_similarity(x, final, np.arange(len(x)), assign)
-    return assign, own
+    b.own[:] = _own_similarity(x, final, np.arange(len(x)), b.assign)
+    return b.assign, b.own
 
 
-def _choose_wild(drift: np.ndarray, own: np.ndarray, up: np.ndarray):
-    """(wild centroid ids, the drift the bound grows by, estimated cost as a share of a full pass).
+_SETTLE_COST = 0.1  # settling a row between its own centroid and the runner-up, as a share of re-scoring it
+
+
+def _choose_wild(drift: np.ndarray, b: _Bounds):
+    """(wild centroid ids, the drift the other-centroid bound grows by, estimated cost as a share of a full
+    pass).
 
     Scoring the W centroids that moved the most costs W/K of a full pass and
     lets the other-centroid bound grow by the (W+1)-th largest drift only, plus
     :data:`_WILD_FIXED` (measured: W = 20 costs 0.07 of a full pass, W = 200
-    0.21); the rows failing the bound then cost their share of a full pass.  The W among
-    :data:`_WILD_SHARES` with the smallest sum is kept (failures estimated
-    before tightening: an upper estimate).
+    0.21); the rows failing that bound then cost their share of a full pass,
+    the rows only failing the runner-up bound :data:`_SETTLE_COST` of it.  The
+    W among :data:`_WILD_SHARES` with the smallest sum is kept (failures
+    estimated before tightening: an upper estimate).
     """
-    k, n = len(drift), len(own)
+    k, n = len(drift), max(len(b), 1)
     order = np.argsort(drift)[::-1]
     best = (np.empty(0, np.int64), np.float32(drift[order[0]]), np.inf)
-    gap = own - up
+    gap3 = b.own - b.up3
+    gap2 = b.own - b.up2
     for share in _WILD_SHARES:
         w = int(share * k)
         if w >= k or (share and w == 0):
             continue
         tame = np.float32(drift[order[w]])
-        cost = (w / k + _WILD_FIXED if w else 0.0) + np.count_nonzero(gap <= tame) / max(n, 1)
+        fail3 = gap3 <= tame
+        settle = np.count_nonzero((gap2 <= 0) & ~fail3)
+        cost = (w / k + _WILD_FIXED if w else 0.0) + (np.count_nonzero(fail3) + _SETTLE_COST * settle) / n
         if cost < best[2]:
             best = (order[:w], tame, cost)
     return best
 
 
-def _fold_wild(x, cent, wild, assign, own, up) -> None:
+def _fold_wild(x, cent, wild, b: _Bounds) -> None:
     """Score the centroids ``wild`` exactly for every row: the exact own similarity where the own centroid
-    is one of them, every other one folded into the other-centroid bound (which was moved without them)."""
+    is one of them, the exact runner-up similarity where the runner-up is, every other one folded into the
+    other-centroid bound (which was moved without them)."""
     pos = np.full(len(cent), -1, np.int64)
     pos[wild] = np.arange(len(wild))
     cw = np.ascontiguousarray(cent[wild])
@@ -330,11 +436,15 @@ def _fold_wild(x, cent, wild, assign, own, up) -> None:
         xb = x[s : s + BLOCK]
         sw = buf[: len(xb)]
         np.matmul(xb, cw.T, out=sw)
-        p = pos[assign[s : s + BLOCK]]
+        p = pos[b.assign[s : s + BLOCK]]
         r = np.flatnonzero(p >= 0)
-        own[s + r] = sw[r, p[r]]
+        b.own[s + r] = sw[r, p[r]]
         sw[r, p[r]] = -np.inf
-        seg = up[s : s + BLOCK]
+        q = pos[b.run[s : s + BLOCK]]
+        r = np.flatnonzero(q >= 0)
+        b.up2[s + r] = sw[r, q[r]]  # -inf where the runner-up is the own centroid (only in open rows)
+        sw[r, q[r]] = -np.inf
+        seg = b.up3[s : s + BLOCK]
         np.maximum(seg, sw.max(axis=1), out=seg)
 
 
@@ -400,36 +510,36 @@ def streamed_lloyd(
     return cent, it, objective
 
 
-def _full_pass(x, search, assign, own, up, *, first: bool = False, fresh: bool = True):
+def _full_pass(x, search, b: _Bounds, *, first: bool = False, fresh: bool = True):
     """Score every row against every centroid: ((rows moved, new ids, old ids), rows given fresh bounds).
 
-    Fresh bounds need the second-best similarity (one more pass over the score
-    block); a block where many rows moved will fail its bounds next time anyway,
-    so there (and when ``fresh`` is false) the bounds are left open (+inf).  On
-    the first pass ``fresh`` means every block gets them.
+    Fresh bounds need the runner-up and the third-best similarity (two more passes over the score block);
+    a block where many rows moved will fail its bounds next time anyway, so there (and when ``fresh`` is
+    false) the bounds are left open (+inf).  On the first pass ``fresh`` means every block gets them.
     """
     moved, new_ids, old_ids = [], [], []
     n_fresh = 0
     for s in range(0, len(x), BLOCK):
         xb = x[s : s + BLOCK]
-        a, b = search.top1(xb, keep_scores=fresh)
+        part = b.rows(s, s + len(xb))
+        a, best = search.top1(xb, keep_scores=fresh)
         n_moved = len(xb)
         if not first:
-            ch = np.flatnonzero(a != assign[s : s + BLOCK])
+            ch = np.flatnonzero(a != part.assign)
             n_moved = len(ch)
             moved.append(s + ch)
             new_ids.append(a[ch])
-            old_ids.append(assign[s + ch])
-        assign[s : s + BLOCK], own[s : s + BLOCK] = a, b
+            old_ids.append(part.assign[ch])
+        part.assign[:], part.own[:] = a, best
         if fresh and (first or n_moved <= _FRESH_BOUNDS * len(xb)):
-            up[s : s + BLOCK] = search.second(a)
+            part.run[:], part.up2[:], part.up3[:] = search.runners_up(a)
             n_fresh += len(xb)
         else:
             search._last = None
-            up[s : s + BLOCK] = np.inf
-    empty = np.empty(0, np.int64)
+            part.up2[:] = np.inf
+            part.up3[:] = np.inf
     if first or not moved:
-        return (empty, empty, empty), n_fresh
+        return _NO_MOVES, n_fresh
     return (
         np.concatenate(moved),
         np.concatenate(new_ids).astype(np.int64),
@@ -454,39 +564,38 @@ def single_blas_thread():
         return contextlib.nullcontext()
 
 
-def _rescore(x, cand, search, assign, own, up):
+def _rescore(x, cand, search, b: _Bounds):
     """Re-score the rows ``cand`` whose bounds failed against every centroid (gathered into one reused
-    buffer, one dense product per block); update assign/own/up in place.  Returns (rows that changed
+    buffer, one dense product per block); update their bounds in place.  Returns (rows that changed
     centroid, new ids, old ids)."""
     if not len(cand):
-        empty = np.empty(0, np.int64)
-        return empty, empty, empty
-    old = assign[cand].copy()
+        return _NO_MOVES
+    old = b.assign[cand].copy()
     xb = np.empty((min(BLOCK, len(cand)), x.shape[1]), x.dtype)
     for s in range(0, len(cand), BLOCK):
         r = cand[s : s + BLOCK]
         xr = np.take(x, r, axis=0, out=xb[: len(r)], mode="clip")
-        a, b, second = search.top2(xr)
-        assign[r], own[r], up[r] = a, b, second
-    new = assign[cand]
+        b.assign[r], b.own[r], b.run[r], b.up2[r], b.up3[r] = search.top3(xr)
+    new = b.assign[cand]
     ch = np.flatnonzero(new != old)
     return cand[ch], new[ch].astype(np.int64), old[ch].astype(np.int64)
 
 
-def _reseed_empty(sums, assign, x, own, up, rng) -> None:
+def _reseed_empty(sums, b: _Bounds, x, rng) -> None:
     """Give every empty cluster one row taken from a cluster with more than one (drawn by size - 1)."""
     k = len(sums)
-    counts = np.bincount(assign, minlength=k)
+    counts = np.bincount(b.assign, minlength=k)
     for e in np.flatnonzero(counts == 0):
         weight = np.maximum(counts - 1, 0).astype(np.float64)
         if weight.sum() <= 0:
             return  # fewer rows than clusters (the caller refuses that) or all duplicates
         donor = int(rng.choice(k, p=weight / weight.sum()))
-        row = int(rng.choice(np.flatnonzero(assign == donor)))
+        row = int(rng.choice(np.flatnonzero(b.assign == donor)))
         sums[donor] -= x[row]
         sums[e] = x[row]
         counts[donor] -= 1
         counts[e] = 1
-        assign[row] = e
-        own[row] = -math.inf  # bounds unknown: re-score this row in full next iteration
-        up[row] = math.inf
+        b.assign[row] = e
+        b.own[row] = -math.inf  # bounds unknown: re-score this row in full next iteration
+        b.up2[row] = math.inf
+        b.up3[row] = math.inf
