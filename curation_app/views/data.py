@@ -10,7 +10,7 @@ import streamlit as st
 import backend
 from backend.jobs import current_run_key, set_current_run
 from curation_app import services, state
-from curation_app.components import figures, paths, summaries
+from curation_app.components import downloads, figures, paths, summaries
 from curation_app.components import jobs as jobs_panel
 
 # the choices come from the backend's registries, like the CLI's
@@ -420,11 +420,12 @@ st.subheader("Skipped files")
 sk = run.skipped
 if len(sk):
     st.dataframe(sk, hide_index=True, width="stretch", height=min(400, 36 * (len(sk) + 1)))
+    skipped_csv = sk.to_csv(index=False)
     st.download_button(
         "Download skipped.csv",
-        sk.to_csv(index=False),
+        skipped_csv,
         file_name="skipped.csv",
-        mime="text/csv",
+        mime=downloads.exact_mime(skipped_csv, "text/csv"),
         on_click="ignore",
         icon=":material/download:",
         key="data.skipped",

@@ -8,7 +8,7 @@ import streamlit as st
 
 import backend
 from curation_app import services, state
-from curation_app.components import paths, summaries
+from curation_app.components import downloads, paths, summaries
 from curation_app.components import settings as S
 
 FORMATS = {
@@ -49,7 +49,8 @@ with c1:
             f"Download {stem}{fmt}",
             data=lambda: backend.render_selection(sel, fmt),
             file_name=f"{stem}{fmt}",
-            mime=MIME[fmt],
+            # the bytes are made on click: tag the type with what they are made from (components/downloads.py)
+            mime=downloads.tagged_mime(MIME[fmt], downloads.frame_identity(sel.kept, run.key, fmt)),
             on_click="ignore",
             type="primary",
             icon=":material/download:",

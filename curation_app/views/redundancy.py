@@ -10,7 +10,7 @@ import streamlit as st
 from backend.dedup import pairwise_similarity
 from backend.dedup.export import removed_path, render
 from curation_app import services, state
-from curation_app.components import gallery, html_table, metric_figures
+from curation_app.components import downloads, gallery, html_table, metric_figures
 from curation_app.components import jobs as jobs_panel
 
 EXACT = 0.999  # similarity at or above which two examples count as near-exact copies
@@ -194,7 +194,7 @@ def live() -> None:
             f"Kept list ({res.n_kept:,} rows, CSV)",
             ready[1],
             file_name="dedup.csv",
-            mime="text/csv",
+            mime=downloads.exact_mime(ready[1], "text/csv"),
             on_click="ignore",
             icon=":material/download:",
             key="redundancy.dl_kept",
@@ -203,7 +203,7 @@ def live() -> None:
             f"Removed, with groups ({res.n_removed:,} rows, CSV)",
             ready[2],
             file_name=removed_path("dedup.csv").name,
-            mime="text/csv",
+            mime=downloads.exact_mime(ready[2], "text/csv"),
             on_click="ignore",
             icon=":material/download:",
             key="redundancy.dl_removed",

@@ -40,3 +40,27 @@ def test_similarity_table_escapes_names_and_shades_by_similarity():
     assert "rgba(214,39,40,0.00)" in similarity_table(np.array([[0.5]]), ["x"], low=0.8)
     with pytest.raises(ValueError, match="2 names"):
         similarity_table(np.eye(3), ["a", "b"])
+
+
+def test_downloads_above_one_mib_that_differ_anywhere_get_their_own_file():
+    """Streamlit's media store hashes only samples of a file above 1 MiB: two kept lists that differ outside
+    them would share a file id and the button would serve the first one; the tagged MIME type tells them apart."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from curation_app.components.downloads import exact_mime, frame_identity, tagged_mime
+
+    a = b"x" * 3_000_000
+    b = a[:300_000] + b"y" + a[300_001:]
+    store = MemoryMediaFileStorage("/media")
+
+    def stored(data, mime):
+        return store.get_file(store.load_and_get_id(data, mime, "downloadable", "kept.csv")).content
+
+    assert stored(a, "text/csv") == a and stored(b, "text/csv") == a  # the problem: b is served as a
+    assert stored(b, exact_mime(b, "text/csv")) == b
+    assert exact_mime(b"small", "text/csv") == "text/csv"
+    import pandas as pd
+
+    one, two = pd.DataFrame({"id": ["a1", "b2"]}), pd.DataFrame({"id": ["a1", "b3"]})
+    assert tagged_mime("text/csv", frame_identity(one, ".csv")) != tagged_mime("text/csv", frame_identity(two, ".csv"))
+    assert tagged_mime("text/csv", frame_identity(one, ".csv")) == tagged_mime("text/csv", frame_identity(one, ".csv"))
