@@ -250,7 +250,7 @@ def spherical_lloyd(
     n_fresh, backoff, wait, misses = (n if warm else 0), 1, 0, 0
     sums = _cluster_sums(x, b.assign, k)
     _reseed_empty(sums, b, x, rng)
-    rescored, wild_counts, work = [n], [0], [round(first_work, 4)]
+    rescored, wild_counts, work, settled = [n], [0], [round(first_work, 4)], [0]
     objective = float(np.linalg.norm(sums, axis=1).sum()) / n
     it = 1
     for it in range(2, n_iter + 1):  # noqa: B007 - the count is returned
@@ -271,8 +271,10 @@ def spherical_lloyd(
             rescored.append(n)
             wild_counts.append(0)
             work.append(1.0)
+            settled.append(0)
         else:
-            changed, n_cand, n_wild = step
+            changed, n_cand, n_wild, n_settled = step
+            settled.append(n_settled)
             rescored.append(n_cand)
             wild_counts.append(n_wild)
             work.append(round((n_cand / n) + n_wild / k, 4))
@@ -294,6 +296,7 @@ def spherical_lloyd(
     if stats is not None:
         stats["rescored_rows"] = rescored
         stats["wild_centroids"] = wild_counts
+        stats["settled_rows"] = settled  # rows settled between their own centroid and the runner-up
         stats["work"] = work  # share of the full N x K product computed, per iteration
     return final, it, objective
 
@@ -311,8 +314,9 @@ _NO_MOVES = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
 
 def _bounded_step(x, cent, drift, search, b: _Bounds):
     """One assignment step from the bounds after the centroids moved by ``drift`` (``search`` already holds
-    ``cent``): ((rows moved, new ids, old ids), rows re-scored in full, wild centroids), or None when a full
-    pass would cost less (the bounds are then stale and no row has moved: the full pass overwrites them).
+    ``cent``): ((rows moved, new ids, old ids), rows re-scored in full, wild centroids, rows settled against
+    the runner-up), or None when a full pass would cost less (the bounds are then stale and no row has
+    moved: the full pass overwrites them).
 
     A row that fails its bounds is tightened (exact own similarity), then settled between its own centroid
     and the runner-up (exact runner-up similarity) when the best of the two beats the bound on all the
@@ -358,7 +362,7 @@ def _bounded_step(x, cent, drift, search, b: _Bounds):
     changed = _rescore(x, rest, search, b)
     if len(moved[0]):
         changed = tuple(np.concatenate([m, c]) for m, c in zip(moved, changed))
-    return changed, len(rest), len(wild)
+    return changed, len(rest), len(wild), len(cand) - len(rest)
 
 
 def _own_similarity(x, cent, rows, ids) -> np.ndarray:

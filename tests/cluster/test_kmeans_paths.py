@@ -119,6 +119,39 @@ def test_bounded_lloyd_equals_plain_lloyd_and_skips_rows(fashion):
     assert min(stats["rescored_rows"][1:]) < 0.5 * len(x)  # the bounds did skip rows in later iterations
     assert min(stats["work"][1:]) < 0.5  # ... and less than half of the full product was computed
     assert max(stats["wild_centroids"]) > 0  # the centroids that moved most were scored exactly at some step
+    assert max(stats["settled_rows"]) > 0  # some failing rows were settled against their runner-up alone
+
+
+def test_a_sample_stage_started_from_the_previous_stages_bounds_equals_a_fresh_start(fashion):
+    """``carry``: the next stage re-uses the bounds of the rows it shares with the previous one (a prefix)
+    and scores only its new rows in full; the centroids are the same as from a full first pass."""
+    x = l2_normalize(fashion[0][:2000])
+    k = 40
+    init = kmeans_mod.kmeans_plus_plus(x, k, 0)
+    carry: dict = {}
+    cent, _, _ = spherical_lloyd(
+        x[:800], init, n_iter=6, tol=0.0, early_stop=False, rng=np.random.default_rng(0), carry=carry
+    )
+    assert len(carry["bounds"]) == 800
+    stats: dict = {}
+    with_carry = spherical_lloyd(
+        x,
+        cent,
+        n_iter=8,
+        tol=0.0,
+        early_stop=False,
+        rng=np.random.default_rng(1),
+        warm=True,
+        carry=carry,
+        stats=stats,
+    )
+    fresh = spherical_lloyd(x, cent, n_iter=8, tol=0.0, early_stop=False, rng=np.random.default_rng(1), warm=True)
+    assert with_carry[1] == fresh[1]
+    np.testing.assert_allclose(with_carry[0], fresh[0], atol=2e-5)
+    assert with_carry[2] == pytest.approx(fresh[2], abs=1e-6)
+    assert stats["work"][0] < 1.0  # the carried rows were not all scored again
+    ref, _ = _plain_lloyd(x, cent, with_carry[1])
+    np.testing.assert_allclose(with_carry[0], ref, atol=2e-5)
 
 
 def test_tolerance_stops_early_and_restarts_only_help(fashion):
