@@ -50,6 +50,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -58,6 +61,9 @@ _EPS = 1e-6  # added to every drift: covers fp32 rounding of the similarities
 _BOUNDS_TRY = 0.95  # estimated share of the rows failing the bounds (before tightening) above which: a full pass
 _BOUNDS_PAY = 0.7  # after tightening: re-scoring this share of the rows (gathered) still costs less than a full pass
 _GATHER = 2048  # rows per gathered chunk (4 MB at D = 512: stays in L2)
+_PAR_BLOCK = 8192  # rows per block when blocks run on several threads (balanced: 13 blocks for 100k rows)
+_PAR_MIN = 2048  # rows per thread at least: smaller work runs on one thread (with BLAS's own threads)
+_MAX_WORKERS = 8
 _FRESH_BOUNDS = 0.1  # a full pass computes fresh bounds for a block where at most this share of rows moved
 _WILD_SHARES = (0.0, 0.02, 0.05, 0.1, 0.2)  # wild centroids tried, as shares of K (see _choose_wild)
 _WILD_FIXED = 0.04  # a wild pass also costs this share of a full pass whatever W (its own pass over N rows)
@@ -68,18 +74,26 @@ class BlockSearch:
 
     def __init__(self, centroids: np.ndarray):
         self.set_centroids(centroids)
-        self._buf = np.empty((0, len(centroids)), np.float32)
-        self._last: np.ndarray | None = None
+        self._local = threading.local()  # score buffer and kept block per thread (blocks may run in parallel)
 
     def set_centroids(self, centroids: np.ndarray) -> None:
         self.c = np.ascontiguousarray(centroids, dtype=np.float32)
         self.cT = self.c.T  # an F-ordered view: BLAS reads it transposed, no copy
 
+    @property
+    def _last(self) -> np.ndarray | None:
+        return getattr(self._local, "last", None)
+
+    @_last.setter
+    def _last(self, value: np.ndarray | None) -> None:
+        self._local.last = value
+
     def _scores(self, xb: np.ndarray) -> np.ndarray:
         n, k = len(xb), len(self.c)
-        if self._buf.shape[0] < n or self._buf.shape[1] != k:
-            self._buf = np.empty((max(n, min(BLOCK, 4 * n)), k), np.float32)
-        out = self._buf[:n]
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.shape[0] < n or buf.shape[1] != k:
+            buf = self._local.buf = np.empty((max(n, min(BLOCK, 4 * n)), k), np.float32)
+        out = buf[:n]
         np.matmul(xb, self.cT, out=out)
         return out
 
@@ -367,18 +381,20 @@ def _bounded_step(x, cent, drift, search, b: _Bounds):
 
 def _own_similarity(x, cent, rows, ids) -> np.ndarray:
     """x[r] . cent[ids[r]] for the rows ``rows``: gathered in cache-sized chunks into reused buffers (a
-    gather of all of them at once writes and page-faults two fresh N x D temporaries)."""
+    gather of all of them at once writes and page-faults two fresh N x D temporaries), on every core."""
     out = np.empty(len(rows), np.float32)
-    step = _GATHER
-    xb = np.empty((min(step, len(rows)), x.shape[1]), x.dtype)
-    cb = np.empty((len(xb), cent.shape[1]), cent.dtype)
-    with single_blas_thread():  # memory-bound: a second thread brings nothing
-        for s in range(0, len(rows), step):
-            r = rows[s : s + step]
+
+    def part(lo: int, hi: int) -> None:
+        xb = _scratch("gx", (_GATHER, x.shape[1]), x.dtype)
+        cb = _scratch("gc", (_GATHER, cent.shape[1]), cent.dtype)
+        for s in range(lo, hi, _GATHER):
+            r = rows[s : min(s + _GATHER, hi)]
             m = len(r)
             np.take(x, r, axis=0, out=xb[:m], mode="clip")
             np.take(cent, ids[r], axis=0, out=cb[:m], mode="clip")
             out[s : s + m] = np.einsum("nd,nd->n", xb[:m], cb[:m])
+
+    _map_blocks(part, len(rows), split=True)
     return out
 
 
@@ -435,21 +451,22 @@ def _fold_wild(x, cent, wild, b: _Bounds) -> None:
     pos = np.full(len(cent), -1, np.int64)
     pos[wild] = np.arange(len(wild))
     cw = np.ascontiguousarray(cent[wild])
-    buf = np.empty((min(BLOCK, len(x)), len(wild)), np.float32)
-    for s in range(0, len(x), BLOCK):
-        xb = x[s : s + BLOCK]
-        sw = buf[: len(xb)]
-        np.matmul(xb, cw.T, out=sw)
-        p = pos[b.assign[s : s + BLOCK]]
+
+    def block(lo: int, hi: int) -> None:
+        sw = _scratch("wild", (_PAR_BLOCK, len(wild)), np.float32)[: hi - lo]
+        np.matmul(x[lo:hi], cw.T, out=sw)
+        p = pos[b.assign[lo:hi]]
         r = np.flatnonzero(p >= 0)
-        b.own[s + r] = sw[r, p[r]]
+        b.own[lo + r] = sw[r, p[r]]
         sw[r, p[r]] = -np.inf
-        q = pos[b.run[s : s + BLOCK]]
+        q = pos[b.run[lo:hi]]
         r = np.flatnonzero(q >= 0)
-        b.up2[s + r] = sw[r, q[r]]  # -inf where the runner-up is the own centroid (only in open rows)
+        b.up2[lo + r] = sw[r, q[r]]  # -inf where the runner-up is the own centroid (only in open rows)
         sw[r, q[r]] = -np.inf
-        seg = b.up3[s : s + BLOCK]
+        seg = b.up3[lo:hi]
         np.maximum(seg, sw.max(axis=1), out=seg)
+
+    _map_blocks(block, len(x))
 
 
 def streamed_lloyd(
@@ -521,34 +538,29 @@ def _full_pass(x, search, b: _Bounds, *, first: bool = False, fresh: bool = True
     a block where many rows moved will fail its bounds next time anyway, so there (and when ``fresh`` is
     false) the bounds are left open (+inf).  On the first pass ``fresh`` means every block gets them.
     """
-    moved, new_ids, old_ids = [], [], []
-    n_fresh = 0
-    for s in range(0, len(x), BLOCK):
-        xb = x[s : s + BLOCK]
-        part = b.rows(s, s + len(xb))
-        a, best = search.top1(xb, keep_scores=fresh)
-        n_moved = len(xb)
+
+    def block(lo: int, hi: int):
+        part = b.rows(lo, hi)
+        a, best = search.top1(x[lo:hi], keep_scores=fresh)
+        n_moved, mv = hi - lo, None
         if not first:
             ch = np.flatnonzero(a != part.assign)
             n_moved = len(ch)
-            moved.append(s + ch)
-            new_ids.append(a[ch])
-            old_ids.append(part.assign[ch])
+            mv = (lo + ch, a[ch].astype(np.int64), part.assign[ch].astype(np.int64))
         part.assign[:], part.own[:] = a, best
-        if fresh and (first or n_moved <= _FRESH_BOUNDS * len(xb)):
+        if fresh and (first or n_moved <= _FRESH_BOUNDS * (hi - lo)):
             part.run[:], part.up2[:], part.up3[:] = search.runners_up(a)
-            n_fresh += len(xb)
-        else:
-            search._last = None
-            part.up2[:] = np.inf
-            part.up3[:] = np.inf
-    if first or not moved:
+            return mv, hi - lo
+        search._last = None
+        part.up2[:] = np.inf
+        part.up3[:] = np.inf
+        return mv, 0
+
+    done = _map_blocks(block, len(x))
+    n_fresh = sum(f for _, f in done)
+    if first:
         return _NO_MOVES, n_fresh
-    return (
-        np.concatenate(moved),
-        np.concatenate(new_ids).astype(np.int64),
-        np.concatenate(old_ids).astype(np.int64),
-    ), n_fresh
+    return tuple(np.concatenate([mv[i] for mv, _ in done]) for i in range(3)), n_fresh
 
 
 _controller = None
@@ -568,18 +580,66 @@ def single_blas_thread():
         return contextlib.nullcontext()
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_tls = threading.local()
+
+
+def _workers() -> int:
+    """Threads for the block loops: the CPUs this process may run on (at most :data:`_MAX_WORKERS`)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, _MAX_WORKERS))
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reused buffer per thread and name, at least ``shape`` (fresh big temporaries cost page faults)."""
+    buf = getattr(_tls, name, None)
+    if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != tuple(shape[1:]) or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+        setattr(_tls, name, buf)
+    return buf
+
+
+def _map_blocks(fn, n: int, *, split: bool = False) -> list:
+    """``fn(lo, hi)`` for consecutive blocks of ``range(n)`` (results in order), the blocks spread over
+    :func:`_workers` threads, each with one-thread BLAS.
+
+    Why: the product is only part of a pass; the argmax, the runner-ups, the gathers and the bound updates
+    are numpy loops on one core (they release the GIL), so a 2-thread BLAS left one core idle for a third
+    of each pass.  Blocks of :data:`_PAR_BLOCK` rows (fewer rows per block when ``split``, so that small
+    work still spreads over every thread); work under :data:`_PAR_MIN` rows per thread runs here.
+    """
+    global _pool, _pool_pid
+    w = _workers()
+    step = _PAR_BLOCK
+    if split:
+        step = min(_PAR_BLOCK, max(_PAR_MIN, -(-n // w)))
+    starts = range(0, n, step)
+    if w == 1 or len(starts) < 2 or threading.current_thread().name.startswith("lloyd"):
+        return [fn(s, min(s + step, n)) for s in starts]
+    if _pool is None or _pool_pid != os.getpid():  # a forked child does not inherit the threads
+        _pool, _pool_pid = ThreadPoolExecutor(w, thread_name_prefix="lloyd"), os.getpid()
+    with single_blas_thread():
+        return list(_pool.map(lambda s: fn(s, min(s + step, n)), starts))
+
+
 def _rescore(x, cand, search, b: _Bounds):
-    """Re-score the rows ``cand`` whose bounds failed against every centroid (gathered into one reused
-    buffer, one dense product per block); update their bounds in place.  Returns (rows that changed
-    centroid, new ids, old ids)."""
+    """Re-score the rows ``cand`` whose bounds failed against every centroid (gathered into reused buffers,
+    one dense product per block); update their bounds in place.  Returns (rows that changed centroid, new
+    ids, old ids)."""
     if not len(cand):
         return _NO_MOVES
     old = b.assign[cand].copy()
-    xb = np.empty((min(BLOCK, len(cand)), x.shape[1]), x.dtype)
-    for s in range(0, len(cand), BLOCK):
-        r = cand[s : s + BLOCK]
-        xr = np.take(x, r, axis=0, out=xb[: len(r)], mode="clip")
+
+    def block(lo: int, hi: int) -> None:
+        r = cand[lo:hi]
+        xr = np.take(x, r, axis=0, out=_scratch("rescore", (_PAR_BLOCK, x.shape[1]), x.dtype)[: hi - lo], mode="clip")
         b.assign[r], b.own[r], b.run[r], b.up2[r], b.up3[r] = search.top3(xr)
+
+    _map_blocks(block, len(cand), split=True)
     new = b.assign[cand]
     ch = np.flatnonzero(new != old)
     return cand[ch], new[ch].astype(np.int64), old[ch].astype(np.int64)
