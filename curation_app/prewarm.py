@@ -91,6 +91,10 @@ def _steps(run_dir: str, run_key: str):
         if run().has_images:
             run().source  # noqa: B018 - an array data set decodes all its images once, here
 
+    def map_canvas():
+        if {"map_x", "map_y"} <= set(run().table.columns):
+            services.map_positions(run_dir, run_key)
+
     def scaling():
         from curation_app.components import scaling_panel
 
@@ -113,6 +117,7 @@ def _steps(run_dir: str, run_key: str):
         ("imports", lambda: [importlib.import_module(m) for m in HEAVY_IMPORTS]),
         ("ranking", ranking),
         ("images", images),
+        ("map", map_canvas),
         ("scaling", scaling),
         ("theory", theory),
         ("dedup", dedup),

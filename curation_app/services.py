@@ -98,6 +98,26 @@ def map_sample(run_dir: str, max_points: int = summaries.MAP_MAX_POINTS) -> np.n
     return summaries.stratified_sample(t["cluster"].to_numpy(), max_points, seed=0)
 
 
+@st.cache_resource(max_entries=2, show_spinner="Preparing the map...")
+def map_positions(run_dir: str, run_key: str) -> tuple[bytes, list[float], list[str], tuple[bytes, str]]:
+    """The canvas map's payload of every example: (position bytes, bounds, class names, id bytes and prefix).
+
+    A resource, not a page global: a page script's globals start afresh at every run, and at 1,000,000
+    examples this is ~0.9 s of work (positions 0.2 s, the 7 MB of ids 0.7 s) that a rerun must not repeat.
+    The same bytes objects every time also keep the canvas's media URLs (a digest per object) stable."""
+    from curation_app.components import map_canvas
+
+    t = load_run(run_dir).table
+    x, y = t["map_x"].to_numpy(), t["map_y"].to_numpy()
+    if load_run(run_dir).has_labels:
+        cls, names, _ = group_codes(run_dir, "label")
+    else:
+        cls, names = np.zeros(len(t), np.int64), []
+    box = map_canvas.bounds(x, y)
+    pos_bytes = map_canvas.position_bytes(x, y, cls, t["cluster"].to_numpy(), box)
+    return pos_bytes, box, list(names), map_canvas.id_bytes(t["example_id"].to_numpy())
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def cluster_summary(run_dir: str, run_key: str, metric: str) -> pd.DataFrame:
     return summaries.cluster_summary(load_run(run_dir).table, metric)

@@ -247,23 +247,10 @@ def _viewer_changed() -> None:
     st.query_params[VIEWER_QUERY] = VIEWER_IN_URL[viewer]
 
 
-_POSITIONS: dict[str, tuple[bytes, list[float], list[str], tuple[bytes, str]]] = {}
-
-
 def _positions() -> tuple[bytes, list[float], list[str], tuple[bytes, str]]:
-    """(bytes, bounds, class names, id bytes and prefix) of every example, once per run: the canvas fetches
-    the positions and the ids once."""
-    if run.key not in _POSITIONS:
-        _POSITIONS.clear()
-        x, y = t["map_x"].to_numpy(), t["map_y"].to_numpy()
-        if run.has_labels:
-            cls, names, _ = services.group_codes(rd, "label")
-        else:
-            cls, names = np.zeros(len(t), np.int64), []
-        box = map_canvas.bounds(x, y)
-        pos_bytes = map_canvas.position_bytes(x, y, cls, t["cluster"].to_numpy(), box)
-        _POSITIONS[run.key] = (pos_bytes, box, list(names), map_canvas.id_bytes(t["example_id"].to_numpy()))
-    return _POSITIONS[run.key]
+    """(bytes, bounds, class names, id bytes and prefix) of every example, once per run and process
+    (services.map_positions): the canvas fetches the positions and the ids once."""
+    return services.map_positions(rd, run.key)
 
 
 def _pointed() -> int | None:
