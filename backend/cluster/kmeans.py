@@ -67,13 +67,22 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from typing import Any
 
 import numpy as np
 
 from ..arrays import CHUNK, l2_normalize, normalize_inplace, release_pages
 from ..errors import CurateError
-from .lloyd import BlockSearch, _cluster_sums, single_blas_thread, spherical_lloyd, streamed_lloyd
+from .lloyd import (
+    BlockSearch,
+    _cluster_sums,
+    _map_blocks,
+    _workers,
+    single_blas_thread,
+    spherical_lloyd,
+    streamed_lloyd,
+)
 
 _BLOCK = 16384  # rows per bf16 product: the score block is _BLOCK x K
 _BF16_MARGIN = 0.032  # x max |c - mean(c)|: > 2 x the largest bf16 error of one score (see _Bf16Centroids)
@@ -234,11 +243,18 @@ class SphericalKMeans:
             # sample stages are views, not copies
             where = rng.permutation(n_train)
             xt = np.empty((n_train, x.shape[1]), np.float32)
-            step = max(1, min(8192, _CHUNK_BYTES // (4 * x.shape[1])))
-            buf = np.empty((min(step, n_train), x.shape[1]), np.float32)
-            for start in range(0, n_train, step):
-                xt[where[start : start + step]] = _read_rows(x, train_rows[start : start + step], buf)
-            del buf
+            # chunks on every core (normalising is a third of the copy's work), one buffer per thread
+            step = max(1, min(8192, _CHUNK_BYTES // (4 * x.shape[1] * _workers())))
+            bufs: dict[int, np.ndarray] = {}
+
+            def copy(lo: int, hi: int) -> None:
+                buf = bufs.get(threading.get_ident())
+                if buf is None:
+                    buf = bufs[threading.get_ident()] = np.empty((min(step, n_train), x.shape[1]), np.float32)
+                xt[where[lo:hi]] = _read_rows(x, train_rows[lo:hi], buf)
+
+            _map_blocks(copy, n_train, step=step)
+            del bufs
         if streamed:
             backend = "fp32-streamed"
         elif self.device.startswith("cuda"):

@@ -307,6 +307,7 @@ def spherical_lloyd(
         carry.update(bounds=b, cent=cent)
     if labels_out is not None:
         labels_out["assign"], labels_out["sim"] = _final_assignment(x, final, cent, search, b)
+    _drop_scratch()
     if stats is not None:
         stats["rescored_rows"] = rescored
         stats["wild_centroids"] = wild_counts
@@ -595,7 +596,8 @@ def _workers() -> int:
 
 
 def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
-    """A reused buffer per thread and name, at least ``shape`` (fresh big temporaries cost page faults)."""
+    """A reused buffer per thread and name, at least ``shape`` (fresh big temporaries cost page faults);
+    :func:`_drop_scratch` frees them all."""
     buf = getattr(_tls, name, None)
     if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != tuple(shape[1:]) or buf.dtype != dtype:
         buf = np.empty(shape, dtype)
@@ -603,20 +605,26 @@ def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     return buf
 
 
-def _map_blocks(fn, n: int, *, split: bool = False) -> list:
+def _drop_scratch() -> None:
+    """Free every thread's :func:`_scratch` buffers (~60 MB per thread at K = 1000): a new thread-local
+    object, the old one goes with its per-thread dicts."""
+    global _tls
+    _tls = threading.local()
+
+
+def _map_blocks(fn, n: int, *, split: bool = False, step: int = _PAR_BLOCK) -> list:
     """``fn(lo, hi)`` for consecutive blocks of ``range(n)`` (results in order), the blocks spread over
     :func:`_workers` threads, each with one-thread BLAS.
 
     Why: the product is only part of a pass; the argmax, the runner-ups, the gathers and the bound updates
     are numpy loops on one core (they release the GIL), so a 2-thread BLAS left one core idle for a third
-    of each pass.  Blocks of :data:`_PAR_BLOCK` rows (fewer rows per block when ``split``, so that small
-    work still spreads over every thread); work under :data:`_PAR_MIN` rows per thread runs here.
+    of each pass.  Blocks of ``step`` rows (fewer rows per block when ``split``, so that small work still
+    spreads over every thread); work under :data:`_PAR_MIN` rows per thread runs here.
     """
     global _pool, _pool_pid
     w = _workers()
-    step = _PAR_BLOCK
     if split:
-        step = min(_PAR_BLOCK, max(_PAR_MIN, -(-n // w)))
+        step = min(step, max(_PAR_MIN, -(-n // w)))
     starts = range(0, n, step)
     if w == 1 or len(starts) < 2 or threading.current_thread().name.startswith("lloyd"):
         return [fn(s, min(s + step, n)) for s in starts]
