@@ -533,10 +533,11 @@ def nearest_centroid(x, centroids, rows=None, *, device: str = "cpu", progress=N
         stats["path"] = "fp32"
         search = BlockSearch(c)
         for start, xc in _iter_chunks(x, rows):
-            for b in range(0, len(xc), _BLOCK):
-                a, s = search.top1(xc[b : b + _BLOCK])
-                assign[start + b : start + b + len(a)] = a
-                sim[start + b : start + b + len(a)] = s
+
+            def block(lo: int, hi: int, start: int = start, xc: np.ndarray = xc) -> None:
+                assign[start + lo : start + hi], sim[start + lo : start + hi] = search.top1(xc[lo:hi])
+
+            _map_blocks(block, len(xc))  # blocks on every core (see lloyd._map_blocks)
             if progress:
                 progress(start + len(xc), len(rows))
     else:
