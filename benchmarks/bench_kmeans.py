@@ -426,7 +426,13 @@ def compare_slice(emb, labels, args) -> dict:
                     st = {}
                     out = plain(*a, stats=st, **kw2)
                     stages.append(
-                        {"rows": len(a[0]), "iters": out[1], "work": st["work"], "wild": st["wild_centroids"]}
+                        {
+                            "rows": len(a[0]),
+                            "iters": out[1],
+                            "work": st["work"],
+                            "wild": st["wild_centroids"],
+                            "settled": st.get("settled_rows"),  # rows settled against their runner-up only
+                        }
                     )
                     return out
 
@@ -566,8 +572,10 @@ def cpu_kind() -> dict:
         "kind": "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "avx2",
         "path": "bf16 torch (candidate search + exact fp32 re-scoring)"
         if bf16
-        else "fp32 numpy BLAS (blocked, Hamerly bounds + exactly scored most-moved centroids)",
+        else "fp32 numpy BLAS (blocks on a thread per core; Hamerly bounds with a runner-up bound + exactly scored "
+        "most-moved centroids; sample stages hand their bounds on)",
         "blas": blas,
+        "block_threads": __import__("backend.cluster.lloyd", fromlist=["_workers"])._workers(),
     }
 
 

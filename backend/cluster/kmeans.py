@@ -41,11 +41,14 @@ flops, 1e12 for N=1M, K=1000, D=512.  The CPU path is chosen from
   see :class:`_Bf16Centroids`), re-scored in fp32; when most rows of a block
   sit near a tie the rest of the pass uses faiss's exhaustive fp32 search.
 * **any other CPU** (AVX2, AVX-512 without bf16): exact fp32 with numpy's BLAS
-  (:mod:`.lloyd`): products in blocks into one reused buffer, Hamerly bounds
+  (:mod:`.lloyd`): products in blocks into reused buffers, Hamerly bounds
   that skip rows which cannot change centroid (the few centroids that moved
-  most scored exactly, so they do not loosen every row's bound).  Not faiss: its bundled
-  OpenBLAS falls back to generic kernels on CPUs it does not recognise (4x
-  slower searches on the machines this was measured on).
+  most scored exactly, so they do not loosen every row's bound; each row's
+  runner-up centroid kept with its own bound, so a row near a tie is settled
+  by two dot products instead of a re-score), the blocks spread over a thread
+  per core with one-thread BLAS (the argmax and gathers are not BLAS).  Not
+  faiss: its bundled OpenBLAS falls back to generic kernels on CPUs it does
+  not recognise (4x slower searches on the machines this was measured on).
 * memory-mapped inputs (``np.load(..., mmap_mode="r")``): each chunk is copied
   into one reused buffer and its pages are then released from the process
   (``madvise(MADV_DONTNEED)``: they stay in the page cache), so the resident
