@@ -244,9 +244,16 @@ def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api, extra_en
     t0 = time.perf_counter()
     proc, url = start_server(workdir, log, repo=repo, extra_env=extra_env)
     res["server_start_s"] = round(time.perf_counter() - t0, 1)
-    if args.cold_delay:  # a user reads the URL `curate app` printed before the browser opens it
-        time.sleep(args.cold_delay)
-    res["cold_delay_s"] = args.cold_delay
+    # a user reads the URL `curate app` printed before the browser opens it: a pause, or until the server's log
+    # says the warm-up of the current run is done (curation_app/prewarm.py)
+    if args.cold_delay == "prewarm":
+        deadline = time.time() + 180
+        while "warmed the caches of run" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.1)
+    elif float(args.cold_delay):
+        time.sleep(float(args.cold_delay))
+    res["cold_delay"] = args.cold_delay
+    res["cold_delay_waited_s"] = round(time.perf_counter() - t0 - res["server_start_s"], 1)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -360,9 +367,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--cold-delay",
-        type=float,
-        default=0.0,
-        help="seconds between the server's health check and the first (cold) visit (default 0: at once)",
+        default="0",
+        help="seconds between the server's health check and the first (cold) visit (default 0: at once), or "
+        "'prewarm': until the server's log says the cache warm-up finished",
     )
     ap.add_argument("--moves", type=int, default=16, help="slider moves per kind (default 16)")
     ap.add_argument("--switches", type=int, default=3, help="page switches each way (default 3)")

@@ -20,7 +20,8 @@ import os
 import threading
 import time
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("curation_app.prewarm")  # Streamlit's log level (info: the server log says when done)
+DONE_LINE = "curation-studio: warmed the caches of run"
 _started: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 # the values a page reads on first paint with the default settings (components/scaling_panel.py, views/)
@@ -56,6 +57,7 @@ def warm(run_dir: str, run_key: str) -> dict[str, float]:
     """Run every step in order (the first page's needs first); returns seconds per step.  A failing step is
     logged and skipped: the page that needs it will meet the same problem and say it in its own words."""
     _quiet_missing_context()
+    _log_like_streamlit()
     done: dict[str, float] = {}
     for name, step in _steps(run_dir, run_key):
         t0 = time.perf_counter()
@@ -65,7 +67,8 @@ def warm(run_dir: str, run_key: str) -> dict[str, float]:
             log.info("prewarm %s skipped: %s", name, exc)
             continue
         done[name] = round(time.perf_counter() - t0, 3)
-    log.info("prewarmed %s: %s", run_key, done)
+    steps = ", ".join(f"{k} {v} s" for k, v in done.items())
+    log.info("%s %s in %.1f s (%s)", DONE_LINE, run_key, sum(done.values()), steps)
     return done
 
 
@@ -128,3 +131,18 @@ def _quiet_missing_context() -> None:
     """Streamlit warns "missing ScriptRunContext" at every cached call made outside a script run; here that is
     the point, so the warning would only fill the server log."""
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+
+
+def _log_like_streamlit() -> None:
+    """This module's log lines in the server's log, formatted and filtered like Streamlit's own."""
+    try:
+        from streamlit.logger import get_logger
+
+        ref = get_logger("streamlit")
+    except ImportError:  # pragma: no cover - streamlit is a dependency of the app
+        return
+    if not log.handlers:
+        for h in ref.handlers:
+            log.addHandler(h)
+        log.setLevel(ref.getEffectiveLevel())
+        log.propagate = False
