@@ -157,9 +157,11 @@ def train_encoder(
     key = fingerprint("ssl-encoder", TRAIN_VERSION, src.fingerprint, params)
     out_dir = Path(workdir).expanduser().resolve() / "encoders" / key
     final = out_dir / "encoder.pt"
+    latest = Path(workdir).expanduser().resolve() / "encoders" / LATEST
     if final.exists():
         meta = json.loads((out_dir / "train.json").read_text())
         rep.stage("train-encoder", cached=True, detail=str(final))
+        write_json(latest, {"encoder": str(final)})  # what was asked for last is what --weights WORKDIR means
         return _result(final, meta, cached=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -176,7 +178,7 @@ def train_encoder(
         reporter=rep,
     )
     meta = job.run()
-    write_json(Path(workdir).expanduser().resolve() / "encoders" / LATEST, {"encoder": str(final)})
+    write_json(latest, {"encoder": str(final)})
     return _result(final, meta, cached=False, resumed_from=job.resumed_from)
 
 

@@ -135,5 +135,6 @@ def cmd_train_encoder(args) -> int:
     )
     print(f"  {'kNN accuracy':14s} {knn}")
     print(f"  {'train time':14s} {res.seconds:.0f} s")
+    print(f"  {'--weights':14s} {args.workdir} now means this encoder ({args.workdir}/encoders/latest.json)")
     print(f"next: {res.run_command(args.source, args.workdir)}")
     return 0
