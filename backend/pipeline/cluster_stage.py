@@ -14,7 +14,7 @@ from ..progress import Reporter
 from ..store import Stage, fingerprint
 from .embed_stage import Embeddings
 
-VERSION = 2  # 2: k-means stops on a tolerance, restarts when cheap (backend/cluster/lloyd.py)
+VERSION = 3  # 2: k-means stops on a tolerance, restarts when cheap; 3: runner-up bounds, stages carry bounds (lloyd.py)
 
 
 @dataclass
