@@ -162,6 +162,28 @@ def open_page(pg, url: str, page: str, timer: Timer) -> dict:
     return {"content_ms": round(1e3 * (t_ready - t0), 1), "settled_ms": round(1e3 * (t_settled - t0), 1)}
 
 
+ALL_PAGES = {
+    "": "Data",
+    "map": "Map",
+    "clusters": "Clusters",
+    "difficulty": "Difficulty",
+    "prune": "Prune",
+    "metrics": "Metrics",
+    "redundancy": "Redundancy",
+    "export": "Export",
+}
+
+
+def open_any(pg, url: str, page: str, title: str, timer: Timer) -> dict:
+    """Any page in a new tab: ms until its title is there, and until the page settled (script done, charts)."""
+    t0 = time.perf_counter()
+    pg.goto(f"{url}/{page}")
+    pg.wait_for_selector(f'h1:has-text("{title}")', timeout=timer.timeout)
+    t_title = time.perf_counter()
+    t_settled = timer.settle()
+    return {"title_ms": round(1e3 * (t_title - t0), 1), "settled_ms": round(1e3 * (t_settled - t0), 1)}
+
+
 def switch_page(pg, page: str, timer: Timer) -> dict:
     title, ready = PAGE_READY[page]
     link = pg.locator('[data-testid="stSidebarNav"] a', has_text=title).first
@@ -276,6 +298,14 @@ def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api, extra_en
                 fresh.close()
             res["first_paint"] = first
             res["loadavg_after_first_paint"] = _loadavg()
+            if args.all_pages:  # every page, each in a new tab: its title, then the page settled
+                every: dict = {}
+                for page, title in ALL_PAGES.items():
+                    fresh = pg.context.new_page()
+                    fresh.on("pageerror", lambda e: errors.append(str(e)))
+                    every[page or "data"] = open_any(fresh, url, page, title, Timer(fresh, timer_ms))
+                    fresh.close()
+                res["first_paint_every_page"] = every
 
             timer = Timer(pg, timer_ms)
             switches = {"to_prune": [], "to_redundancy": []}
@@ -327,6 +357,10 @@ def table(label: str, results: dict) -> str:
                     f"first paint {page:10s} {kind}: content {v[kind]['content_ms']:8.0f} ms  "
                     f"settled {v[kind]['settled_ms']:8.0f} ms   (target {TARGETS_MS['first_paint']} ms)"
                 )
+        for page, v in r.get("first_paint_every_page", {}).items():
+            rows.append(
+                f"first paint {page:10s} new tab: title {v['title_ms']:8.0f} ms  settled {v['settled_ms']:8.0f} ms"
+            )
         for k, v in r["page_switch"].items():
             rows.append(
                 f"page switch {k:15s}: content median {v['content']['median_ms']:7.0f} ms  settled median "
@@ -372,6 +406,7 @@ def main(argv=None) -> int:
         "'prewarm': until the server's log says the cache warm-up finished",
     )
     ap.add_argument("--moves", type=int, default=16, help="slider moves per kind (default 16)")
+    ap.add_argument("--all-pages", action="store_true", help="also open every page in a new tab (first paint)")
     ap.add_argument("--switches", type=int, default=3, help="page switches each way (default 3)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds to wait for one step")
     ap.add_argument("--skip-threshold-for", default="million", help="workdir names without the threshold test")
