@@ -90,6 +90,10 @@ def _steps(run_dir: str, run_key: str):
             services.group_codes(run_dir, "label")
         services.score_array(run_dir, metric())
 
+    def clusters():
+        services.cluster_summary(run_dir, run_key, metric())
+        services.cluster_extremes(run_dir, 4)
+
     def images():
         if run().has_images:
             run().source  # noqa: B018 - an array data set decodes all its images once, here
@@ -121,6 +125,7 @@ def _steps(run_dir: str, run_key: str):
         ("ranking", ranking),
         ("images", images),
         ("map", map_canvas),
+        ("clusters", clusters),
         ("scaling", scaling),
         ("theory", theory),
         ("dedup", dedup),

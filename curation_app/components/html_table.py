@@ -35,3 +35,23 @@ def similarity_table(sim: np.ndarray, names: list[str], *, low: float = 0.8) -> 
             cells.append(f'<td style="background:rgba(214,39,40,{alpha:.2f})">{v:.4f}</td>')
         rows.append(f"<tr><th>{name}</th>{''.join(cells)}</tr>")
     return f'{_STYLE}<table class="cs-sim"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+
+
+def frame_table(df, *, float_format: str = "{:.3f}") -> str:
+    """A small frame (a strip of rows: a few examples) as one static HTML table, floats with ``float_format``."""
+    import pandas as pd
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for rec in df.itertuples(index=False):
+        cells = []
+        for v in rec:
+            if isinstance(v, (float, np.floating)):
+                text, align = ("" if pd.isna(v) else float_format.format(float(v))), "right"
+            elif isinstance(v, (int, np.integer)):
+                text, align = f"{int(v):,}", "right"
+            else:
+                text, align = ("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)), "left"
+            cells.append(f'<td style="text-align:{align}">{html.escape(text)}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'{_STYLE}<table class="cs-sim"><tr>{head}</tr>{"".join(rows)}</table>'

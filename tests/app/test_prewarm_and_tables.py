@@ -64,3 +64,15 @@ def test_downloads_above_one_mib_that_differ_anywhere_get_their_own_file():
     one, two = pd.DataFrame({"id": ["a1", "b2"]}), pd.DataFrame({"id": ["a1", "b3"]})
     assert tagged_mime("text/csv", frame_identity(one, ".csv")) != tagged_mime("text/csv", frame_identity(two, ".csv"))
     assert tagged_mime("text/csv", frame_identity(one, ".csv")) == tagged_mime("text/csv", frame_identity(one, ".csv"))
+
+
+def test_frame_table_formats_and_escapes():
+    import pandas as pd
+
+    from curation_app.components.html_table import frame_table
+
+    out = frame_table(
+        pd.DataFrame({"example_id": ["a<b>", "c"], "centroid_sim": [0.12345, float("nan")], "n": [1, 2000]})
+    )
+    assert "a&lt;b&gt;" in out and "0.123" in out and "2,000" in out and out.count("<tr>") == 3
+    assert "nan" not in out
