@@ -120,7 +120,9 @@ def start_server(
     # curation_app.serve: what `curate app` runs (streamlit run, no outbound lookups, the cache warm-up)
     cmd = [sys.executable, "-m", "curation_app.serve", "run", str(app), "--server.headless", "true", "--server.port"]
     cmd += [str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=str(REPO))
+    # cwd = the checkout: `python -m` puts the working directory first on sys.path, so another cwd would import
+    # that checkout's curation_app and backend under this variant's page scripts
+    proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=str(repo))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while time.time() < deadline:
