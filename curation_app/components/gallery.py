@@ -13,15 +13,19 @@ from curation_app.components import html_table
 
 
 def captions(table: pd.DataFrame, positions: np.ndarray, score: str | None) -> list[str]:
-    """``id · label · score`` for each position."""
-    rows = table.iloc[np.asarray(positions, dtype=np.int64)]
+    """``id · label · score`` for each position (column-wise: ``iterrows`` cost 2 ms a strip, six strips a move)."""
+    pos = np.asarray(positions, dtype=np.int64)
+    ids = table["example_id"].iloc[pos].to_numpy()  # take the rows first: a whole column converts in ms
+    labels = table["label"].iloc[pos].to_numpy()
+    values = table[score].iloc[pos].to_numpy(np.float64) if score and score in table.columns else None
+    short = score.replace("_prototype", "") if score else ""
     out = []
-    for _, r in rows.iterrows():
-        parts = [str(r["example_id"])]
-        if isinstance(r["label"], str):
-            parts.append(r["label"])
-        if score and score in rows.columns:
-            parts.append(f"{score.replace('_prototype', '')}={float(r[score]):.3f}")
+    for i in range(len(pos)):
+        parts = [str(ids[i])]
+        if isinstance(labels[i], str):
+            parts.append(labels[i])
+        if values is not None:
+            parts.append(f"{short}={values[i]:.3f}")
         out.append(" · ".join(parts))
     return out
 
