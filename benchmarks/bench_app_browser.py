@@ -41,26 +41,16 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-# the flags of tests/app/conftest.py (an offline, headless Chromium; environment.md)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser_server import CHROMIUM, CHROMIUM_ARGS, free_port, stop, wait_healthy  # noqa: E402
+
 TARGETS_MS = {"slider": 300, "switch": 1000, "first_paint": 2000, "threshold": 300, "redundancy_open_1m": 2000}
 
 # JS helpers evaluated in the page
@@ -111,9 +101,7 @@ def start_server(
     workdir: Path, log_path: Path, *, repo: Path = REPO, timeout: float = 180, extra_env: dict | None = None
 ) -> tuple[subprocess.Popen, str]:
     """The app of the checkout ``repo`` (its curation_app and backend first on the path) on a free port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir), PYTHONPATH=str(repo))
     env.update(extra_env or {})
     app = repo / "curation_app" / "app.py"
@@ -123,16 +111,7 @@ def start_server(
     # cwd = the checkout: `python -m` puts the working directory first on sys.path, so another cwd would import
     # that checkout's curation_app and backend under this variant's page scripts
     proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=str(repo))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
+    return proc, wait_healthy(proc, port, log_path, timeout=timeout)
 
 
 class Timer:
@@ -339,11 +318,7 @@ def bench_workdir(name: str, workdir: Path, repo: Path, args, sync_api, extra_en
             res["page_errors"] = errors
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return res
 
 

@@ -47,26 +47,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # the flags of tests/app/conftest.py (environment.md)
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from browser_server import CHROMIUM, CHROMIUM_ARGS, free_port, stop, wait_healthy  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "app_map.json"
 STATUS_GONE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
@@ -95,42 +86,19 @@ st.write("predicate:", (value or {}).get("predicate"))
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_streamlit(
     script: Path, workdir: Path, log: Path, *, extra_path: str = "", tree: Path = ROOT, timeout: float = 180
 ):
     """(process, url) of ``streamlit run script`` on a free loopback port (the flags of tests/app/conftest.py),
     importing ``curation_app`` and ``backend`` from ``tree``."""
-    port = _port()
+    port = free_port()
     env = dict(os.environ, CURATE_WORKDIR=str(workdir), CURATE_ALLOWED_DIRS=str(workdir))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), extra_path, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true"]
     cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     out = open(log, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(workdir))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("streamlit did not start: " + log.read_text()[-2000:])
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return proc, wait_healthy(proc, port, log, timeout=timeout)
 
 
 def _timed(fn, timeout_ms: int) -> float | str:
