@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_helpers import box_select
 
 from curation_app.components import cluster_members
 
@@ -294,14 +295,7 @@ def test_map_recolour_hover_click_and_box(page, app_run):
 
     # a box: every example inside, hardest first, with thumbnails
     pg.locator('.modebar-btn[data-title="Box Select"]').first.click()
-    box = pg.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
-    x1, y1 = box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8
-    pg.mouse.move(x0, y0)
-    pg.mouse.down()
-    pg.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    pg.mouse.move(x1, y1, steps=5)
-    pg.mouse.up()
+    box_select(pg)
     pg.wait_for_selector("text=/examples inside the box/", timeout=60_000)
     pg.wait_for_selector("text=selected, hardest first", timeout=60_000)
     pg.wait_for_selector('[data-testid="stImage"] img', timeout=60_000)
