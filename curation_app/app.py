@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from curation_app import prewarm, services, state
-from curation_app.components import paths, summaries
+from curation_app.components import first_paint, paths, summaries
 from curation_app.components import settings as S
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +108,11 @@ def main() -> None:
     page = st.navigation(PAGES + ALIASES, position="sidebar")
     sidebar()
     state.sync_url()  # widget callbacks ran before this script, so the settings are current
-    page.run()
+    first_paint.start_run()
+    try:
+        page.run()
+    finally:  # also after a page's st.stop(): its held-back charts still need their rerun
+        first_paint.finish_run()
 
 
 main()

@@ -14,7 +14,7 @@ import streamlit as st
 
 import backend
 from curation_app import services, state
-from curation_app.components import figures, prune_figures, summaries
+from curation_app.components import figures, first_paint, prune_figures, summaries
 from curation_app.components import jobs as jobs_panel
 
 PROBE_WORDS = {"linear": "linear probe", "mlp": "MLP probe"}
@@ -339,7 +339,7 @@ def draw_chart(run, res, metric: str, strategy: str, balance: str) -> float:
             if tr.name in ("keep hard", "keep easy"):
                 tr.name = f"{tr.name} ({bal})"
     _add_setting_traces(fig, extra, q)
-    st.plotly_chart(fig, key="scaling.fig")
+    first_paint.plotly_chart(fig, key="scaling.fig")
     return q
 
 
@@ -427,5 +427,5 @@ def theory() -> None:
     )
     with st.spinner("Solving the theory curves (θ > 0 takes up to a minute the first time)..."):
         fig, t = services.theory_figure(float(theta), float(pool))
-    st.plotly_chart(fig, key="theory.fig")
+    first_paint.plotly_chart(fig, key="theory.fig")
     st.markdown(summaries.theory_reading(t["alphas"], t["curves"], services.THEORY_FS, theta))

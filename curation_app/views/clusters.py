@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import cluster_members, figures, gallery, summaries
+from curation_app.components import cluster_members, figures, first_paint, gallery, summaries
 
 CARDS_PER_PAGE = 12
 SORTS = {
@@ -122,7 +122,7 @@ if col == "purity" and not run.has_labels:
 summary = summary.sort_values([col, "cluster"], ascending=[not desc, True], na_position="last")
 
 with st.expander("Cluster sizes and what the current setting keeps", icon=":material/bar_chart:"):
-    st.plotly_chart(
+    first_paint.plotly_chart(
         figures.cluster_sizes_figure(
             services.cluster_summary(rd, run.key, metric), kept, title="Cluster sizes: full data and kept"
         ),

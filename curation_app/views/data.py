@@ -10,7 +10,7 @@ import streamlit as st
 import backend
 from backend.jobs import current_run_key, set_current_run
 from curation_app import services, state
-from curation_app.components import downloads, figures, paths, summaries
+from curation_app.components import downloads, figures, first_paint, paths, summaries
 from curation_app.components import jobs as jobs_panel
 
 # the choices come from the backend's registries, like the CLI's
@@ -402,8 +402,9 @@ st.markdown(
 if run.has_labels:
     counts = pd.Series(s["classes"]).sort_index()
     c1, c2 = st.columns([2, 1])
-    c1.plotly_chart(
-        figures.class_counts_figure(list(counts.index), counts.to_numpy(), title="Examples per class in the pool"),
+    first_paint.plotly_chart(
+        where=c1,
+        fig=figures.class_counts_figure(list(counts.index), counts.to_numpy(), title="Examples per class in the pool"),
         key="data.classes",
     )
     c2.dataframe(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery, summaries
+from curation_app.components import figures, first_paint, gallery, summaries
 
 run = state.require_run()
 rd = str(run.dir)
@@ -52,7 +52,7 @@ mask = services.ranking(rd, s["strategy"], metric, s["balance"], s["seed"]).mask
 kept_h = summaries.histogram(scores, edges, mask if within is None else mask & within)
 all_h = summaries.histogram(scores, edges, within)
 cut = summaries.cut_value(scores, mask, s["strategy"], s["balance"])
-st.plotly_chart(
+first_paint.plotly_chart(
     figures.score_histogram(
         edges,
         kept_h,

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from curation_app import services, state
-from curation_app.components import figures, gallery, map_canvas, map_data, summaries
+from curation_app.components import figures, first_paint, gallery, map_canvas, map_data, summaries
 
 DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
 DRAWN_AT_SCALE = 50_000  # points drawn for a run larger than summaries.MAP_MAX_POINTS
@@ -162,7 +162,7 @@ def map_view() -> None:
     if c.note:
         st.caption(c.note)
     fig = _figure(colour, c)
-    event = st.plotly_chart(
+    event = first_paint.plotly_chart(
         fig,
         key="map.chart",
         on_select="rerun",

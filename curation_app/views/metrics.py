@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from curation_app import services, state
+from curation_app.components import first_paint, metric_figures, summaries
 from curation_app.components import jobs as jobs_panel
-from curation_app.components import metric_figures, summaries
 
 run = state.require_run()
 rd = str(run.dir)
@@ -126,7 +126,7 @@ if res is not None:
         f"{', '.join(sorted(set(t['balance'].astype(str))))}."
     )
     view = st.radio("Chart", ["difference with random", "held-out error"], horizontal=True, key="metrics.view")
-    st.plotly_chart(
+    first_paint.plotly_chart(
         metric_figures.metric_curves_figure(res.curves, difference=view == "difference with random"),
         key="metrics.curves",
     )
@@ -145,12 +145,14 @@ if len(finite) < 2:
 else:
     sp, ov = services.metric_agreement(rd, run.key, finite, float(fraction))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
-        metric_figures.heatmap_figure(sp, title="Spearman rank correlation", zmin=-1, zmax=1, colorbar="rho"),
+    first_paint.plotly_chart(
+        where=c1,
+        fig=metric_figures.heatmap_figure(sp, title="Spearman rank correlation", zmin=-1, zmax=1, colorbar="rho"),
         key="metrics.spearman",
     )
-    c2.plotly_chart(
-        metric_figures.heatmap_figure(
+    first_paint.plotly_chart(
+        where=c2,
+        fig=metric_figures.heatmap_figure(
             ov,
             title=f"Kept-set overlap, keep hardest {fraction:.0%} (random: {fraction:.2f})",
             zmin=0,

@@ -7,7 +7,7 @@ import streamlit as st
 
 import backend
 from curation_app import services, state
-from curation_app.components import figures, gallery, prune_figures, scaling_panel, summaries
+from curation_app.components import figures, first_paint, gallery, prune_figures, scaling_panel, summaries
 from curation_app.components import settings as S
 from curation_app.components.kept_counts import kept_index, score_bins
 
@@ -211,7 +211,7 @@ def live(chart) -> None:
             fig = figures.class_counts_figure(
                 lab_names, lab_total, lab_kept, floor=floor or None, title="Kept per class vs the full data"
             )
-            st.plotly_chart(prune_figures.floor_label_outside(fig), key="prune.classes")
+            first_paint.plotly_chart(prune_figures.floor_label_outside(fig), key="prune.classes")
         else:
             st.caption("No labels: per-cluster counts instead.")
             fig = figures.class_counts_figure(
@@ -222,12 +222,12 @@ def live(chart) -> None:
                 floor=floor or None,
                 title="Kept per cluster vs the full data",
             )
-            st.plotly_chart(prune_figures.floor_label_outside(fig), key="prune.clusters")
+            first_paint.plotly_chart(prune_figures.floor_label_outside(fig), key="prune.clusters")
     with right:
         kept_h = idx.counts(f"bins:{hist_metric}", bins, len(edges), k, quota=q)[:-1]
         # one score cut exists only for keep hard / keep easy without balance
         cut = idx.cut(scores, k, s["strategy"], s["balance"])
-        st.plotly_chart(
+        first_paint.plotly_chart(
             figures.score_histogram(
                 edges,
                 kept_h,

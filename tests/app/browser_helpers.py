@@ -20,9 +20,11 @@ def step(name: str) -> None:
     T0[0] = now
 
 
-# the app root's script state, not only the status widget (which Streamlit shows after a delay, if at all)
+# the app root's script state, not only the status widget (which Streamlit shows after a delay, if at all); and
+# no charts held back for the rerun after a new tab's first paint (curation_app/components/first_paint.py)
 NOT_RUNNING = """() => (document.querySelector('[data-testid="stApp"]') || {dataset: {}}).dataset.testScriptState
-  === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')"""
+  === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
+  && !document.querySelector('[data-curate-deferred-charts]') && !document.querySelector('[data-testid="stSkeleton"]')"""
 
 
 def settle(pg, charts: bool = False) -> None:

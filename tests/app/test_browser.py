@@ -162,3 +162,38 @@ def test_every_page_slider_and_download(server, page, app_workdir, tmp_path):
     )
     assert got.read_bytes() == ref.read_bytes()
     assert not errors, errors
+
+
+# set before the page's own scripts: whether any Plotly chart was on the page when the kept count first showed
+FIRST_PAINT_PROBE = """
+window.__keptWithChart = null;
+new MutationObserver(() => {
+  if (window.__keptWithChart !== null) return;
+  const kept = [...document.querySelectorAll('[data-testid="stMetricLabel"]')].some(e => e.innerText.includes('Kept'));
+  if (kept) window.__keptWithChart = !!document.querySelector('[data-testid="stPlotlyChart"]');
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def test_a_new_tab_shows_the_kept_count_before_its_charts(server, page):
+    """curation_app/components/first_paint.py: a new tab's first run sends no Plotly chart (so plotly.js does
+    not hold the page's first render), the charts follow in the rerun after the paint, and plotly's chunk is
+    fetched once although the page imported it ahead of the charts."""
+    pg = page.context.new_page()  # a new session in the same browser
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.add_init_script(FIRST_PAINT_PROBE)
+    pg.goto(server + "/prune")
+    settle(pg, charts=True)
+    assert pg.evaluate("window.__keptWithChart") is False  # the count showed, and no chart was there yet
+    assert pg.locator(".js-plotly-plot .main-svg").count() >= 2  # then the charts came
+    assert pg.locator("[data-curate-deferred-charts]").count() == 0
+    fetched = pg.evaluate(
+        "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/PlotlyChart.')).length"
+    )
+    assert fetched == 1, fetched
+    # a page switch in the same session draws its charts in its first run
+    goto_page(pg, "Difficulty")
+    assert pg.locator(".js-plotly-plot .main-svg").count() >= 1
+    assert not errors, errors
+    pg.close()
