@@ -45,6 +45,8 @@ def init() -> None:
     query = {k: st.query_params.get(k) for k in S.QUERY_KEYS if k in st.query_params}
     values, problems = S.parse_settings(query)
     apply(values)
+    if st.query_params.get("viewer") in S.MAP_VIEWERS:  # the Map page's part of the address (it says if invalid)
+        put("map_viewer", st.query_params["viewer"])
     st.session_state["s._url_problems"] = problems
     st.session_state["s._init"] = True
 
@@ -57,6 +59,8 @@ def sync_url() -> None:
     """Write the settings into the URL (only when they changed) so a link brings the view back."""
     want = S.to_query(current())
     want.update({k: st.query_params[k] for k in PAGE_QUERY_KEYS if k in st.query_params})
+    if want.get("viewer") in S.MAP_VIEWERS:  # the session's viewer (a loaded settings file may have changed it)
+        want["viewer"] = get("map_viewer")
     have = {k: st.query_params.get(k) for k in st.query_params}
     if want != have:
         st.query_params.from_dict(want)

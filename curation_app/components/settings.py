@@ -24,7 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "balance": "none",
     "seed": 0,
     "floor": 10,  # warn when a class or cluster keeps fewer than this many
+    "map_viewer": "canvas",  # the Map page's viewer; in the address as the Map page's own ?viewer=
 }
+MAP_VIEWERS = ("canvas", "plotly")
 QUERY_KEYS = ("run", "keep", "count", "keep_count", "strategy", "metric", "balance", "seed", "floor")
 METRIC_NAME_MAX = 100
 SETTINGS_FILE_KIND = "curation-studio app settings"
@@ -94,6 +96,12 @@ def parse_settings(raw: Mapping[str, Any]) -> tuple[dict, list[str]]:
                 out[name] = v
             except (TypeError, ValueError) as exc:
                 bad(name, raw[name], f"must be a whole number ({exc})")
+    viewer = raw.get("map_viewer")
+    if viewer not in (None, ""):
+        if viewer in MAP_VIEWERS:
+            out["map_viewer"] = viewer
+        else:
+            bad("map_viewer", viewer, f"the map viewer is one of {', '.join(MAP_VIEWERS)}")
     return out, problems
 
 

@@ -13,9 +13,9 @@ from curation_app.components import figures, first_paint, gallery, map_canvas, m
 DEFAULT_DEDUP_THRESHOLD = 0.95  # the Redundancy page's default
 DRAWN_AT_SCALE = 50_000  # points drawn for a run larger than summaries.MAP_MAX_POINTS
 FEW = 3  # a selection of at most this many shows each example's card (image, id, class, every score)
-CANVAS, PLOTLY = "fast canvas", "plotly"
+CANVAS, PLOTLY = "canvas", "plotly"  # the shared setting map_viewer (settings.MAP_VIEWERS), also ?viewer=
 VIEWER_QUERY = "viewer"  # ?viewer=canvas|plotly: the Map page's own part of the address (state.PAGE_QUERY_KEYS)
-VIEWER_IN_URL = {CANVAS: "canvas", PLOTLY: "plotly"}
+VIEWER_LABELS = {CANVAS: "fast canvas", PLOTLY: "plotly"}
 DEFAULT_VIEWER = CANVAS  # measured in benchmarks/bench_app_map.py (canvas vs plotly, same run)
 LEGEND_MAX = 40  # groups listed next to the canvas; more: their count only
 
@@ -210,15 +210,15 @@ def _show_region(region: dict) -> None:
 def _viewer() -> str:
     """The map viewer: the fast canvas (every example drawn) or Plotly (a sample above MAP_MAX_POINTS).
 
-    Mirrored into the address as ``?viewer=canvas|plotly``; a value there that is neither is said here, in the
-    page, and dropped from the address (the session's viewer stays)."""
-    from_url = {v: k for k, v in VIEWER_IN_URL.items()}
+    The shared setting ``map_viewer`` (so a saved settings file keeps it), mirrored into the address as
+    ``?viewer=canvas|plotly``; a value there that is neither is said here, in the page, and dropped from the
+    address (the session's viewer stays)."""
     raw = st.query_params.get(VIEWER_QUERY)
-    if raw is not None and raw in from_url:
-        st.session_state["s.map_viewer"] = from_url[raw]
+    if raw is not None and raw in VIEWER_LABELS:
+        st.session_state["s.map_viewer"] = raw
     elif raw is not None:
         st.warning(
-            f"ignored {VIEWER_QUERY}={raw!r}: the map viewer is one of {', '.join(from_url)}",
+            f"ignored {VIEWER_QUERY}={raw!r}: the map viewer is one of {', '.join(VIEWER_LABELS)}",
             icon=":material/link_off:",
         )
         del st.query_params[VIEWER_QUERY]
@@ -228,6 +228,7 @@ def _viewer() -> str:
     viewer = st.radio(
         "Viewer",
         (CANVAS, PLOTLY),
+        format_func=VIEWER_LABELS.get,
         horizontal=True,
         key="w.map.viewer",
         help="fast canvas: every example drawn in the browser, pan and zoom without a round trip; "
@@ -235,8 +236,8 @@ def _viewer() -> str:
         f"{summaries.MAP_MAX_POINTS:,} examples)",
         on_change=_viewer_changed,
     )
-    if st.query_params.get(VIEWER_QUERY) != VIEWER_IN_URL[viewer]:
-        st.query_params[VIEWER_QUERY] = VIEWER_IN_URL[viewer]  # a link brings this viewer back
+    if st.query_params.get(VIEWER_QUERY) != viewer:
+        st.query_params[VIEWER_QUERY] = viewer  # a link brings this viewer back
     return viewer
 
 
@@ -244,7 +245,7 @@ def _viewer_changed() -> None:
     """The radio moved: the session's viewer and the address follow (the address is read before the radio)."""
     viewer = st.session_state["w.map.viewer"]
     st.session_state["s.map_viewer"] = viewer
-    st.query_params[VIEWER_QUERY] = VIEWER_IN_URL[viewer]
+    st.query_params[VIEWER_QUERY] = viewer
 
 
 def _positions() -> tuple[bytes, list[float], list[str], tuple[bytes, str]]:

@@ -53,15 +53,21 @@ def test_bad_values_are_dropped_with_a_message(raw, bad):
 
 def test_json_file_round_trip_and_garbage():
     s = dict(S.DEFAULTS, keep=0.42, balance="class", seed=7, floor=0, metric="supervised_prototype")
+    s["map_viewer"] = "plotly"
     values, problems = S.from_json(S.to_json(s))
     assert not problems
-    assert {k: values[k] for k in ("keep", "balance", "seed", "floor", "metric")} == {
+    assert {k: values[k] for k in ("keep", "balance", "seed", "floor", "metric", "map_viewer")} == {
         "keep": 0.42,
         "balance": "class",
         "seed": 7,
         "floor": 0,
         "metric": "supervised_prototype",
+        "map_viewer": "plotly",
     }
+    values, problems = S.from_json('{"map_viewer": "webgl"}')
+    assert "map_viewer" not in values and problems == [
+        "ignored map_viewer='webgl': the map viewer is one of canvas, plotly"
+    ]
     assert S.from_json("[1, 2]")[1] and S.from_json("{oops")[1]
 
 

@@ -97,7 +97,7 @@ def _canvas(at):
 
 def test_canvas_page_every_colour_and_a_region(app_workdir, app_run, monkeypatch):
     t = app_run.table
-    at = goto(make_app(app_workdir, monkeypatch), "map", viewer="fast canvas")
+    at = goto(make_app(app_workdir, monkeypatch), "map", viewer="canvas")
     seen = set()
     for colour in at.radio(key="w.map.colour").options:
         at.radio(key="w.map.colour").set_value(colour).run()
@@ -254,7 +254,7 @@ def test_large_media_files_that_differ_anywhere_get_their_own_url(monkeypatch):
 def test_canvas_page_lasso_card_and_ids(app_workdir, app_run, monkeypatch):
     t = app_run.table
     media = _record_media(monkeypatch)
-    at = goto(make_app(app_workdir, monkeypatch), "map", viewer="fast canvas")
+    at = goto(make_app(app_workdir, monkeypatch), "map", viewer="canvas")
     data = _canvas(at)
     raw = media[data["ids_url"]]
     assert map_canvas.decode_ids(raw, data["ids_prefix"], len(t)) == t["example_id"].astype(str).tolist()
@@ -285,7 +285,7 @@ def test_the_viewer_is_in_the_address(app_workdir, app_run, monkeypatch):
     assert not at.exception
     assert at.radio(key="w.map.viewer").value == "plotly" and len(at.get("plotly_chart")) == 1
     assert at.query_params["viewer"] == ["plotly"] or at.query_params["viewer"] == "plotly"
-    at.radio(key="w.map.viewer").set_value("fast canvas").run()
+    at.radio(key="w.map.viewer").set_value("canvas").run()
     assert not at.exception and len(at.get("bidi_component")) == 1
     assert "canvas" in str(at.query_params["viewer"])
     bad = make_app(app_workdir, monkeypatch, query={"viewer": "webgl"})
@@ -293,6 +293,18 @@ def test_the_viewer_is_in_the_address(app_workdir, app_run, monkeypatch):
     assert not bad.exception
     assert "ignored viewer='webgl': the map viewer is one of canvas, plotly" in texts(bad, "warning")
     assert len(bad.get("bidi_component")) == 1  # the default viewer
+
+
+def test_a_loaded_settings_file_sets_the_viewer_over_the_address(app_workdir, app_run, monkeypatch):
+    """The viewer is a saved setting: loading a file that says plotly (the sidebar applies its values and
+    reruns) shows the Plotly map although the address said canvas, and the address follows."""
+    at = make_app(app_workdir, monkeypatch, query={"viewer": "canvas"})
+    at.switch_page("views/map.py").run()
+    assert len(at.get("bidi_component")) == 1
+    at.session_state["s.map_viewer"] = "plotly"  # what state.apply does with a loaded file's values
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1 and "plotly" in str(at.query_params["viewer"])
 
 
 def test_the_digest_of_the_same_bytes_is_remembered_and_never_confused():
