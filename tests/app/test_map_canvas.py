@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from curation_app.components import figures, map_canvas, map_data
+from curation_app.components import figures, map_canvas, map_data, media
 from tests.app.test_map_page import goto, make_app, texts
 
 
@@ -207,10 +207,10 @@ def test_ids_sent_once_as_lines_with_their_common_prefix():
 
 
 def test_media_urls_carry_the_base_path():
-    assert map_canvas.with_base_path("/media/ab.bin", "") == "/media/ab.bin"
-    assert map_canvas.with_base_path("/media/ab.bin", "studio") == "/studio/media/ab.bin"
-    assert map_canvas.with_base_path("/media/ab.bin", "/a/b/") == "/a/b/media/ab.bin"
-    assert map_canvas.with_base_path("data:application/octet-stream;base64,AA", "studio").startswith("data:")
+    assert media.with_base_path("/media/ab.bin", "") == "/media/ab.bin"
+    assert media.with_base_path("/media/ab.bin", "studio") == "/studio/media/ab.bin"
+    assert media.with_base_path("/media/ab.bin", "/a/b/") == "/a/b/media/ab.bin"
+    assert media.with_base_path("data:application/octet-stream;base64,AA", "studio").startswith("data:")
 
 
 def _record_media(monkeypatch) -> dict[str, bytes]:
@@ -309,11 +309,11 @@ def test_a_loaded_settings_file_sets_the_viewer_over_the_address(app_workdir, ap
 
 def test_the_digest_of_the_same_bytes_is_remembered_and_never_confused():
     big = bytes(2 << 20)
-    first = map_canvas._digest(big)
-    assert map_canvas._digest(big) == first and map_canvas._DIGESTS[id(big)][0] is big
+    first = media.digest(big)
+    assert media.digest(big) == first and media._DIGESTS[id(big)][0] is big
     for i in range(6):  # other colourings come and go; the positions stay remembered while in use
-        map_canvas._digest(bytes([i]) * (2 << 20))
-        assert map_canvas._digest(big) == first
+        media.digest(bytes([i]) * (2 << 20))
+        assert media.digest(big) == first
     other = bytearray(big)
     other[123_456] = 1
-    assert map_canvas._digest(bytes(other)) != first
+    assert media.digest(bytes(other)) != first
