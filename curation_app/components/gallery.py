@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -9,7 +10,16 @@ import pandas as pd
 import streamlit as st
 
 from curation_app import services
-from curation_app.components import html_table
+from curation_app.components import html_table, media
+
+# thumbnails in static HTML (strip_html): pixel art stays sharp, captions wrap under each picture
+STRIP_STYLE = (
+    "<style>.cs-strip{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0 10px}"
+    f".cs-strip figure{{margin:0;width:{services.THUMB_PX}px}}"
+    f".cs-strip img{{width:{services.THUMB_PX}px;image-rendering:pixelated;display:block}}"
+    ".cs-strip figcaption{font-size:0.72rem;opacity:.7;overflow-wrap:anywhere;line-height:1.2;margin-top:2px}"
+    "</style>"
+)
 
 
 def captions(table: pd.DataFrame, positions: np.ndarray, score: str | None) -> list[str]:
@@ -50,16 +60,40 @@ def strip(
         st.html(html_table.frame_table(_rows(run, positions, score, cols)))
         return
     imgs, caps = [], []
-    for p, c in zip(positions, captions(run.table, positions, score)):
-        data = services.thumbnail(str(run.dir), run.key, int(p))
+    pngs = services.thumbnails(str(run.dir), run.key, tuple(int(p) for p in positions))
+    for data, c in zip(pngs, captions(run.table, positions, score)):
         if data is not None:
             imgs.append(data)
             caps.append(c)
     if imgs:
-        st.image(imgs, caption=caps if with_captions else None, width=width)
+        # PNG as they are: with "auto" Streamlit re-encodes a grey PNG as a JPEG (30 ms a page of strips)
+        st.image(imgs, caption=caps if with_captions else None, width=width, output_format="PNG")
     missing = len(positions) - len(imgs)
     if missing:
         st.caption(f"{missing} image(s) could not be read")
+
+
+def strip_html(run, positions, *, key: str, score: str | None = None) -> str:
+    """:func:`strip` as one static HTML string (with :data:`STRIP_STYLE` once per block): a page that shows many
+    strips at every slider move (the Redundancy page's groups) hands the browser one element, not one image
+    list each, which cost Streamlit's frontend ~100 ms of script per move (a Chromium trace of the move).
+    ``key`` names the thumbnails' slots in the media store (one slot per position in the strip)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) == 0:
+        return ""
+    if not run.has_images:
+        return html_table.frame_table(_rows(run, positions, score))
+    pngs = services.thumbnails(str(run.dir), run.key, tuple(int(p) for p in positions))
+    cells, missing = [], 0
+    for i, (data, c) in enumerate(zip(pngs, captions(run.table, positions, score))):
+        if data is None:
+            missing += 1
+            continue
+        src = html.escape(media.url(data, f"{key}.{i}", "image/png"))
+        cap = html.escape(c)
+        cells.append(f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
+    note = f"<p><small>{missing} image(s) could not be read</small></p>" if missing else ""
+    return f'<div class="cs-strip">{"".join(cells)}</div>{note}'
 
 
 def _rows(run, positions, score, cols=None):

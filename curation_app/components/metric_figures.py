@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from curation_app.components.figures import BASE_LAYOUT, PALETTE, STRATEGY_COLOURS, rule
+from curation_app.components.figures import BASE_LAYOUT, PALETTE, STRATEGY_COLOURS
 
 DASH = {"hard": "solid", "easy": "dash"}
 
@@ -140,39 +140,5 @@ def heatmap_figure(
         height=120 + 48 * len(names),
         yaxis=dict(autorange="reversed"),
         margin=dict(l=150, r=20, t=60, b=110),
-    )
-    return fig
-
-
-def redundancy_curve_figure(curve: pd.DataFrame, *, threshold: float, title: str = "") -> go.Figure:
-    """Share of examples removed as near-duplicates against the similarity threshold (SemDeDup's plot), one
-    line per group (``all`` thick), the current threshold marked."""
-    fig = go.Figure()
-    groups = list(dict.fromkeys(curve["group"]))
-    for i, g in enumerate(groups):
-        c = curve[curve["group"] == g].sort_values("threshold")
-        allg = str(g) == "all"
-        fig.add_trace(
-            go.Scatter(
-                x=c["threshold"],
-                y=c["share_removed"],
-                mode="lines",
-                name="all examples" if allg else str(g),
-                line=dict(color="#222" if allg else PALETTE[i % len(PALETTE)], width=4 if allg else 1.5),
-                customdata=c["n_removed"],
-                hovertemplate="similarity > %{x:.3f}: %{y:.1%} removed (%{customdata:,})<extra>" + str(g) + "</extra>",
-            )
-        )
-    # layout dicts, not add_vline (which validates the subplots on every slider move)
-    line, label = rule("x", threshold, colour="#d62728", dash="dash", text=f"threshold {threshold:.3f}", side="left")
-    fig.update_layout(**BASE_LAYOUT)
-    fig.update_layout(
-        title=title or "Share removed as near-duplicates vs the similarity threshold (1 - eps)",
-        height=440,
-        xaxis=dict(title="cosine similarity threshold 1 - eps (duplicates above it)"),
-        yaxis=dict(title="share of examples removed", tickformat=".0%", rangemode="tozero"),
-        margin=dict(l=70, r=20, t=70, b=55),
-        shapes=[line],
-        annotations=[label],
     )
     return fig

@@ -42,8 +42,7 @@ def member_grid(run, positions: np.ndarray, kept_mask: np.ndarray, *, key: str, 
         st.dataframe(rows, hide_index=True, width="stretch")
         return
     imgs, shown = [], []
-    for p, c in zip(chunk, caps):
-        data = services.thumbnail(str(run.dir), run.key, int(p))
+    for p, c, data in zip(chunk, caps, services.thumbnails(str(run.dir), run.key, tuple(int(p) for p in chunk))):
         if data is not None:
             imgs.append(
                 cluster_members.mark_thumbnail(
@@ -52,7 +51,7 @@ def member_grid(run, positions: np.ndarray, kept_mask: np.ndarray, *, key: str, 
             )
             shown.append(c)
     if imgs:
-        st.image(imgs, caption=shown, width=services.THUMB_PX)
+        st.image(imgs, caption=shown, width=services.THUMB_PX, output_format="PNG")  # as they are (gallery.strip)
     if len(imgs) < len(chunk):
         st.caption(f"{len(chunk) - len(imgs)} image(s) could not be read")
 

@@ -3,6 +3,8 @@ threshold, and the deduplicated list (byte-identical to ``curate dedup``)."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -10,7 +12,7 @@ import streamlit as st
 from backend.dedup import pairwise_similarity
 from backend.dedup.export import removed_path, render
 from curation_app import services, state
-from curation_app.components import downloads, gallery, html_table, metric_figures
+from curation_app.components import curve_chart, downloads, gallery, html_table
 from curation_app.components import jobs as jobs_panel
 
 EXACT = 0.999  # similarity at or above which two examples count as near-exact copies
@@ -32,6 +34,28 @@ st.caption(
 idx = services.dedup_index(rd, run.key)
 
 
+GROUP_STYLE = (
+    "<style>.cs-group{border:1px solid rgba(128,128,128,.3);border-radius:.5rem;padding:.8rem 1rem;"
+    "margin:0 0 1rem}.cs-group p{margin:0 0 .3rem}.cs-group code{font-size:.85em}</style>"
+)
+
+
+def group_card(g, members: np.ndarray, threshold: float, *, slot: int) -> str:
+    """One duplicate group as HTML: what it is and which member it keeps, its first members' thumbnails and
+    their pairwise cosine similarity."""
+    shown = members[:SHOWN_MEMBERS]  # only these: a 1,500-member group's full matrix costs ~0.4 s per move
+    sim = pairwise_similarity(run.embeddings, t["row"].iloc[shown].to_numpy())
+    names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].iloc[shown])]
+    head = (
+        f"<p><b>Group {int(g.group)}</b> · {int(g.size)} members · cluster {int(g.cluster)} · similarity "
+        f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: <code>{html.escape(str(g.representative_id))}"
+        "</code> (the member least similar to the centroid)</p>"
+    )
+    strip = gallery.strip_html(run, shown, key=f"redundancy.groups.{slot}")
+    table = html_table.similarity_table(sim, names, low=min(0.8, threshold))
+    return f'<div class="cs-group">{head}{strip}{table}</div>'
+
+
 def page_of(groups: pd.DataFrame, what: str, *, key: str) -> pd.DataFrame:
     """The groups of the page the user picked (a page number input when there is more than one page)."""
     pages = max(1, int(np.ceil(len(groups) / GROUPS_PER_PAGE)))
@@ -40,6 +64,23 @@ def page_of(groups: pd.DataFrame, what: str, *, key: str) -> pd.DataFrame:
         label = f"Page (of {pages:,}; {len(groups):,} {what})"
         page = int(st.number_input(label, min_value=1, max_value=pages, step=1, key=key))
     return groups.iloc[(page - 1) * GROUPS_PER_PAGE : page * GROUPS_PER_PAGE]
+
+
+def curve_lines(curve: pd.DataFrame, by: str) -> dict:
+    """The curve's lines, made once per session and curve; a slider move only moves the threshold marker."""
+    key = (run.key, by, tuple(dict.fromkeys(curve["group"])))
+    held = st.session_state.get("redundancy._curve_lines")
+    if held is None or held[0] != key:
+        lines = curve_chart.curve_payload(
+            curve,
+            title="Share removed as near-duplicates vs the similarity threshold (1 - eps)",
+            x_title="cosine similarity threshold 1 - eps (duplicates above it)",
+            y_title="share of examples removed",
+            hover_x="similarity >",
+        )
+        held = (key, lines)
+        st.session_state["redundancy._curve_lines"] = held
+    return held[1]
 
 
 @st.fragment
@@ -91,7 +132,8 @@ def live() -> None:
         top = at_t[at_t["group"] != "all"].nlargest(10, "share_removed")["group"].tolist()
         curve = curve[curve["group"].isin(["all", *top])]
         curve["group"] = curve["group"].map(lambda g: g if g == "all" else f"cluster {g}")
-    st.plotly_chart(metric_figures.redundancy_curve_figure(curve, threshold=float(threshold)), key="redundancy.curve")
+    marked = curve_chart.with_marker(curve_lines(curve, by), threshold, f"threshold {float(threshold):.3f}")
+    curve_chart.curve_chart(marked, key="redundancy.curve")
 
     st.subheader("What removing them costs")
     cost = st.session_state.get("redundancy.cost")
@@ -145,12 +187,12 @@ def live() -> None:
             st.caption(c.get("note", ""))
 
     st.subheader("Duplicate groups")
-    groups = res.groups_frame()
+    groups = services.dedup_groups(rd, run.key, float(threshold))
     c1, c2 = st.columns([1.2, 2])
     order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
     only_exact = c2.toggle(f"Near-exact neighbours only (similarity ≥ {EXACT})", key="redundancy.exact")
     if only_exact:
-        groups, res_shown = exact.groups_frame(), exact
+        groups, res_shown = services.dedup_groups(rd, run.key, EXACT), exact
     else:
         res_shown = res
     if order == "similarity":
@@ -158,20 +200,13 @@ def live() -> None:
     if groups.empty:
         st.caption("No duplicates at this threshold.")
     else:
-        for g in page_of(groups, "groups", key="redundancy.page").itertuples():
-            mem = res_shown.members(int(g.group))
-            shown = mem[:SHOWN_MEMBERS]  # only these: a 1,500-member group's full matrix costs ~0.4 s per move
-            sim = pairwise_similarity(run.embeddings, t["row"].iloc[shown].to_numpy())
-            with st.container(border=True):
-                st.markdown(
-                    f"**Group {g.group}** · {g.size} members · cluster {g.cluster} · similarity "
-                    f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: `{g.representative_id}` "
-                    "(the member least similar to the centroid)"
-                )
-                gallery.strip(run, shown)
-                names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].iloc[shown])]
-                # one HTML block: six st.table grids per page cost the browser more than the rest of a move
-                st.html(html_table.similarity_table(sim, names, low=min(0.8, float(threshold))))
+        cards = [
+            group_card(g, res_shown.members(int(g.group)), float(threshold), slot=i)
+            for i, g in enumerate(page_of(groups, "groups", key="redundancy.page").itertuples())
+        ]
+        # one HTML block for the page of groups: as Streamlit elements (a bordered container, a line, an image
+        # list and a table each) they cost the browser more than the rest of a threshold move together
+        st.html(GROUP_STYLE + gallery.STRIP_STYLE + "".join(cards))
 
     st.subheader("Export the deduplicated list")
     st.caption(

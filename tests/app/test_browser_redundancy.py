@@ -26,6 +26,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Pyt
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
+from browser_helpers import settle  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def workdir(app_workdir):
@@ -37,12 +39,11 @@ def server(workdir, tmp_path_factory, start_streamlit):
     return start_streamlit(workdir, tmp_path_factory.mktemp("streamlit_log") / "streamlit.log", timeout=90)
 
 
-def _settle(pg) -> None:
-    pg.wait_for_selector('[data-testid="stApp"]')
-    time.sleep(0.3)
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
-    pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-    time.sleep(0.8)
+def _settle(pg, *, plotly: bool = True) -> None:
+    """The run finished and the page's charts drew (the Redundancy page's curve is an SVG chart, not plotly)."""
+    settle(pg, charts=plotly)
+    if not plotly:
+        pg.wait_for_selector("[data-curve-marker]", timeout=60_000)
 
 
 def _shot(pg, path: Path) -> None:
@@ -71,10 +72,10 @@ def _removed(pg) -> str:
 WATCH_OUTSIDE = """() => { window.__outside = 0; const o = new MutationObserver(ms => { window.__outside += ms.length; });
   for (const sel of ['[data-testid="stSidebar"]', 'h1']) { const e = document.querySelector(sel);
     if (e) o.observe(e, {subtree: true, childList: true, attributes: true, characterData: true}); } }"""
-CURVE_MARK = """() => [...document.querySelectorAll('.js-plotly-plot .annotation-text')].map(e => e.textContent)
+CURVE_MARK = """() => [...document.querySelectorAll('[data-curve-marker]')].map(e => e.textContent)
   .find(s => s.startsWith('threshold')) || null"""
-FIRST_GROUP = """() => { const m = [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
-  .find(e => e.innerText.startsWith('Group ')); return m ? m.innerText : null; }"""
+# the first card of the page of groups (one HTML block: curation_app/views/redundancy.py, group_card)
+FIRST_GROUP = """() => { const m = document.querySelector('.cs-group p'); return m ? m.innerText : null; }"""
 
 
 def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
@@ -87,7 +88,7 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
         pg.on("pageerror", lambda e: errors.append(str(e)))
         t0 = time.perf_counter()
         pg.goto(server + "/redundancy")
-        _settle(pg)
+        _settle(pg, plotly=False)
         opened = time.perf_counter() - t0
         slider = pg.get_by_role("slider", name="Similarity threshold (1 - eps)")
         slider.focus()
@@ -107,12 +108,16 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
             groups.append(pg.evaluate(FIRST_GROUP))
             removed.append(_removed(pg))
         outside = pg.evaluate("() => window.__outside")
-        _settle(pg)
+        _settle(pg, plotly=False)
         # the curve's marker followed every press (0.950 -> 0.945), and the groups are those of the threshold
         assert marks == [f"threshold {0.95 - i / 1000:.3f}" for i in range(6)], marks
         for g, r in zip(groups, removed):  # a first group exactly when something is removed
             assert (g is not None and g.startswith("Group ")) == (not r.startswith("0 of")), (g, r)
         assert outside == 0, f"{outside} DOM changes outside the threshold's fragment: the page reran"
+        if groups[-1] is not None:  # the cards' thumbnails come from the media store and load
+            pg.wait_for_function("() => [...document.querySelectorAll('.cs-group img')].every(i => i.complete)")
+            loaded = pg.evaluate("() => [...document.querySelectorAll('.cs-group img')].map(i => i.naturalWidth)")
+            assert loaded and all(w > 0 for w in loaded), loaded
         assert pg.locator('[data-testid="stException"]').count() == 0
         _shot(pg, shots / "7_redundancy.png")
         pg.goto(server + "/metrics")

@@ -62,21 +62,42 @@ def test_metrics_page_runs_the_benchmark_and_shows_it(work_copy, monkeypatch):
     assert at.success or at.warning  # says plainly whether any metric beats random
 
 
+def _curve(at) -> dict:
+    """The data the Redundancy page's curve chart was mounted with."""
+    import json
+
+    mounted = [c for c in at.get("bidi_component") if c.proto.component_name == "curation_curve_chart"]
+    assert len(mounted) == 1
+    return json.loads(mounted[0].proto.json)
+
+
 def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, monkeypatch, tmp_path):
     from backend import load_run
     from backend.cli import main
     from backend.dedup import run_index
 
     at = _goto(_app(work_copy, monkeypatch), "redundancy")
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 0  # the curve is an SVG chart (curve_chart.py), no plotly.js
+    assert _curve(at)["marker"] == {"x": 0.95, "text": "threshold 0.950"}
     at.slider(key="redundancy.threshold").set_value(0.9).run()
     assert not at.exception, [e.message for e in at.exception]
     run = load_run(work_copy)
     res = run_index(run).at(eps=1 - 0.9)
     removed = [m for m in at.metric if m.label == "Removed"][0].value
     assert removed == f"{res.n_removed:,} of {run.n_examples:,}"
-    if res.n_groups:
-        assert any("Group" in str(md.value) and "kept:" in str(md.value) for md in at.markdown)
+    # the chart's marker moved, and its line says at 0.9 what the counts say
+    drawn = _curve(at)
+    assert drawn["marker"]["x"] == 0.9
+    line = next(s for s in drawn["series"] if s["name"] == "all examples")
+    assert line["n"][line["x"].index(0.9)] == res.n_removed
+    if res.n_groups:  # the page of groups (one HTML block) opens with the largest group and the member it keeps
+        import html
+
+        cards = " ".join(h.proto.body for h in at.get("html"))
+        top = res.groups_frame().iloc[0]
+        assert f"<b>Group {int(top.group)}</b> · {int(top['size'])} members" in cards
+        assert f"kept: <code>{html.escape(str(top.representative_id))}</code>" in cards
+        assert cards.count('class="cs-group"') == min(res.n_groups, 6)
 
     # the files are made on request; the download is byte-identical to curate dedup with the same threshold
     def downloads():
