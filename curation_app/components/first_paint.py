@@ -96,7 +96,7 @@ def _mark_ready() -> None:
     st.session_state[READY] = True
 
 
-@st.cache_resource(show_spinner=False)
+@functools.lru_cache(maxsize=1)  # registered once per process (services.py alone uses Streamlit's caches)
 def _component():
     return st.components.v2.component(
         "curation_first_paint", html=f"<span {MARKER}></span>", js=_JS, isolate_styles=False
