@@ -52,7 +52,8 @@ def init() -> None:
 
 
 # a page's own part of the address (the Clusters member view: ?cluster=7), kept as it is
-PAGE_QUERY_KEYS = ("cluster", "viewer")  # ?viewer=: the Map page's viewer
+# ?viewer=: the Map page's viewer; ?group=G&group_at=T: the duplicate group the Map page shows (from Redundancy)
+PAGE_QUERY_KEYS = ("cluster", "viewer", "group", "group_at")
 
 
 def sync_url() -> None:

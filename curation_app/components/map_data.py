@@ -88,6 +88,20 @@ def kept_colouring(kept: np.ndarray, *, kept_colour: str, pruned_colour: str) ->
     )
 
 
+def group_focus_colouring(members: np.ndarray, n: int, *, group: int, threshold: float, colour: str) -> Colouring:
+    """One duplicate group's members (``members``: positions among ``n``) on top, every other example grey."""
+    codes = np.zeros(n, np.int64)
+    codes[np.asarray(members, np.int64)] = 1
+    return Colouring(
+        kind="category",
+        title=f"duplicate group {group} at similarity > {threshold:.3f}",
+        legend_title="duplicate group",
+        codes=codes,
+        names=[f"other examples ({n - len(members):,})", f"group {group} ({len(members):,} members)"],
+        colours=["#cfcfcf", colour],
+    )
+
+
 def group_sizes_per_example(group: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Members of each example's duplicate group (its kept representative included); 1 when it has none."""
     group = np.asarray(group, np.int64)

@@ -45,8 +45,43 @@ def _dedup_threshold() -> float:
     return DEFAULT_DEDUP_THRESHOLD
 
 
+def _focus_group() -> tuple[int, float, np.ndarray] | None:
+    """The duplicate group a link from the Redundancy page asks for (``?group=G&group_at=T``): its number, the
+    threshold it was found at and its members (kept one first); None without one.  A bad value is said here,
+    in the page, and dropped from the address."""
+    raw, at = st.query_params.get("group"), st.query_params.get("group_at")
+    if raw is None:
+        return None
+    try:
+        group, thr = int(raw), float(at) if at is not None else _dedup_threshold()
+        if not 0.0 < thr <= 1.0:
+            raise ValueError("a threshold is in (0, 1]")
+        res = services.dedup_at(rd, run.key, thr)
+        if not 0 <= group < res.n_groups:
+            raise ValueError(f"at similarity > {thr:.3f} there are {res.n_groups:,} groups, numbered from 0")
+    except ValueError as exc:
+        st.warning(f"ignored group={raw!r}: {exc}", icon=":material/link_off:")
+        for k in ("group", "group_at"):
+            st.query_params.pop(k, None)
+        return None
+    return group, thr, res.members(group)
+
+
+def _clear_focus() -> None:
+    for k in ("group", "group_at"):
+        st.query_params.pop(k, None)
+
+
+FOCUS = _focus_group()
+
+
 def _colouring(colour: str, pos: np.ndarray = pos) -> map_data.Colouring | None:
-    """The colouring for ``colour`` over the points ``pos`` (None: duplicate groups not computed yet)."""
+    """The colouring for ``colour`` over the points ``pos`` (None: duplicate groups not computed yet); a
+    duplicate group opened from the Redundancy page instead, while it is open."""
+    if FOCUS is not None:
+        group, thr, members = FOCUS
+        inside = np.flatnonzero(np.isin(pos, members))  # the drawn points that are members
+        return map_data.group_focus_colouring(inside, len(pos), group=group, threshold=thr, colour=figures.CUT_COLOUR)
     if colour in (map_data.CLUSTER, map_data.CLASS):
         codes, names, _ = services.group_codes(rd, "cluster" if colour == map_data.CLUSTER else "label")
         return map_data.categorical(codes[pos], names, what=colour)
@@ -148,6 +183,14 @@ def map_view() -> None:
         on_change=lambda: st.session_state.update({"s.map_colour": st.session_state["w.map.colour"]}),
     )
     viewer = _viewer()
+    if FOCUS is not None:
+        group, thr, members = FOCUS
+        st.info(
+            f"Duplicate group {group} at similarity > {thr:.3f}: its {len(members):,} members are drawn in red "
+            f"on top (kept: `{t['example_id'].iloc[int(members[0])]}`), and listed under the map.",
+            icon=":material/content_copy:",
+        )
+        st.button("Show every example again", key="map.clear_group", on_click=_clear_focus)
     if viewer == CANVAS:
         _canvas_view(colour)
         return
@@ -174,6 +217,9 @@ def map_view() -> None:
     if region is not None:
         _show_region(region)
         return
+    if FOCUS is not None:
+        _show_group()
+        return
     clicked = map_data.clicked_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), (sel or {}).get("points"), pos)
     st.subheader("Selected images")
     if len(clicked) == 0:
@@ -183,9 +229,21 @@ def map_view() -> None:
         _show_example(int(p))
 
 
+def _show_group() -> None:
+    """The open duplicate group's members, the kept one first, then the removed ones most similar first."""
+    assert FOCUS is not None
+    group, thr, members = FOCUS
+    st.subheader(f"Duplicate group {group}")
+    st.caption(f"{len(members):,} members at similarity > {thr:.3f}: the kept one first, then those removed.")
+    if len(members) <= FEW:
+        for p in members:
+            _show_example(int(p))
+        return
+    gallery.gallery(run, members, key=f"map.group.{group}", score=state.get("metric"))
+
+
 def _show_region(region: dict) -> None:
     """Every example inside ``region`` (all of them, drawn or not): a card each when few, else a gallery."""
-    metric = state.get("metric")
     st.subheader("Selected images")
     # the region, not the browser's point list: tested against every example (also those not drawn)
     chosen = map_data.region_positions(t["map_x"].to_numpy(), t["map_y"].to_numpy(), region)
@@ -193,6 +251,12 @@ def _show_region(region: dict) -> None:
         st.caption(f"No example inside the {region['kind']}.")
         return
     st.caption(f"{len(chosen):,} of {len(t):,} examples inside the {region['kind']} (all examples, drawn or not).")
+    _show_chosen(chosen)
+
+
+def _show_chosen(chosen: np.ndarray) -> None:
+    """A card each when few, else a gallery hardest first."""
+    metric = state.get("metric")
     if len(chosen) <= FEW:
         for p in chosen:
             _show_example(int(p))
@@ -335,6 +399,9 @@ def _canvas_view(colour: str) -> None:
             _show_example(int(pointed), side=st.container())
     region = map_canvas.region_of(res.get("region"))
     st.session_state["map.canvas_region"] = res.get("region") if region is not None else None
+    if region is None and FOCUS is not None:
+        _show_group()
+        return
     if region is None:
         st.subheader("Selected images")
         st.caption("Nothing selected yet: drag a box with ▭ select (or shift-drag), or draw a lasso with ◌ lasso.")

@@ -4,6 +4,7 @@ threshold, and the deduplicated list (byte-identical to ``curate dedup``)."""
 from __future__ import annotations
 
 import html
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -40,16 +41,26 @@ GROUP_STYLE = (
 )
 
 
-def group_card(g, members: np.ndarray, threshold: float, *, slot: int) -> str:
-    """One duplicate group as HTML: what it is and which member it keeps, its first members' thumbnails and
-    their pairwise cosine similarity."""
+def map_link(group: int, threshold: float) -> str:
+    """The Map page with this group drawn on top (``?group=G&group_at=T``), the rest of the address kept: a
+    plain link, so a page of groups stays one HTML block (the Map page opens in this tab, settings kept)."""
+    query = {k: v for k, v in st.query_params.to_dict().items() if k not in ("group", "group_at", "cluster")}
+    query.update(group=str(int(group)), group_at=f"{threshold:.4f}")
+    return "map?" + urlencode(query)
+
+
+def group_card(g, members: np.ndarray, threshold: float, *, found_at: float, slot: int) -> str:
+    """One duplicate group as HTML: what it is and which member it keeps (and a link that opens it on the map),
+    its first members' thumbnails and their pairwise cosine similarity.  ``found_at``: the threshold of the
+    deduplication the group belongs to (the slider's, or the near-exact one)."""
     shown = members[:SHOWN_MEMBERS]  # only these: a 1,500-member group's full matrix costs ~0.4 s per move
     sim = pairwise_similarity(run.embeddings, t["row"].iloc[shown].to_numpy())
     names = [("kept " if i == 0 else "") + str(e) for i, e in enumerate(t["example_id"].iloc[shown])]
     head = (
         f"<p><b>Group {int(g.group)}</b> · {int(g.size)} members · cluster {int(g.cluster)} · similarity "
         f"{g.min_similarity:.4f} to {g.max_similarity:.4f} · kept: <code>{html.escape(str(g.representative_id))}"
-        "</code> (the member least similar to the centroid)</p>"
+        "</code> (the member least similar to the centroid) · "
+        f'<a href="{html.escape(map_link(int(g.group), found_at))}">show on the map</a></p>'
     )
     strip = gallery.strip_html(run, shown, key=f"redundancy.groups.{slot}")
     table = html_table.similarity_table(sim, names, low=min(0.8, threshold))
@@ -192,16 +203,16 @@ def live() -> None:
     order = c1.radio("Sort by", ["size", "similarity"], horizontal=True, key="redundancy.sort")
     only_exact = c2.toggle(f"Near-exact neighbours only (similarity ≥ {EXACT})", key="redundancy.exact")
     if only_exact:
-        groups, res_shown = services.dedup_groups(rd, run.key, EXACT), exact
+        groups, res_shown, shown_at = services.dedup_groups(rd, run.key, EXACT), exact, EXACT
     else:
-        res_shown = res
+        res_shown, shown_at = res, float(threshold)
     if order == "similarity":
         groups = groups.sort_values(["max_similarity", "size"], ascending=[False, False], ignore_index=True)
     if groups.empty:
         st.caption("No duplicates at this threshold.")
     else:
         cards = [
-            group_card(g, res_shown.members(int(g.group)), float(threshold), slot=i)
+            group_card(g, res_shown.members(int(g.group)), float(threshold), found_at=shown_at, slot=i)
             for i, g in enumerate(page_of(groups, "groups", key="redundancy.page").itertuples())
         ]
         # one HTML block for the page of groups: as Streamlit elements (a bordered container, a line, an image

@@ -120,6 +120,14 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
             assert loaded and all(w > 0 for w in loaded), loaded
         assert pg.locator('[data-testid="stException"]').count() == 0
         _shot(pg, shots / "7_redundancy.png")
+        if groups[-1] is not None:  # "show on the map" opens the first group on the Map page, in this tab
+            pg.locator(".cs-group a", has_text="show on the map").first.click()
+            pg.wait_for_selector('h1:has-text("Map")', timeout=60_000)
+            settle(pg)
+            pg.wait_for_selector('[data-testid="stAlert"]:has-text("Duplicate group")', timeout=60_000)
+            assert "group=" in pg.url and "group_at=0.9450" in pg.url, pg.url
+            assert pg.locator('[data-testid="stException"]').count() == 0
+            _shot(pg, shots / "7b_redundancy_group_on_map.png")
         pg.goto(server + "/metrics")
         _settle(pg)
         assert pg.locator('[data-testid="stException"]').count() == 0

@@ -317,3 +317,32 @@ def test_the_digest_of_the_same_bytes_is_remembered_and_never_confused():
     other = bytearray(big)
     other[123_456] = 1
     assert media.digest(bytes(other)) != first
+
+
+def test_a_duplicate_group_opened_from_the_redundancy_page(app_workdir, app_run, monkeypatch):
+    """?group=G&group_at=T (the Redundancy page's "show on the map" link): the group's members on top of a grey
+    map, said above it and listed below it; a group that does not exist is said in the page and dropped."""
+    from backend.dedup import run_index
+
+    res = run_index(app_run).at(eps=1 - 0.9)
+    assert res.n_groups, "the test run has no duplicate group at 0.9"
+    big = int(np.argmax(res.group_sizes()))
+    members = res.members(big)
+    at = make_app(app_workdir, monkeypatch, query={"group": str(big), "group_at": "0.9000", "viewer": "canvas"})
+    at.switch_page("views/map.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    data = _canvas(at)
+    assert f"duplicate group {big} at similarity > 0.900" in data["title"]
+    assert f"group {big} ({len(members):,} members)" in texts(at, "markdown")  # the legend
+    assert f"Duplicate group {big} at similarity > 0.900: its {len(members):,} members" in texts(at, "info")
+    assert f"Duplicate group {big}" in texts(at, "subheader")
+    # the colours: members are palette entry 1 (drawn on top), every other example 0
+    assert sorted(data["palette"][:2]) == sorted([figures.CUT_COLOUR, "#cfcfcf"])
+    at.button(key="map.clear_group").click().run()
+    assert not at.exception and "group" not in at.query_params
+    assert "duplicate group" not in _canvas(at)["title"]
+    bad = make_app(app_workdir, monkeypatch, query={"group": "99999", "group_at": "0.9"})
+    bad.switch_page("views/map.py").run()
+    assert not bad.exception
+    assert "ignored group='99999': at similarity > 0.900 there are" in texts(bad, "warning")
+    assert "group" not in bad.query_params

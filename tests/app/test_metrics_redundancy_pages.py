@@ -98,6 +98,8 @@ def test_redundancy_page_curve_groups_and_export_match_curate_dedup(work_copy, m
         assert f"<b>Group {int(top.group)}</b> · {int(top['size'])} members" in cards
         assert f"kept: <code>{html.escape(str(top.representative_id))}</code>" in cards
         assert cards.count('class="cs-group"') == min(res.n_groups, 6)
+        # each card opens its group on the Map page, at the threshold it was found at
+        assert f'group={int(top.group)}&amp;group_at=0.9000">show on the map</a>' in cards
 
     # the files are made on request; the download is byte-identical to curate dedup with the same threshold
     def downloads():
