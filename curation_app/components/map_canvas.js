@@ -132,6 +132,19 @@ function resetView(S) {
   S.oy = (H - S.side) / 2;
 }
 
+// zoom and pan so that a box in map coordinates [x0, x1, y0, y1] fills the canvas (a duplicate group opened
+// from the Redundancy page); at most 64x, the centre of the box in the centre of the canvas
+function fitBox(S, box) {
+  const b = S.bounds, W = S.canvas.width, H = S.canvas.height;
+  const u0 = (box[0] - b[0]) / (b[1] - b[0]), u1 = (box[1] - b[0]) / (b[1] - b[0]);
+  const v0 = (box[2] - b[2]) / (b[3] - b[2]), v1 = (box[3] - b[2]) / (b[3] - b[2]);
+  resetView(S);
+  S.scale = Math.min(64, Math.max(1, 1 / Math.max(u1 - u0, v1 - v0, 1e-6)));
+  const k = S.scale * S.side;
+  S.ox = W / 2 - ((u0 + u1) / 2) * k;
+  S.oy = H / 2 - (1 - (v0 + v1) / 2) * k;
+}
+
 function setup(S, parent, setStateValue) {
   const root = parent.querySelector(".mc-root");
   S.root = root;
@@ -341,6 +354,13 @@ async function update(S, data) {
   S.scoreName = data.score_name;
   S.region = data.region;
   S.card = data.card || null;
+  // a new focus (a duplicate group) zooms to it once; pan, zoom and "reset view" stay the user's afterwards
+  const focusKey = data.focus ? data.focus.key : null;
+  if (focusKey !== S.focusKey) {
+    S.focusKey = focusKey;
+    if (data.focus) fitBox(S, data.focus.box); else resetView(S);
+  }
+  S.root.dataset.scale = String(S.scale);
   draw(S);
   if (data.ids_url && S.idsUrl !== data.ids_url) {
     S.idsUrl = data.ids_url;

@@ -269,6 +269,17 @@ def decode_ids(raw: bytes, prefix: str, n: int) -> list[str]:
     return [prefix + v for v in raw.decode("utf-8").split("\n")]
 
 
+def focus_box(x: np.ndarray, y: np.ndarray, *, key: str, bounds_box: list[float], margin: float = 0.5) -> dict:
+    """The box (map coordinates) the viewer zooms to for the points ``x``, ``y``: their extent widened by
+    ``margin`` of it on each side, and at least 2% of the map's side, so a few neighbours show around them."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    side = max(bounds_box[1] - bounds_box[0], bounds_box[3] - bounds_box[2])
+    half = max(float(np.ptp(x)), float(np.ptp(y)), 0.0) * (0.5 + margin)
+    half = max(half, 0.01 * side)
+    cx, cy = (float(x.min()) + float(x.max())) / 2, (float(y.min()) + float(y.max())) / 2
+    return {"key": key, "box": [cx - half, cx + half, cy - half, cy + half]}
+
+
 def card_payload(card: dict, *, thumb: bytes | None, key: str, score_name: str | None) -> dict:
     """The rested point's card, for the tooltip: its position, id, class, the current score, the thumbnail's
     URL (the same PNG the card beside the map shows)."""
@@ -295,11 +306,13 @@ def canvas_map(
     ids: tuple[bytes, str] | None = None,
     card: dict | None = None,
     region: dict | None = None,
+    focus: dict | None = None,
     height: int = HEIGHT,
 ):
     """Mount the viewer; its result has ``.region`` (the box or lasso) and ``.hovered`` (the index rested on or
     clicked).  ``ids``: :func:`id_bytes` of the run (the tooltip's example ids); ``card``: :func:`card_payload`
-    of the rested point (its thumbnail in the tooltip)."""
+    of the rested point (its thumbnail in the tooltip); ``focus``: :func:`focus_box` of the examples the view
+    zooms to once (a duplicate group opened from the Redundancy page)."""
     data = {
         "pos_url": _url(positions, f"{key}.positions"),
         "ids_url": _url(ids[0], f"{key}.ids") if ids is not None else None,
@@ -315,6 +328,7 @@ def canvas_map(
         # the selection, drawn again after a rerun: a box {"x0", "x1", "y0", "y1"} or a lasso
         # {"kind": "lasso", "x": [...], "y": [...]}, in map coordinates
         "region": region,
+        "focus": focus,
         **colour_json,
     }
     return _component()(

@@ -377,6 +377,12 @@ def _canvas_view(colour: str) -> None:
         card = map_canvas.card_payload(
             map_data.example_card(t, pointed, run.score_columns), thumb=thumb, key="map.canvas", score_name=metric
         )
+    focus = None
+    if FOCUS is not None:  # the group opened from the Redundancy page: the view zooms to it once
+        group, thr, members = FOCUS
+        focus = map_canvas.focus_box(
+            t["map_x"].to_numpy()[members], t["map_y"].to_numpy()[members], key=f"{group}@{thr:.4f}", bounds_box=box
+        )
     left, right = st.columns([3, 1])
     with left:
         res = map_canvas.canvas_map(
@@ -391,6 +397,7 @@ def _canvas_view(colour: str) -> None:
             ids=ids,
             card=card,
             region=region,
+            focus=focus,
         )
     with right:
         _legend(c, js)

@@ -27,6 +27,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
 from browser_helpers import settle  # noqa: E402
+from map_canvas_helpers import wait_canvas  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,10 @@ def test_redundancy_and_metrics_pages_in_a_browser(server, chromium_args):
             settle(pg)
             pg.wait_for_selector('[data-testid="stAlert"]:has-text("Duplicate group")', timeout=60_000)
             assert "group=" in pg.url and "group_at=0.9450" in pg.url, pg.url
+            wait_canvas(pg)  # and the canvas zoomed to the group
+            zoom = "() => [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')].map(h => "
+            zoom += "h.shadowRoot && h.shadowRoot.__mapCanvas).filter(S => S && S.codes).map(S => S.scale)[0]"
+            assert pg.evaluate(zoom) > 1
             assert pg.locator('[data-testid="stException"]').count() == 0
             _shot(pg, shots / "7b_redundancy_group_on_map.png")
         pg.goto(server + "/metrics")

@@ -333,6 +333,11 @@ def test_a_duplicate_group_opened_from_the_redundancy_page(app_workdir, app_run,
     assert not at.exception, [e.message for e in at.exception]
     data = _canvas(at)
     assert f"duplicate group {big} at similarity > 0.900" in data["title"]
+    # the view zooms to the group once: a box around every member, widened, inside the map
+    x0, x1, y0, y1 = data["focus"]["box"]
+    mx, my = app_run.table["map_x"].to_numpy()[members], app_run.table["map_y"].to_numpy()[members]
+    assert x0 < mx.min() <= mx.max() < x1 and y0 < my.min() <= my.max() < y1
+    assert data["focus"]["key"] == f"{big}@0.9000"
     assert f"group {big} ({len(members):,} members)" in texts(at, "markdown")  # the legend
     assert f"Duplicate group {big} at similarity > 0.900: its {len(members):,} members" in texts(at, "info")
     assert f"Duplicate group {big}" in texts(at, "subheader")
