@@ -18,8 +18,9 @@ panel says how it ended, with the log's last lines when it failed.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import streamlit as st
 
@@ -47,11 +48,21 @@ def start(argv: list[str], *, label: str, key: str) -> Job:
     return job
 
 
-def show(key: str, *, on_finish: Callable[[Job], None] | None = None, final: bool = True) -> Job | None:
+def show(
+    key: str,
+    *,
+    on_finish: Callable[[Job], None] | None = None,
+    final: bool = True,
+    fields: Mapping[str, str] | None = None,
+    checkboxes: frozenset[str] = frozenset(),
+) -> Job | None:
     """Draw the panel of the newest job under ``key`` (nothing when there is none); return the job.
 
     ``on_finish(job)`` is called once, on the page run after a job this session watched has ended
     (whatever the outcome: check ``job.state``).  ``final=False`` draws nothing for a finished job.
+    ``fields``: {command flag: the label of the page's widget that set it}, so a failed job's message
+    names the page's field instead of the flag (:func:`page_words`); ``checkboxes``: those flags of
+    ``fields`` that are a checkbox on the page.
     """
     job = latest_job(services.workdir(), key)
     if job is None:
@@ -66,7 +77,7 @@ def show(key: str, *, on_finish: Callable[[Job], None] | None = None, final: boo
         if on_finish is not None:
             on_finish(job)
     if final and job.id not in st.session_state.get(_DISMISSED, set()):
-        _final(job)
+        _final(job, fields or {}, checkboxes)
     return job
 
 
@@ -154,7 +165,29 @@ def _dismiss(job_id: str) -> None:
     st.session_state.setdefault(_DISMISSED, set()).add(job_id)
 
 
-def _final(job: Job) -> None:
+_PASS_FLAG = re.compile(r"\b(?:pass|use|add) (--[a-z][a-z0-9-]*)( to\b| with\b)?")
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+def page_words(message: str, fields: Mapping[str, str], checkboxes: frozenset[str] = frozenset()) -> str:
+    """A command's one-line error in the words of the page that started it: the flags the page set through
+    a widget become that widget's label (``pass --k 5 or less`` -> ``set “k (clusters)” to 5 or less``,
+    ``pass --force to overwrite it`` -> ``tick “Overwrite” to overwrite it``); other flags stay as they are
+    (the caption below the message still gives the whole command)."""
+
+    def instruction(m: re.Match) -> str:
+        flag, tail = m.group(1), m.group(2) or ""
+        if flag not in fields:
+            return m.group(0)
+        if flag in checkboxes:
+            return f"tick “{fields[flag]}”{tail}"
+        return f"set “{fields[flag]}” to"  # "pass --k 5", "use --map pca", "pass --metrics with a, b"
+
+    said = _PASS_FLAG.sub(instruction, message)
+    return _FLAG.sub(lambda m: f"“{fields[m.group(1)]}”" if m.group(1) in fields else m.group(0), said)
+
+
+def _final(job: Job, fields: Mapping[str, str], checkboxes: frozenset[str]) -> None:
     what = job.label or job.command_line
     text = f"**{what}**: {job.describe_end()}."
     if job.state == "succeeded":
@@ -165,7 +198,7 @@ def _final(job: Job) -> None:
         tail = job.log_tail(25)
         said = [ln[len("error: ") :] for ln in tail.splitlines() if ln.startswith("error: ")]
         if said:  # a CurateError: the command's own one-line message says what to do
-            text = f"**{what}** stopped: {said[-1]}"
+            text = f"**{what}** stopped: {page_words(said[-1], fields, checkboxes)}"
         st.error(text, icon=":material/error:")
         if tail:
             st.code(tail, language=None, wrap_lines=True)

@@ -234,7 +234,7 @@ def empirical(run, n_keep: int):
             ["--probe", probe] if probe != "linear" else []
         )
         argv += ["--settings", ",".join(f"{a}:{b}" for a, b in wanted)]
-        job = jobs_panel.show(job_key)
+        job = jobs_panel.show(job_key, fields={"--probe": "Probe the estimate trains"})
         if job is not None and job.state == "succeeded" and job.argv == argv and jobs_panel.first_look(job):
             services.scaling_grid.clear()  # the cached "not computed yet" is stale now
             services.scaling_result.clear()
@@ -386,7 +386,7 @@ def _verify_box(run) -> None:
         )
         seeds = int(c2.number_input("Seeds", min_value=1, max_value=10, value=3, key="verify.seeds"))
         job_key = f"prune.verify.{run.key}"
-        job = jobs_panel.show(job_key)
+        job = jobs_panel.show(job_key, fields={"--model": "Model", "--seeds": "Seeds"})
         if job is not None and job.state == "succeeded":
             out = jobs_panel.json_output(job)
             if out and out.get("sentence"):

@@ -88,8 +88,13 @@ def _encoder_finished(job) -> None:
         )
 
 
-jobs_panel.show(RUN_JOB, on_finish=_run_finished)
-jobs_panel.show(TRAIN_JOB, on_finish=_encoder_finished)
+# a failed job's message names these forms' fields, not the flags they set
+RUN_FIELDS = {"--k": "k (clusters)", "--limit": "Limit per split", "--map": "2-D map", "--encoder": "Encoder"}
+RUN_FIELDS["--weights"] = "Weights"
+TRAIN_FIELDS = {"--method": "Method", "--backbone": "Backbone", "--epochs": "Epochs", "--device": "Device"}
+TRAIN_FIELDS |= {"--image-size": "Image size", "--limit": "Train on at most N images"}
+jobs_panel.show(RUN_JOB, on_finish=_run_finished, fields=RUN_FIELDS)
+jobs_panel.show(TRAIN_JOB, on_finish=_encoder_finished, fields=TRAIN_FIELDS)
 if "data.flash" in st.session_state:  # set by a job that just finished
     st.success(st.session_state.pop("data.flash"), icon=":material/check_circle:")
 

@@ -145,6 +145,37 @@ def test_a_failed_job_shows_its_one_line_error_the_log_and_can_be_started_again(
     assert "stopped" not in _texts(at, "error")
 
 
+def test_a_failed_job_names_the_page_s_field_not_the_command_s_flag(emb_workdir, monkeypatch):
+    work = emb_workdir  # 120 examples
+    at = _app(work, monkeypatch)
+    _start_embeddings_run(at, work, k=200)  # more clusters than examples: known only once the run reads the data
+    job = wait_job(latest_job(work, "data.run"))
+    assert job.state == "failed"
+    at.run()
+    _ok(at)
+    err = _texts(at, "error")
+    assert "stopped: 120 examples is fewer than k=200 clusters: set “k (clusters)” to 120 or less" in err, err
+    assert "--k" not in err
+    assert "pass --k 120 or less" in job.log_tail()  # the command line keeps its own words
+
+
+def test_page_words_rewrites_only_the_flags_the_page_has_a_field_for():
+    from curation_app.components.jobs import page_words
+
+    fields = {"--k": "k (clusters)", "--force": "Overwrite", "--out": "Output file", "--map": "2-D map"}
+    boxes = frozenset({"--force"})
+    said = page_words("x.csv already exists: pass --force to overwrite it or choose another --out", fields, boxes)
+    assert said == "x.csv already exists: tick “Overwrite” to overwrite it or choose another “Output file”"
+    assert page_words("the UMAP map needs umap-learn (or use --map pca)", fields) == (
+        "the UMAP map needs umap-learn (or set “2-D map” to pca)"
+    )
+    # a flag without a field on the page, and words that only look like flags, stay as they are
+    assert page_words("pass --workdir a folder; see curate --help", fields) == (
+        "pass --workdir a folder; see curate --help"
+    )
+    assert page_words("pass --kx 3 (not --k-means)", fields) == "pass --kx 3 (not --k-means)"
+
+
 def test_input_errors_show_under_the_input_and_nothing_starts(emb_workdir, monkeypatch, tmp_path):
     work = emb_workdir
     at = _app(work, monkeypatch)
