@@ -255,7 +255,11 @@ def start_job(
     except OSError as exc:
         raise CurateError(f"cannot create {root} ({exc.strerror}): the workdir must be writable") from None
     while True:
-        job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        # the start time to the microsecond first: names sort in start order, so latest_job finds a job
+        # started again within the same second (a "Start it again" click), not the one it replaces
+        now = time.time()
+        job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1e6):06d}-"
+        job_id += secrets.token_hex(3)
         d = root / job_id
         try:
             d.mkdir()

@@ -171,6 +171,17 @@ def test_a_failing_job_says_why_in_one_line(tmp_path):
     assert "exit code 2" in job.describe_end()
 
 
+def test_the_latest_job_is_the_one_started_last_even_within_one_second(tmp_path):
+    work = tmp_path / "w"
+    argv = ["run", "--source", str(tmp_path / "nothing"), "--workdir", str(work)]
+    started = [start_job(argv, work, key="k") for _ in range(8)]  # well within a second, as a restart click is
+    assert len({j.id for j in started}) == 8
+    assert latest_job(work, "k").id == started[-1].id
+    assert [j.id for j in started] == sorted(j.id for j in started)  # the names sort in start order
+    for j in started:
+        wait_job(j)
+
+
 def test_a_job_whose_processes_died_is_reported_died(image_folder, tmp_path):
     work = tmp_path / "w"
     job = start_job(["run", "--source", str(image_folder), "--workdir", str(work), *FAST], work)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -167,8 +168,14 @@ def cluster_env(tmp_path_factory):
         "OMP_NUM_THREADS": "1",
         "CURATE_RAY_KILL_ONCE": str(flag),
     }
-    env.pop("RAY_AUTH_MODE", None)  # Ray's default (token auth); the engine must cope with it on its own
-    cluster = LocalCluster({**env, "RAY_AUTH_MODE": "token"})  # what `ray start` does by default, said outright
+    # a cluster with token authentication (what `ray get-auth-token --generate` sets up for a user, here with a
+    # token of the test's own instead of ~/.ray/auth_token): `ray start` in token mode refuses to start without
+    # one, and the engine's driver must find it and send it on its own (backend/runners/_ray_adapter.py)
+    token = tmp_path_factory.mktemp("auth") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env.pop("RAY_AUTH_MODE", None)
+    env["RAY_AUTH_TOKEN_PATH"] = str(token)
+    cluster = LocalCluster({**env, "RAY_AUTH_MODE": "token"})
     env["RAY_ADDRESS"] = cluster.address  # --address auto finds this cluster, not another one on the machine
     try:
         cluster.start()
@@ -258,6 +265,7 @@ def test_interrupted_driver_resumes_from_finished_shards(cluster_env, image_fold
 
     env, _ = cluster_env
     monkeypatch.setenv("RAY_ADDRESS", env["RAY_ADDRESS"])
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", env["RAY_AUTH_TOKEN_PATH"])  # this driver is in the test's process
     src = resolve_source(str(image_folder))
     enc = get_encoder("pixels")
     pool = np.flatnonzero(src.index["split"].to_numpy() == "train")
